@@ -1,0 +1,7 @@
+//! Ward's domain model: scopes and their matching, the capability matrix,
+//! the agent lifecycle and the audit hash chain. Pure: no I/O, no async.
+
+pub mod audit;
+pub mod lifecycle;
+pub mod matrix;
+pub mod scope;

@@ -1,0 +1,492 @@
+//! Scopes (`resource:action:pattern`): parsing, normalisation, and the
+//! containment test that decides whether a granted scope covers a requested one.
+//!
+//! A pattern is a `/`-separated list of segments. Within a segment `*`
+//! matches zero or more characters other than `/`; a segment that is exactly
+//! `**` matches zero or more whole segments. Patterns are normalised when
+//! parsed, for grants and requests alike, so that a request cannot escape a
+//! grant through `..`, encoded separators or doubled slashes: such input is
+//! either rewritten to one canonical form or rejected.
+//!
+//! Internally a pattern is compared as a list of segments whose first element
+//! may be a root marker (`/`, for absolute paths) or a URL authority
+//! (`https://host`). Both contain `/`, which a `*` never matches, so only a
+//! literal equal prefix or a `**` segment can match them.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest accepted resource or action name, in bytes.
+const MAX_NAME_LEN: usize = 64;
+/// Longest accepted pattern, in bytes.
+const MAX_PATTERN_LEN: usize = 1024;
+/// Longest piece of user input echoed back in an error message, in bytes.
+const MAX_ECHO_LEN: usize = 200;
+
+/// A validated, normalised `resource:action:pattern` scope.
+///
+/// Equality, ordering and hashing use the canonical string form.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    resource: String,
+    action: String,
+    pattern: String,
+    // INVARIANT: `segments` is `split_segments(&pattern)`; it is kept only to
+    // avoid re-splitting on every comparison.
+    segments: Vec<String>,
+}
+
+/// Why a scope string was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid scope `{scope}`: {reason}")]
+pub struct ScopeError {
+    /// The offending input (control characters escaped, long input shortened).
+    pub scope: String,
+    /// What is wrong with it and how to fix it.
+    pub reason: String,
+}
+
+impl Scope {
+    /// Returns the resource, e.g. `files`, or `*` for a wildcard grant.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Returns the action, e.g. `read`, or `*` for a wildcard grant.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// Returns the normalised pattern, e.g. `/projects/**`.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Reports whether the action only reads (`read`, `list` or `get`).
+    ///
+    /// A wildcard action is not read-only.
+    pub fn is_read(&self) -> bool {
+        matches!(self.action.as_str(), "read" | "list" | "get")
+    }
+
+    /// Reports whether every concrete target matched by `requested` is also
+    /// matched by `self`.
+    ///
+    /// A `*` resource or action in `self` covers any value; a `*` in
+    /// `requested` is covered only by `*`. The `*` and `**` of `requested`
+    /// stand for any text, so only `self`'s own `*` and `**` can cover them.
+    /// Runs in time proportional to the product of the two pattern lengths.
+    pub fn covers(&self, requested: &Scope) -> bool {
+        name_covers(&self.resource, &requested.resource)
+            && name_covers(&self.action, &requested.action)
+            && segments_cover(&self.segments, &requested.segments)
+    }
+
+    /// Reports whether this scope matches a concrete request.
+    ///
+    /// `target` is normalised like any pattern first; a target, resource or
+    /// action that does not parse never matches. A `*` in a target is treated
+    /// as a wildcard, which can only make matching stricter.
+    pub fn matches(&self, resource: &str, action: &str, target: &str) -> bool {
+        if !is_valid_name(resource) || !is_valid_name(action) {
+            return false;
+        }
+        match normalise_pattern(target) {
+            Ok(pattern) => {
+                name_covers(&self.resource, resource)
+                    && name_covers(&self.action, action)
+                    && segments_cover(&self.segments, &split_segments(&pattern))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The canonical key used for equality, ordering and hashing.
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.resource, &self.action, &self.pattern)
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |reason: String| ScopeError {
+            scope: echo(text),
+            reason,
+        };
+        let mut parts = text.splitn(3, ':');
+        let (Some(resource), Some(action), Some(pattern)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(error(
+                "expected `resource:action:pattern`, e.g. `files:read:/projects/**`".to_owned(),
+            ));
+        };
+        check_name("resource", resource).map_err(error)?;
+        check_name("action", action).map_err(error)?;
+        let pattern = normalise_pattern(pattern).map_err(error)?;
+        let segments = split_segments(&pattern);
+        Ok(Scope {
+            resource: resource.to_owned(),
+            action: action.to_owned(),
+            pattern,
+            segments,
+        })
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.resource, self.action, self.pattern)
+    }
+}
+
+impl PartialEq for Scope {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Scope {}
+
+impl Hash for Scope {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for Scope {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scope {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
+/// Shortens `text` and escapes control characters so it can be echoed safely.
+fn echo(text: &str) -> String {
+    let mut out = String::new();
+    for (index, c) in text.char_indices() {
+        if index >= MAX_ECHO_LEN {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reports whether `name` is a valid resource or action (`*` included).
+fn is_valid_name(name: &str) -> bool {
+    check_name("", name).is_ok()
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name == "*" {
+        return Ok(());
+    }
+    if name.is_empty() {
+        return Err(format!(
+            "the {what} is empty; name one, e.g. `files`, or use `*`"
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "the {what} is longer than {MAX_NAME_LEN} characters; shorten it"
+        ));
+    }
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{}` is not valid; start with a lowercase letter and use only lowercase letters, digits, `_` or `-`, or use `*`",
+            echo(name)
+        ))
+    }
+}
+
+fn name_covers(granted: &str, requested: &str) -> bool {
+    granted == "*" || granted == requested
+}
+
+/// Validates and normalises a pattern, returning its canonical text.
+fn normalise_pattern(pattern: &str) -> Result<String, String> {
+    if pattern.is_empty() {
+        return Err("the pattern is empty; use `**` to match everything".to_owned());
+    }
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(format!(
+            "the pattern is longer than {MAX_PATTERN_LEN} bytes; shorten it or use `*`"
+        ));
+    }
+    if pattern.chars().any(char::is_control) {
+        return Err("the pattern contains a control character; remove it".to_owned());
+    }
+    if pattern.contains('\\') {
+        return Err("`\\` is not allowed; use `/` to separate segments".to_owned());
+    }
+    check_percent_escapes(pattern)?;
+
+    let url = split_url_scheme(pattern);
+    if url.is_some() {
+        if pattern.contains('?') {
+            return Err("the url has a query (`?`); remove it".to_owned());
+        }
+        if pattern.contains('#') {
+            return Err("the url has a fragment (`#`); remove it".to_owned());
+        }
+    }
+    for c in ['?', '[', '{'] {
+        if pattern.contains(c) {
+            return Err(format!("`{c}` is not supported; use `*`"));
+        }
+    }
+
+    let (prefix, path) = match url {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            (Some(normalise_authority(scheme, authority)?), path)
+        }
+        None => (None, pattern),
+    };
+
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for segment in &segments {
+        check_segment(segment)?;
+    }
+    let joined = segments.join("/");
+    Ok(match prefix {
+        Some(authority) if joined.is_empty() => authority,
+        Some(authority) => format!("{authority}/{joined}"),
+        None if path.starts_with('/') => format!("/{joined}"),
+        // A relative pattern is non-empty and has no empty segments left.
+        None => joined,
+    })
+}
+
+/// Splits `http://` or `https://` (any case) off a pattern.
+fn split_url_scheme(pattern: &str) -> Option<(&'static str, &str)> {
+    for scheme in ["http", "https"] {
+        let prefix_len = scheme.len() + 3;
+        if let Some(prefix) = pattern.get(..prefix_len)
+            && prefix[..scheme.len()].eq_ignore_ascii_case(scheme)
+            && &prefix[scheme.len()..] == "://"
+        {
+            return Some((scheme, &pattern[prefix_len..]));
+        }
+    }
+    None
+}
+
+/// Normalises a URL authority into the opaque first segment `scheme://host`.
+fn normalise_authority(scheme: &str, authority: &str) -> Result<String, String> {
+    if authority.is_empty() {
+        return Err(
+            "the url has no host; add one, e.g. `https://api.example.com/**`".to_owned(),
+        );
+    }
+    if authority.contains('@') {
+        return Err("the url has user info (`@`); remove it".to_owned());
+    }
+    if authority.contains("**") {
+        return Err("`**` is not allowed in a url host; use `*`".to_owned());
+    }
+    let mut host = authority.to_ascii_lowercase();
+    let default_port = if scheme == "http" { ":80" } else { ":443" };
+    if let Some(stripped) = host.strip_suffix(default_port) {
+        host = stripped.to_owned();
+        if host.is_empty() {
+            return Err(
+                "the url has no host; add one, e.g. `https://api.example.com/**`".to_owned(),
+            );
+        }
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
+/// Rejects percent-escapes that decode to `.`, `/`, `\`, NUL or `%`.
+fn check_percent_escapes(pattern: &str) -> Result<(), String> {
+    let bytes = pattern.as_bytes();
+    for (index, window) in bytes.windows(3).enumerate() {
+        if window[0] != b'%' {
+            continue;
+        }
+        let (Some(high), Some(low)) = (hex_value(window[1]), hex_value(window[2])) else {
+            continue;
+        };
+        if matches!(high * 16 + low, 0x2e | 0x2f | 0x5c | 0x00 | 0x25) {
+            let escape = pattern.get(index..index + 3).unwrap_or("%");
+            return Err(format!(
+                "`{escape}` encodes `.`, `/`, `\\`, `%` or NUL, which is ambiguous; use the decoded path"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn check_segment(segment: &str) -> Result<(), String> {
+    if segment.bytes().all(|b| b == b'.') {
+        return Err(format!(
+            "contains a `{segment}` segment; use the resolved path"
+        ));
+    }
+    if segment != "**" && segment.contains("**") {
+        return Err(format!(
+            "segment `{}` mixes `**` with other characters; use `*` within a segment or `**` as a whole segment",
+            echo(segment)
+        ));
+    }
+    Ok(())
+}
+
+/// Splits a normalised pattern into the segments compared by [`Scope::covers`].
+fn split_segments(pattern: &str) -> Vec<String> {
+    let (first, rest) = if let Some((scheme, after)) = split_url_scheme(pattern) {
+        let end = after.find('/').unwrap_or(after.len());
+        (
+            format!("{scheme}://{}", &after[..end]),
+            after[end..].trim_start_matches('/'),
+        )
+    } else if let Some(rest) = pattern.strip_prefix('/') {
+        ("/".to_owned(), rest)
+    } else {
+        let mut segments: Vec<String> = pattern.split('/').map(str::to_owned).collect();
+        segments.retain(|s| !s.is_empty());
+        return segments;
+    };
+    let mut segments = vec![first];
+    segments.extend(rest.split('/').filter(|s| !s.is_empty()).map(str::to_owned));
+    segments
+}
+
+/// Reports whether the granted segment list covers the requested one.
+///
+/// A granted `**` consumes zero or more requested segments (including `**`);
+/// a requested `**` can only be consumed by a granted `**`; any other granted
+/// segment covers exactly one requested segment that is not `**`.
+fn segments_cover(granted: &[String], requested: &[String]) -> bool {
+    // row[j]: the granted segments processed so far cover requested[..j].
+    let mut row = vec![false; requested.len() + 1];
+    row[0] = true;
+    let mut next = vec![false; requested.len() + 1];
+    for segment in granted {
+        if segment == "**" {
+            next[0] = row[0];
+            for j in 1..=requested.len() {
+                next[j] = row[j] || next[j - 1];
+            }
+        } else {
+            next[0] = false;
+            for j in 1..=requested.len() {
+                let other = &requested[j - 1];
+                next[j] = row[j - 1] && other != "**" && segment_covers(segment, other);
+            }
+        }
+        std::mem::swap(&mut row, &mut next);
+        if !row.iter().any(|&reachable| reachable) {
+            return false;
+        }
+    }
+    row[requested.len()]
+}
+
+/// Reports whether a granted segment glob covers a requested segment glob.
+///
+/// A granted `*` consumes any run of requested characters except `/`
+/// (requested `*` included); a granted literal character only matches the
+/// same literal character.
+fn segment_covers(granted: &str, requested: &str) -> bool {
+    let requested = requested.as_bytes();
+    // row[j]: granted[..i] covers requested[..j].
+    let mut row = vec![false; requested.len() + 1];
+    row[0] = true;
+    let mut next = vec![false; requested.len() + 1];
+    for &g in granted.as_bytes() {
+        if g == b'*' {
+            next[0] = row[0];
+            for j in 1..=requested.len() {
+                next[j] = row[j] || (next[j - 1] && requested[j - 1] != b'/');
+            }
+        } else {
+            next[0] = false;
+            for j in 1..=requested.len() {
+                next[j] = row[j - 1] && requested[j - 1] == g;
+            }
+        }
+        std::mem::swap(&mut row, &mut next);
+        if !row.iter().any(|&reachable| reachable) {
+            return false;
+        }
+    }
+    row[requested.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(text: &str) -> Scope {
+        match text.parse() {
+            Ok(scope) => scope,
+            Err(error) => unreachable!("{error}"),
+        }
+    }
+
+    #[test]
+    fn segments_mark_root_and_authority() {
+        assert_eq!(split_segments("/"), vec!["/"]);
+        assert_eq!(split_segments("/a/b"), vec!["/", "a", "b"]);
+        assert_eq!(split_segments("a/b"), vec!["a", "b"]);
+        assert_eq!(
+            split_segments("https://h.example/v1"),
+            vec!["https://h.example", "v1"]
+        );
+        assert_eq!(split_segments("https://h.example"), vec!["https://h.example"]);
+    }
+
+    #[test]
+    fn single_star_does_not_match_root_or_authority() {
+        assert!(!scope("files:read:*").matches("files", "read", "/"));
+        assert!(!scope("http:call:*").matches("http", "call", "https://a.example"));
+        assert!(scope("http:call:**").matches("http", "call", "https://a.example/x"));
+    }
+}

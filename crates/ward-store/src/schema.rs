@@ -1,0 +1,90 @@
+//! The embedded schema migrations, applied in order on open; the applied
+//! count lives in SQLite's `user_version`.
+
+/// Each entry moves the schema one version forward. Never edit a shipped
+/// entry; append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT REFERENCES tenants(id),
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    description TEXT,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+
+CREATE TABLE enroll_tokens (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at TEXT,
+    agent_id TEXT
+) STRICT;
+
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    owner TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    state TEXT NOT NULL,
+    os TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    host_id TEXT NOT NULL,
+    device_jwk TEXT NOT NULL,
+    device_jkt TEXT NOT NULL,
+    enroll_token_id TEXT NOT NULL REFERENCES enroll_tokens(id),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX agents_by_tenant ON agents(tenant_id, id);
+
+CREATE TABLE revocations (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL CHECK (kind IN ('jti', 'agent', 'scope_prefix')),
+    value TEXT NOT NULL,
+    revoked_at_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    public_x TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    retired_at_ms INTEGER,
+    publish_until_ms INTEGER
+) STRICT;
+
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    tenant_id TEXT,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_tenant ON audit(tenant_id, seq);
+CREATE INDEX audit_by_correlation ON audit(correlation_id);
+CREATE INDEX audit_by_target ON audit(target);
+CREATE INDEX audit_by_actor ON audit(actor);
+"#];
