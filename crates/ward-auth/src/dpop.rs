@@ -133,7 +133,7 @@ pub fn verify_proof(
     if htm != expected.htm {
         return Err(AuthError::ProofMethod {
             expected: expected.htm.to_owned(),
-            got: htm.to_owned(),
+            got: crate::shown(htm),
         });
     }
 
@@ -142,19 +142,15 @@ pub fn verify_proof(
     if got_htu.as_deref() != Some(expected_htu.as_str()) {
         return Err(AuthError::ProofUrl {
             expected: expected_htu,
-            got: got_htu.unwrap_or_else(|| htu.to_owned()),
+            got: got_htu.unwrap_or_else(|| crate::shown(htu)),
         });
     }
 
     let iat = int_claim(claims, "iat")
         .map_err(|_| AuthError::InvalidProof("claim `iat` must be an integer".to_owned()))?
         .ok_or_else(|| AuthError::InvalidProof("claims have no `iat`".to_owned()))?;
-    let earliest = expected
-        .now
-        .saturating_sub(expected.max_age_secs.max(0));
-    let latest = expected
-        .now
-        .saturating_add(expected.max_future_secs.max(0));
+    let earliest = expected.now.saturating_sub(expected.max_age_secs.max(0));
+    let latest = expected.now.saturating_add(expected.max_future_secs.max(0));
     if iat < earliest || iat > latest {
         return Err(AuthError::ProofTime);
     }
@@ -226,7 +222,8 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
             None => (authority, ""),
         }
     };
-    if host.is_empty() || host.len() > 255 || (!host.starts_with('[') && host.contains(['[', ']'])) {
+    if host.is_empty() || host.len() > 255 || (!host.starts_with('[') && host.contains(['[', ']']))
+    {
         return None;
     }
     let port = match port {

@@ -46,10 +46,14 @@ pub enum AuthError {
         got: String,
     },
     /// The proof's `iat` lies outside the accepted window.
-    #[error("dpop proof `iat` is too old or too far in the future; check the client clock and send a fresh proof")]
+    #[error(
+        "dpop proof `iat` is too old or too far in the future; check the client clock and send a fresh proof"
+    )]
     ProofTime,
     /// The proof's `ath` is missing or does not hash the presented access token.
-    #[error("dpop proof `ath` is missing or does not match the access token; compute it as base64url(sha-256(access token))")]
+    #[error(
+        "dpop proof `ath` is missing or does not match the access token; compute it as base64url(sha-256(access token))"
+    )]
     ProofAth,
     /// A JWK is not a usable Ed25519 public key, or carries private material.
     #[error("invalid key: {0}")]

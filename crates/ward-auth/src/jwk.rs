@@ -91,8 +91,8 @@ impl Jwk {
                 self.crv
             )));
         }
-        let bytes = b64::decode(&self.x)
-            .map_err(|e| AuthError::InvalidKey(format!("jwk `x` {e}")))?;
+        let bytes =
+            b64::decode(&self.x).map_err(|e| AuthError::InvalidKey(format!("jwk `x` {e}")))?;
         let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             AuthError::InvalidKey(format!(
                 "jwk `x` decodes to {} bytes; an Ed25519 public key is 32 bytes",

@@ -41,7 +41,11 @@ impl Decoded {
 /// Signs `claims` (a JSON object) as a compact JWS. The header is `header`
 /// with `alg` set to `EdDSA`; `crit` is refused because [`decode_unverified`]
 /// would reject it.
-pub fn sign(key: &Keypair, header: &Map<String, Value>, claims: &Value) -> Result<String, AuthError> {
+pub fn sign(
+    key: &Keypair,
+    header: &Map<String, Value>,
+    claims: &Value,
+) -> Result<String, AuthError> {
     if header.contains_key("crit") {
         return Err(AuthError::Malformed(
             "header member `crit` is not supported; remove it".to_owned(),
@@ -89,18 +93,22 @@ pub fn decode_unverified(token: &str) -> Result<Decoded, AuthError> {
             parts.len()
         )));
     };
-    let header_bytes = b64::decode(header_b64)
-        .map_err(|e| AuthError::Malformed(format!("header {e}")))?;
-    let payload_bytes = b64::decode(payload_b64)
-        .map_err(|e| AuthError::Malformed(format!("payload {e}")))?;
-    let signature_bytes = b64::decode(signature_b64)
-        .map_err(|e| AuthError::Malformed(format!("signature {e}")))?;
+    let header_bytes =
+        b64::decode(header_b64).map_err(|e| AuthError::Malformed(format!("header {e}")))?;
+    let payload_bytes =
+        b64::decode(payload_b64).map_err(|e| AuthError::Malformed(format!("payload {e}")))?;
+    let signature_bytes =
+        b64::decode(signature_b64).map_err(|e| AuthError::Malformed(format!("signature {e}")))?;
 
     let header = parse_object(&header_bytes, "header")?;
     match header.get("alg") {
         Some(Value::String(alg)) if alg == ALG => {}
-        Some(Value::String(alg)) => return Err(AuthError::UnsupportedAlgorithm(alg.clone())),
-        Some(other) => return Err(AuthError::UnsupportedAlgorithm(other.to_string())),
+        Some(Value::String(alg)) => return Err(AuthError::UnsupportedAlgorithm(crate::shown(alg))),
+        Some(other) => {
+            return Err(AuthError::UnsupportedAlgorithm(crate::shown(
+                &other.to_string(),
+            )));
+        }
         None => {
             return Err(AuthError::Malformed(
                 "header has no `alg`; it must be `EdDSA`".to_owned(),
@@ -168,7 +176,7 @@ pub fn verify_jwt(
             ));
         }
     };
-    let key = key_lookup(kid).ok_or_else(|| AuthError::UnknownKey(kid.clone()))?;
+    let key = key_lookup(kid).ok_or_else(|| AuthError::UnknownKey(crate::shown(kid)))?;
     verify(&decoded, &key)?;
 
     let leeway = leeway_secs.max(0);
@@ -193,7 +201,8 @@ pub(crate) fn int_claim(claims: &Value, name: &str) -> Result<Option<i64>, AuthE
         None => Ok(None),
         Some(value) => value.as_i64().map(Some).ok_or_else(|| {
             AuthError::Malformed(format!(
-                "claim `{name}` must be an integer number of seconds, found `{value}`"
+                "claim `{name}` must be an integer number of seconds, found `{}`",
+                crate::shown(&value.to_string())
             ))
         }),
     }

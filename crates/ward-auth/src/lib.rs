@@ -21,3 +21,18 @@ pub use ed25519_dalek::VerifyingKey;
 pub use error::AuthError;
 pub use jwk::{Jwk, Keypair};
 pub use jws::{Decoded, MAX_TOKEN_BYTES, verify_jwt};
+
+/// Untrusted text made safe to embed in an error message: escaped (no
+/// control characters reach logs) and cut to 128 characters.
+pub(crate) fn shown(untrusted: &str) -> String {
+    const MAX: usize = 128;
+    let mut out: String = untrusted
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_default)
+        .collect();
+    if untrusted.chars().nth(MAX).is_some() {
+        out.push_str("...");
+    }
+    out
+}

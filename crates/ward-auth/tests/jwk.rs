@@ -41,7 +41,10 @@ fn rfc8037_seed_yields_the_published_public_key() {
 fn rfc8037_thumbprint_matches_appendix_a3() {
     let jwk = jwk(json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X})).unwrap();
     assert_eq!(jwk.thumbprint(), RFC8037_THUMBPRINT);
-    assert_eq!(rfc8037_keypair().public_jwk().thumbprint(), RFC8037_THUMBPRINT);
+    assert_eq!(
+        rfc8037_keypair().public_jwk().thumbprint(),
+        RFC8037_THUMBPRINT
+    );
 }
 
 #[test]
@@ -52,8 +55,11 @@ fn rfc8037_signature_verifies_with_the_parsed_jwk() {
         .unwrap();
     let (input, sig) = RFC8037_JWS.rsplit_once('.').unwrap();
     let sig: [u8; 64] = common::unb64(sig).try_into().unwrap();
-    key.verify_strict(input.as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig))
-        .unwrap();
+    key.verify_strict(
+        input.as_bytes(),
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .unwrap();
     // The payload is not a JSON object, so the strict JWS decoder refuses it.
     let err = ward_auth::jws::decode_unverified(RFC8037_JWS).unwrap_err();
     assert_eq!(err.code(), "malformed_token");
@@ -75,8 +81,9 @@ fn private_member_d_is_rejected() {
         assert_eq!(err.code(), "invalid_key");
         assert!(err.to_string().contains("`d`"), "{err}");
     }
-    let via_serde: Result<Jwk, _> =
-        serde_json::from_value(json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "d": RFC8037_D}));
+    let via_serde: Result<Jwk, _> = serde_json::from_value(
+        json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "d": RFC8037_D}),
+    );
     assert!(via_serde.is_err());
 }
 
@@ -94,17 +101,41 @@ fn non_ed25519_keys_are_invalid() {
         assert_eq!(err.code(), "invalid_key");
         assert!(err.to_string().contains(needle), "{err} lacks {needle}");
     };
-    check(json!({"kty": "EC", "crv": "Ed25519", "x": RFC8037_X}), "`kty`");
-    check(json!({"kty": "OKP", "crv": "X25519", "x": RFC8037_X}), "`crv`");
-    check(json!({"kty": "OKP", "crv": "Ed448", "x": RFC8037_X}), "`crv`");
-    check(json!({"kty": "OKP", "crv": "Ed25519", "x": b64([1u8; 31])}), "31 bytes");
-    check(json!({"kty": "OKP", "crv": "Ed25519", "x": b64([1u8; 33])}), "33 bytes");
-    check(json!({"kty": "OKP", "crv": "Ed25519", "x": format!("{RFC8037_X}=")}), "`=`");
-    check(json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X.replace('_', "/")}), "`/`");
+    check(
+        json!({"kty": "EC", "crv": "Ed25519", "x": RFC8037_X}),
+        "`kty`",
+    );
+    check(
+        json!({"kty": "OKP", "crv": "X25519", "x": RFC8037_X}),
+        "`crv`",
+    );
+    check(
+        json!({"kty": "OKP", "crv": "Ed448", "x": RFC8037_X}),
+        "`crv`",
+    );
+    check(
+        json!({"kty": "OKP", "crv": "Ed25519", "x": b64([1u8; 31])}),
+        "31 bytes",
+    );
+    check(
+        json!({"kty": "OKP", "crv": "Ed25519", "x": b64([1u8; 33])}),
+        "33 bytes",
+    );
+    check(
+        json!({"kty": "OKP", "crv": "Ed25519", "x": format!("{RFC8037_X}=")}),
+        "`=`",
+    );
+    check(
+        json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X.replace('_', "/")}),
+        "`/`",
+    );
     // The identity point is a small-order (weak) key.
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    check(json!({"kty": "OKP", "crv": "Ed25519", "x": b64(identity)}), "weak");
+    check(
+        json!({"kty": "OKP", "crv": "Ed25519", "x": b64(identity)}),
+        "weak",
+    );
 }
 
 #[test]

@@ -32,17 +32,23 @@ fn check_jwt(token: &str, now: i64) -> Result<Value, AuthError> {
 
 /// Asserts `decode_unverified` rejects `token` with `code`.
 fn rejects(token: &str, code: &str) {
-    match decode_unverified(token) {
-        Ok(d) => panic!("accepted {token}: {d:?}"),
-        Err(err) => assert_eq!(err.code(), code, "{err}"),
-    }
+    let err = decode_unverified(token).err();
+    assert_eq!(
+        err.as_ref().map(AuthError::code),
+        Some(code),
+        "{token}: {err:?}"
+    );
 }
 
 #[test]
 fn sign_then_verify_round_trips() {
     let claims = json!({"sub": "agent-1", "n": 5, "nested": {"a": [1, 2]}});
-    let token = sign(&alice(), &header(json!({"typ": "JWT", "kid": "k1", "alg": "HS256"})), &claims)
-        .unwrap();
+    let token = sign(
+        &alice(),
+        &header(json!({"typ": "JWT", "kid": "k1", "alg": "HS256"})),
+        &claims,
+    )
+    .unwrap();
     assert_eq!(parts(&token).len(), 3);
     let decoded = decode_unverified(&token).unwrap();
     assert_eq!(decoded.claims, claims);
@@ -57,7 +63,10 @@ fn sign_then_verify_round_trips() {
 fn wrong_key_is_a_bad_signature() {
     let token = sign(&alice(), &Map::new(), &json!({"a": 1})).unwrap();
     let decoded = decode_unverified(&token).unwrap();
-    assert_eq!(verify(&decoded, &mallory().verifying_key()), Err(AuthError::BadSignature));
+    assert_eq!(
+        verify(&decoded, &mallory().verifying_key()),
+        Err(AuthError::BadSignature)
+    );
 }
 
 #[test]
@@ -66,7 +75,10 @@ fn tampered_payload_fails_verification() {
     let p = parts(&token);
     let evil = format!("{}.{}.{}", p[0], b64(r#"{"scope":"admin"}"#), p[2]);
     let decoded = decode_unverified(&evil).unwrap();
-    assert_eq!(verify(&decoded, &alice().verifying_key()), Err(AuthError::BadSignature));
+    assert_eq!(
+        verify(&decoded, &alice().verifying_key()),
+        Err(AuthError::BadSignature)
+    );
 }
 
 #[test]
@@ -75,7 +87,10 @@ fn tampered_header_fails_verification() {
     let p = parts(&token);
     let evil = format!("{}.{}.{}", b64(r#"{"alg":"EdDSA","kid":"k2"}"#), p[1], p[2]);
     let decoded = decode_unverified(&evil).unwrap();
-    assert_eq!(verify(&decoded, &alice().verifying_key()), Err(AuthError::BadSignature));
+    assert_eq!(
+        verify(&decoded, &alice().verifying_key()),
+        Err(AuthError::BadSignature)
+    );
 }
 
 #[test]
@@ -86,7 +101,10 @@ fn tampered_signature_fails_verification() {
     sig[10] ^= 1;
     let evil = format!("{}.{}.{}", p[0], p[1], b64(sig));
     let decoded = decode_unverified(&evil).unwrap();
-    assert_eq!(verify(&decoded, &alice().verifying_key()), Err(AuthError::BadSignature));
+    assert_eq!(
+        verify(&decoded, &alice().verifying_key()),
+        Err(AuthError::BadSignature)
+    );
 }
 
 #[test]
@@ -101,14 +119,24 @@ fn algorithms_other_than_eddsa_are_rejected() {
     // `alg: none` with an empty signature segment.
     let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"a":1}"#));
     rejects(&none, "unsupported_algorithm");
-    rejects(&forge(r#"{"alg":null}"#, "{}", &alice()), "unsupported_algorithm");
-    rejects(&forge(r#"{"typ":"JWT"}"#, "{}", &alice()), "malformed_token");
+    rejects(
+        &forge(r#"{"alg":null}"#, "{}", &alice()),
+        "unsupported_algorithm",
+    );
+    rejects(
+        &forge(r#"{"typ":"JWT"}"#, "{}", &alice()),
+        "malformed_token",
+    );
 }
 
 #[test]
 fn crit_header_is_rejected() {
     rejects(
-        &forge(r#"{"alg":"EdDSA","crit":["b64"],"b64":false}"#, "{}", &alice()),
+        &forge(
+            r#"{"alg":"EdDSA","crit":["b64"],"b64":false}"#,
+            "{}",
+            &alice(),
+        ),
         "malformed_token",
     );
     let err = sign(&alice(), &header(json!({"crit": ["exp"]})), &json!({})).unwrap_err();
@@ -124,13 +152,22 @@ fn padded_or_non_url_base64_is_rejected() {
     rejects(&format!("{}.{}.{}==", p[0], p[1], p[2]), "malformed_token");
     rejects(&format!("{}=.{}.{}", p[0], p[1], p[2]), "malformed_token");
     // Standard-alphabet characters and whitespace.
-    rejects(&format!("{}.{}.{}", p[0], p[1], p[2].replace('-', "+")), "malformed_token");
-    rejects(&format!("{}.{}.{}", p[0], p[1], p[2].replace('_', "/")), "malformed_token");
+    rejects(
+        &format!("{}.{}.{}", p[0], p[1], p[2].replace('-', "+")),
+        "malformed_token",
+    );
+    rejects(
+        &format!("{}.{}.{}", p[0], p[1], p[2].replace('_', "/")),
+        "malformed_token",
+    );
     rejects(&format!("{}.{} .{}", p[0], p[1], p[2]), "malformed_token");
-    // Non-canonical trailing bits (last char of a 64-byte signature carries 4 spare bits).
+    // Non-canonical trailing bits: the last character of a 64-byte signature
+    // carries 4 spare bits.
     let mut sig = p[2].clone();
     let last = sig.pop().unwrap();
-    let bumped = if last == 'A' { 'B' } else { 'A' };
+    // Valid final characters are A, Q, g, w (multiples of 16); the next
+    // character sets a spare bit.
+    let bumped = char::from(u8::try_from(u32::from(last) + 1).unwrap());
     sig.push(bumped);
     rejects(&format!("{}.{}.{}", p[0], p[1], sig), "malformed_token");
 }
@@ -140,7 +177,10 @@ fn wrong_number_of_parts_is_rejected() {
     let token = sign(&alice(), &Map::new(), &json!({"a": 1})).unwrap();
     let p = parts(&token);
     rejects(&format!("{}.{}", p[0], p[1]), "malformed_token");
-    rejects(&format!("{}.{}.{}.{}", p[0], p[1], p[2], p[2]), "malformed_token");
+    rejects(
+        &format!("{}.{}.{}.{}", p[0], p[1], p[2], p[2]),
+        "malformed_token",
+    );
     rejects(&format!("{token}."), "malformed_token");
     rejects("", "malformed_token");
     rejects("..", "malformed_token");
@@ -149,7 +189,11 @@ fn wrong_number_of_parts_is_rejected() {
 #[test]
 fn huge_tokens_are_rejected_before_parsing() {
     let padding = "a".repeat(MAX_TOKEN_BYTES);
-    let token = forge(r#"{"alg":"EdDSA"}"#, &format!(r#"{{"p":"{padding}"}}"#), &alice());
+    let token = forge(
+        r#"{"alg":"EdDSA"}"#,
+        &format!(r#"{{"p":"{padding}"}}"#),
+        &alice(),
+    );
     let err = decode_unverified(&token).unwrap_err();
     assert_eq!(err.code(), "malformed_token");
     assert!(err.to_string().contains("limit"), "{err}");
@@ -159,32 +203,59 @@ fn huge_tokens_are_rejected_before_parsing() {
 
 #[test]
 fn header_and_payload_must_be_json_objects() {
-    rejects(&forge(r#"["alg","EdDSA"]"#, "{}", &alice()), "malformed_token");
-    rejects(&forge(r#"{"alg":"EdDSA"}"#, "[1,2]", &alice()), "malformed_token");
-    rejects(&forge(r#"{"alg":"EdDSA"}"#, "42", &alice()), "malformed_token");
-    rejects(&forge(r#"{"alg":"EdDSA"}"#, "not json", &alice()), "malformed_token");
-    rejects(&forge(r#"{"alg":"EdDSA"} x"#, "{}", &alice()), "malformed_token");
+    rejects(
+        &forge(r#"["alg","EdDSA"]"#, "{}", &alice()),
+        "malformed_token",
+    );
+    rejects(
+        &forge(r#"{"alg":"EdDSA"}"#, "[1,2]", &alice()),
+        "malformed_token",
+    );
+    rejects(
+        &forge(r#"{"alg":"EdDSA"}"#, "42", &alice()),
+        "malformed_token",
+    );
+    rejects(
+        &forge(r#"{"alg":"EdDSA"}"#, "not json", &alice()),
+        "malformed_token",
+    );
+    rejects(
+        &forge(r#"{"alg":"EdDSA"} x"#, "{}", &alice()),
+        "malformed_token",
+    );
     let err = sign(&alice(), &Map::new(), &json!(["a"])).unwrap_err();
     assert_eq!(err.code(), "malformed_token");
 }
 
 #[test]
 fn duplicate_members_are_rejected() {
-    rejects(&forge(r#"{"alg":"HS256","alg":"EdDSA"}"#, "{}", &alice()), "malformed_token");
-    rejects(&forge(r#"{"alg":"EdDSA"}"#, r#"{"sub":"a","sub":"b"}"#, &alice()), "malformed_token");
+    rejects(
+        &forge(r#"{"alg":"HS256","alg":"EdDSA"}"#, "{}", &alice()),
+        "malformed_token",
+    );
+    rejects(
+        &forge(r#"{"alg":"EdDSA"}"#, r#"{"sub":"a","sub":"b"}"#, &alice()),
+        "malformed_token",
+    );
 }
 
 #[test]
 fn signature_must_be_64_bytes() {
     let token = forge(r#"{"alg":"EdDSA"}"#, "{}", &alice());
     let p = parts(&token);
-    rejects(&format!("{}.{}.{}", p[0], p[1], b64([0u8; 63])), "malformed_token");
+    rejects(
+        &format!("{}.{}.{}", p[0], p[1], b64([0u8; 63])),
+        "malformed_token",
+    );
     rejects(&format!("{}.{}.", p[0], p[1]), "malformed_token");
 }
 
 #[test]
 fn jwt_within_lifetime_verifies() {
-    let token = access_token(&alice(), json!({"sub": "a", "iat": NOW, "nbf": NOW, "exp": NOW + 300}));
+    let token = access_token(
+        &alice(),
+        json!({"sub": "a", "iat": NOW, "nbf": NOW, "exp": NOW + 300}),
+    );
     let claims = check_jwt(&token, NOW).unwrap();
     assert_eq!(claims["sub"], "a");
 }
@@ -196,22 +267,37 @@ fn jwt_expiry_respects_leeway_boundaries() {
     assert!(check_jwt(&token, exp - 1).is_ok());
     assert!(check_jwt(&token, exp + LEEWAY - 1).is_ok());
     assert_eq!(check_jwt(&token, exp + LEEWAY), Err(AuthError::Expired));
-    assert_eq!(check_jwt(&token, exp + LEEWAY + 1_000), Err(AuthError::Expired));
+    assert_eq!(
+        check_jwt(&token, exp + LEEWAY + 1_000),
+        Err(AuthError::Expired)
+    );
     assert_eq!(AuthError::Expired.code(), "token_expired");
     // With zero (or negative) leeway, `now == exp` is already expired.
     let lookup = |_: &str| Some(alice().verifying_key());
-    assert_eq!(verify_jwt(&token, exp, 0, lookup).map(|_| ()), Err(AuthError::Expired));
-    assert_eq!(verify_jwt(&token, exp - 1, -100, lookup).map(|_| ()), Ok(()));
+    assert_eq!(
+        verify_jwt(&token, exp, 0, lookup).map(|_| ()),
+        Err(AuthError::Expired)
+    );
+    assert_eq!(
+        verify_jwt(&token, exp - 1, -100, lookup).map(|_| ()),
+        Ok(())
+    );
 }
 
 #[test]
 fn jwt_exp_is_required_and_numeric() {
     let missing = access_token(&alice(), json!({"sub": "a"}));
-    assert_eq!(check_jwt(&missing, NOW).unwrap_err().code(), "malformed_token");
+    assert_eq!(
+        check_jwt(&missing, NOW).unwrap_err().code(),
+        "malformed_token"
+    );
     let text = access_token(&alice(), json!({"exp": (NOW + 60).to_string()}));
     assert_eq!(check_jwt(&text, NOW).unwrap_err().code(), "malformed_token");
     let float = access_token(&alice(), json!({"exp": 1.5e12}));
-    assert_eq!(check_jwt(&float, NOW).unwrap_err().code(), "malformed_token");
+    assert_eq!(
+        check_jwt(&float, NOW).unwrap_err().code(),
+        "malformed_token"
+    );
 }
 
 #[test]
@@ -226,9 +312,16 @@ fn jwt_extreme_exp_does_not_overflow() {
 fn jwt_nbf_and_iat_in_the_future_are_not_yet_valid() {
     for claim in ["nbf", "iat"] {
         let at_edge = access_token(&alice(), json!({"exp": NOW + 600, claim: NOW + LEEWAY}));
-        assert!(check_jwt(&at_edge, NOW).is_ok(), "{claim} at the leeway edge");
+        assert!(
+            check_jwt(&at_edge, NOW).is_ok(),
+            "{claim} at the leeway edge"
+        );
         let beyond = access_token(&alice(), json!({"exp": NOW + 600, claim: NOW + LEEWAY + 1}));
-        assert_eq!(check_jwt(&beyond, NOW), Err(AuthError::NotYetValid), "{claim}");
+        assert_eq!(
+            check_jwt(&beyond, NOW),
+            Err(AuthError::NotYetValid),
+            "{claim}"
+        );
     }
     assert_eq!(AuthError::NotYetValid.code(), "token_not_yet_valid");
 }
@@ -236,10 +329,26 @@ fn jwt_nbf_and_iat_in_the_future_are_not_yet_valid() {
 #[test]
 fn jwt_requires_a_known_kid() {
     let no_kid = sign(&alice(), &Map::new(), &json!({"exp": NOW + 60})).unwrap();
-    assert_eq!(check_jwt(&no_kid, NOW).unwrap_err().code(), "malformed_token");
-    let numeric_kid = sign(&alice(), &header(json!({"kid": 1})), &json!({"exp": NOW + 60})).unwrap();
-    assert_eq!(check_jwt(&numeric_kid, NOW).unwrap_err().code(), "malformed_token");
-    let unknown = sign(&alice(), &header(json!({"kid": "k9"})), &json!({"exp": NOW + 60})).unwrap();
+    assert_eq!(
+        check_jwt(&no_kid, NOW).unwrap_err().code(),
+        "malformed_token"
+    );
+    let numeric_kid = sign(
+        &alice(),
+        &header(json!({"kid": 1})),
+        &json!({"exp": NOW + 60}),
+    )
+    .unwrap();
+    assert_eq!(
+        check_jwt(&numeric_kid, NOW).unwrap_err().code(),
+        "malformed_token"
+    );
+    let unknown = sign(
+        &alice(),
+        &header(json!({"kid": "k9"})),
+        &json!({"exp": NOW + 60}),
+    )
+    .unwrap();
     let err = check_jwt(&unknown, NOW).unwrap_err();
     assert_eq!(err, AuthError::UnknownKey("k9".into()));
     assert_eq!(err.code(), "unknown_key");
@@ -266,7 +375,10 @@ fn dpop_proof_is_not_an_access_token() {
         &json!({"exp": NOW + 60}),
     )
     .unwrap();
-    assert_eq!(check_jwt(&proof, NOW).unwrap_err().code(), "malformed_token");
+    assert_eq!(
+        check_jwt(&proof, NOW).unwrap_err().code(),
+        "malformed_token"
+    );
 }
 
 #[test]
