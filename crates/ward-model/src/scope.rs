@@ -224,7 +224,8 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
     let mut bytes = name.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    let rest_ok =
+        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if first_ok && rest_ok {
         Ok(())
     } else {
@@ -298,11 +299,13 @@ fn normalise_pattern(pattern: &str) -> Result<String, String> {
 fn split_url_scheme(pattern: &str) -> Option<(&'static str, &str)> {
     for scheme in ["http", "https"] {
         let prefix_len = scheme.len() + 3;
-        if let Some(prefix) = pattern.get(..prefix_len)
-            && prefix[..scheme.len()].eq_ignore_ascii_case(scheme)
-            && &prefix[scheme.len()..] == "://"
+        let bytes = pattern.as_bytes();
+        if bytes.len() >= prefix_len
+            && bytes[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+            && &bytes[scheme.len()..prefix_len] == b"://"
+            && let Some(rest) = pattern.get(prefix_len..)
         {
-            return Some((scheme, &pattern[prefix_len..]));
+            return Some((scheme, rest));
         }
     }
     None
@@ -311,9 +314,7 @@ fn split_url_scheme(pattern: &str) -> Option<(&'static str, &str)> {
 /// Normalises a URL authority into the opaque first segment `scheme://host`.
 fn normalise_authority(scheme: &str, authority: &str) -> Result<String, String> {
     if authority.is_empty() {
-        return Err(
-            "the url has no host; add one, e.g. `https://api.example.com/**`".to_owned(),
-        );
+        return Err("the url has no host; add one, e.g. `https://api.example.com/**`".to_owned());
     }
     if authority.contains('@') {
         return Err("the url has user info (`@`); remove it".to_owned());
@@ -321,17 +322,26 @@ fn normalise_authority(scheme: &str, authority: &str) -> Result<String, String> 
     if authority.contains("**") {
         return Err("`**` is not allowed in a url host; use `*`".to_owned());
     }
-    let mut host = authority.to_ascii_lowercase();
-    let default_port = if scheme == "http" { ":80" } else { ":443" };
-    if let Some(stripped) = host.strip_suffix(default_port) {
-        host = stripped.to_owned();
-        if host.is_empty() {
-            return Err(
-                "the url has no host; add one, e.g. `https://api.example.com/**`".to_owned(),
-            );
-        }
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority.as_str(), None),
+    };
+    if host.is_empty() {
+        return Err("the url has no host; add one, e.g. `https://api.example.com/**`".to_owned());
     }
-    Ok(format!("{scheme}://{host}"))
+    let default_port = if scheme == "http" { "80" } else { "443" };
+    match port {
+        None => Ok(format!("{scheme}://{host}")),
+        Some(port) if port == default_port => Ok(format!("{scheme}://{host}")),
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit() || b == b'*') => {
+            Ok(format!("{scheme}://{host}:{port}"))
+        }
+        Some(port) => Err(format!(
+            "the url port `{}` is not valid; use digits or `*`, e.g. `https://api.example.com:8443`",
+            echo(port)
+        )),
+    }
 }
 
 /// Rejects percent-escapes that decode to `.`, `/`, `\`, NUL or `%`.
@@ -398,35 +408,172 @@ fn split_segments(pattern: &str) -> Vec<String> {
     segments
 }
 
-/// Reports whether the granted segment list covers the requested one.
+/// A worst-case segment produced by a requested `**`.
 ///
-/// A granted `**` consumes zero or more requested segments (including `**`);
-/// a requested `**` can only be consumed by a granted `**`; any other granted
-/// segment covers exactly one requested segment that is not `**`.
+/// A requested `**` stands for any run of segments. Each of these segments is
+/// matched by the fewest granted segments in its class, so if the grant
+/// accepts every run of them it accepts every run at all.
+#[derive(Clone, Copy)]
+enum Fresh {
+    /// A plain segment with a character the grant never mentions: only a
+    /// granted `*` matches it.
+    Plain,
+    /// The root marker of an absolute path (first position only).
+    Root,
+    /// A URL authority with a fresh host (first position only).
+    Authority(&'static str),
+}
+
+impl Fresh {
+    fn matched_by(self, granted: &str) -> bool {
+        match self {
+            Fresh::Plain => granted == "*",
+            Fresh::Root => granted == "/",
+            Fresh::Authority(prefix) => granted.strip_prefix(prefix) == Some("*"),
+        }
+    }
+}
+
+/// The segments a requested `**` may start with when nothing precedes it.
+const FIRST_FRESH: [Fresh; 4] = [
+    Fresh::Plain,
+    Fresh::Root,
+    Fresh::Authority("http://"),
+    Fresh::Authority("https://"),
+];
+
+/// Reports whether the granted segment list covers the requested one, i.e.
+/// every target matched by `requested` is matched by `granted`.
+///
+/// The grant is run as a chain automaton (a `**` state loops) over the
+/// request, tracking the set of grant positions reached. A requested glob
+/// advances exactly the granted segments that cover it: substituting a fresh
+/// character for its `*`s gives one target segment that all other granted
+/// segments reject, so this is the worst case. A requested `**` branches into
+/// every number of [`Fresh`] segments; the position sets stop changing after
+/// `granted.len() + 1` of them. The request is covered iff every branch ends
+/// in a set containing the accepting position.
 fn segments_cover(granted: &[String], requested: &[String]) -> bool {
-    // row[j]: the granted segments processed so far cover requested[..j].
-    let mut row = vec![false; requested.len() + 1];
-    row[0] = true;
-    let mut next = vec![false; requested.len() + 1];
-    for segment in granted {
+    let start = close(granted, vec![0]);
+    // Each branch: the grant positions reached, and whether any target
+    // segment has been produced yet (an empty target is not a target).
+    let mut frontier: Vec<(Vec<usize>, bool)> = vec![(start, false)];
+    for segment in requested {
+        let mut next = Vec::new();
         if segment == "**" {
-            next[0] = row[0];
-            for j in 1..=requested.len() {
-                next[j] = row[j] || next[j - 1];
+            for (set, produced) in &frontier {
+                next.push((set.clone(), *produced));
+                let firsts: &[Fresh] = if *produced {
+                    &[Fresh::Plain]
+                } else {
+                    &FIRST_FRESH
+                };
+                for &first in firsts {
+                    let mut current = advance(granted, set, |g| first.matched_by(g));
+                    for _ in 0..=granted.len() + 1 {
+                        let following = advance(granted, &current, |g| Fresh::Plain.matched_by(g));
+                        let stable = following == current;
+                        next.push((current, true));
+                        if stable {
+                            break;
+                        }
+                        current = following;
+                    }
+                }
             }
         } else {
-            next[0] = false;
-            for j in 1..=requested.len() {
-                let other = &requested[j - 1];
-                next[j] = row[j - 1] && other != "**" && segment_covers(segment, other);
+            let mut memo: Vec<Option<bool>> = vec![None; granted.len()];
+            for (set, _) in &frontier {
+                let mut covers = |index: usize, g: &str| {
+                    *memo[index].get_or_insert_with(|| segment_covers(g, segment))
+                };
+                let mut advanced = Vec::new();
+                for &index in set {
+                    match granted.get(index) {
+                        Some(g) if g == "**" => advanced.push(index),
+                        Some(g) if covers(index, g) => advanced.push(index + 1),
+                        _ => {}
+                    }
+                }
+                next.push((close(granted, advanced), true));
             }
         }
-        std::mem::swap(&mut row, &mut next);
-        if !row.iter().any(|&reachable| reachable) {
+        frontier = minimise(granted, next);
+        if frontier.iter().any(|(set, _)| set.is_empty()) {
             return false;
         }
     }
-    row[requested.len()]
+    frontier
+        .iter()
+        .all(|(set, produced)| !produced || set.contains(&granted.len()))
+}
+
+/// Moves every position in `set` over one target segment, given which
+/// granted segments match it.
+fn advance(granted: &[String], set: &[usize], matches: impl Fn(&str) -> bool) -> Vec<usize> {
+    let mut advanced = Vec::with_capacity(set.len());
+    for &index in set {
+        match granted.get(index) {
+            Some(g) if g == "**" => advanced.push(index),
+            Some(g) if matches(g) => advanced.push(index + 1),
+            _ => {}
+        }
+    }
+    close(granted, advanced)
+}
+
+/// Adds the positions reachable by letting a `**` match nothing, then drops
+/// positions before the last `**` reached: from that `**` the grant accepts
+/// everything they would.
+fn close(granted: &[String], mut set: Vec<usize>) -> Vec<usize> {
+    let mut index = 0;
+    while index < set.len() {
+        let position = set[index];
+        if granted.get(position).is_some_and(|g| g == "**") {
+            set.push(position + 1);
+        }
+        index += 1;
+    }
+    set.sort_unstable();
+    set.dedup();
+    let last_any = set
+        .iter()
+        .rposition(|&position| granted.get(position).is_some_and(|g| g == "**"));
+    if let Some(last_any) = last_any {
+        set.drain(..last_any);
+    }
+    set
+}
+
+/// Removes branches that accept whenever another branch does, keeping only
+/// the hardest ones (the request is covered iff all branches accept).
+fn minimise(granted: &[String], frontier: Vec<(Vec<usize>, bool)>) -> Vec<(Vec<usize>, bool)> {
+    let mut kept: Vec<(Vec<usize>, bool)> = Vec::with_capacity(frontier.len());
+    for branch in frontier {
+        if kept.iter().any(|other| implies(granted, other, &branch)) {
+            continue;
+        }
+        kept.retain(|other| !implies(granted, &branch, other));
+        kept.push(branch);
+    }
+    kept
+}
+
+/// Reports whether branch `easier` accepts whenever branch `harder` does:
+/// each position of `harder` is in `easier` or precedes a `**` in `easier`,
+/// from which the grant accepts everything that position would.
+fn implies(granted: &[String], harder: &(Vec<usize>, bool), easier: &(Vec<usize>, bool)) -> bool {
+    if harder.1 != easier.1 {
+        return false;
+    }
+    // INVARIANT: sets are closed, so their last `**` is their first element.
+    let last_any = easier
+        .0
+        .first()
+        .filter(|&&position| granted.get(position).is_some_and(|g| g == "**"));
+    harder.0.iter().all(|position| {
+        last_any.is_some_and(|any| position <= any) || easier.0.binary_search(position).is_ok()
+    })
 }
 
 /// Reports whether a granted segment glob covers a requested segment glob.
@@ -480,7 +627,10 @@ mod tests {
             split_segments("https://h.example/v1"),
             vec!["https://h.example", "v1"]
         );
-        assert_eq!(split_segments("https://h.example"), vec!["https://h.example"]);
+        assert_eq!(
+            split_segments("https://h.example"),
+            vec!["https://h.example"]
+        );
     }
 
     #[test]

@@ -307,7 +307,9 @@ fn run_batch(conn: &Connection, head: (i64, String), jobs: Vec<Job>) -> (i64, St
             let _ = conn.execute_batch("ROLLBACK");
             let message = error.to_string();
             for (completion, _) in completions {
-                completion(Err(StoreError::Rejected(format!("commit failed: {message}"))));
+                completion(Err(StoreError::Rejected(format!(
+                    "commit failed: {message}"
+                ))));
             }
             head
         }

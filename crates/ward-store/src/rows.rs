@@ -531,12 +531,13 @@ pub fn query_audit(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Whether an audit entry records the issue of the token `jti`.
-pub fn audit_has_token(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
+/// Whether the audit log records the issue of token `jti` in `tenant`.
+pub fn token_issued_in(conn: &Connection, tenant: &str, jti: &str) -> Result<bool, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT 1 FROM audit WHERE action = 'token.issue' AND target = ?1 LIMIT 1",
-            [jti],
+            "SELECT 1 FROM audit WHERE target = ?2 AND action = 'token.issue' AND result = 'success' \
+             AND tenant_id = ?1 LIMIT 1",
+            [tenant, jti],
             |_| Ok(()),
         )
         .optional()?

@@ -1,0 +1,302 @@
+//! Typed HTTP client for Ward's control plane. Every call returns the wire
+//! type on success or a [`ClientError`] carrying the server's error body.
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::{SystemTime, UNIX_EPOCH};
+use ward_api::*;
+use ward_auth::Keypair;
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message} ({code}, HTTP {status}{})", field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// The server's message.
+        message: String,
+        /// Offending field, if any.
+        field: Option<String>,
+        /// Correlation id to quote.
+        correlation_id: String,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach the server at `{url}`: {reason}; check --server or WARD_SERVER")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+    /// A local step (key, clock, proof) failed.
+    #[error("{0}")]
+    Local(String),
+}
+
+/// A client of one server, optionally with an admin bearer token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        dpop: Option<String>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(proof) = dpop {
+            request = request.header("DPoP", proof);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        Err(api_error(status, &bytes))
+    }
+
+    /// `POST /v1/tenants`.
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant, ClientError> {
+        let body = CreateTenant { name: name.into() };
+        self.call(Method::POST, "/v1/tenants", Some(&body), None)
+            .await
+    }
+
+    /// `GET /v1/tenants`.
+    pub async fn list_tenants(&self) -> Result<TenantList, ClientError> {
+        self.call(Method::GET, "/v1/tenants", None::<&()>, None)
+            .await
+    }
+
+    /// `POST /v1/api-tokens`.
+    pub async fn create_api_token(
+        &self,
+        body: &CreateApiToken,
+    ) -> Result<ApiTokenCreated, ClientError> {
+        self.call(Method::POST, "/v1/api-tokens", Some(body), None)
+            .await
+    }
+
+    /// `POST /v1/keys/rotate`.
+    pub async fn rotate_key(&self) -> Result<KeyRotated, ClientError> {
+        self.call(Method::POST, "/v1/keys/rotate", None::<&()>, None)
+            .await
+    }
+
+    /// `POST /v1/enroll-tokens`.
+    pub async fn create_enroll_token(
+        &self,
+        body: &CreateEnrollToken,
+    ) -> Result<EnrollTokenCreated, ClientError> {
+        self.call(Method::POST, "/v1/enroll-tokens", Some(body), None)
+            .await
+    }
+
+    /// `POST /v1/agents`.
+    pub async fn enroll(&self, body: &EnrollAgent) -> Result<Agent, ClientError> {
+        self.call(Method::POST, "/v1/agents", Some(body), None)
+            .await
+    }
+
+    /// `GET /v1/agents` (one page).
+    pub async fn list_agents(
+        &self,
+        state: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<AgentList, ClientError> {
+        let mut query = Vec::new();
+        if let Some(state) = state {
+            query.push(("state", state));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor));
+        }
+        self.call(
+            Method::GET,
+            &format!("/v1/agents{}", query_string(&query)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/agents/{id}`.
+    pub async fn agent(&self, id: &str) -> Result<Agent, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/agents/{}", segment(id)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/{action}` with a reason.
+    pub async fn agent_action(
+        &self,
+        id: &str,
+        action: &str,
+        reason: &str,
+    ) -> Result<Agent, ClientError> {
+        let body = LifecycleChange {
+            reason: reason.into(),
+        };
+        self.call(
+            Method::POST,
+            &format!("/v1/agents/{}/{action}", segment(id)),
+            Some(&body),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/tokens` with a fresh DPoP proof signed by `device`.
+    pub async fn request_token(
+        &self,
+        device: &Keypair,
+        body: &TokenRequest,
+    ) -> Result<TokenResponse, ClientError> {
+        let proof = self.proof(device, "POST", "/v1/tokens")?;
+        self.call(Method::POST, "/v1/tokens", Some(body), Some(proof))
+            .await
+    }
+
+    /// A DPoP proof for `method` on `path` of this server, dated now.
+    pub fn proof(&self, device: &Keypair, method: &str, path: &str) -> Result<String, ClientError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| ClientError::Local(format!("clock before 1970: {e}")))?
+            .as_secs() as i64;
+        let jti = ward_auth::dpop::new_jti().map_err(|e| ClientError::Local(e.to_string()))?;
+        ward_auth::dpop::create_proof(
+            device,
+            method,
+            &format!("{}{path}", self.base),
+            now,
+            &jti,
+            None,
+        )
+        .map_err(|e| ClientError::Local(e.to_string()))
+    }
+
+    /// `POST /v1/tokens/introspect`.
+    pub async fn introspect(&self, token: &str) -> Result<IntrospectResponse, ClientError> {
+        let body = IntrospectRequest {
+            token: token.into(),
+            token_type_hint: None,
+        };
+        self.call(Method::POST, "/v1/tokens/introspect", Some(&body), None)
+            .await
+    }
+
+    /// `POST /v1/tokens/revoke`.
+    pub async fn revoke_tokens(&self, body: &RevokeTokens) -> Result<Revocation, ClientError> {
+        self.call(Method::POST, "/v1/tokens/revoke", Some(body), None)
+            .await
+    }
+
+    /// `GET /v1/audit` with query pairs.
+    pub async fn audit(&self, query: &[(&str, &str)]) -> Result<AuditPage, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/audit{}", query_string(query)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    pub async fn jwks(&self) -> Result<Jwks, ClientError> {
+        self.call(Method::GET, "/.well-known/jwks.json", None::<&()>, None)
+            .await
+    }
+}
+
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+            field: body.error.field,
+            correlation_id: body.error.correlation_id,
+        },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: "http_error".into(),
+            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            field: None,
+            correlation_id: String::new(),
+        },
+    }
+}
+
+/// Percent-encodes one path segment.
+fn segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let joined: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", segment(k), segment(v)))
+        .collect();
+    format!("?{}", joined.join("&"))
+}

@@ -1,0 +1,235 @@
+//! Ward's control plane: the HTTP API as an axum [`Router`] over shared
+//! [`AppState`]. `ward serve` builds the state with [`init`] and serves
+//! [`router`]; tests do the same on a loopback socket.
+
+mod audit;
+mod auth;
+mod error;
+mod extract;
+mod keys;
+mod openapi;
+mod revocation;
+mod routes;
+mod util;
+
+pub use error::ApiError;
+pub use openapi::openapi_json;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use ward_model::matrix::Matrix;
+use ward_store::Store;
+
+use crate::keys::KeyRing;
+use crate::revocation::{ReplayCache, Revocations};
+
+/// Everything `ward serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database and keys live.
+    pub data_dir: PathBuf,
+    /// The URL clients use to reach this server, without a trailing slash:
+    /// the token issuer (`iss`) and the base of DPoP `htu` checks.
+    pub public_url: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Token lifetime when the request names none, seconds.
+    pub default_token_secs: u64,
+    /// Longest token lifetime granted, seconds.
+    pub max_token_secs: u64,
+    /// How old a DPoP proof's `iat` may be, seconds.
+    pub dpop_max_age_secs: i64,
+    /// How far ahead of our clock a DPoP proof's `iat` may be, seconds.
+    pub dpop_max_future_secs: i64,
+    /// Enrolment token lifetime when none is asked for, seconds.
+    pub enroll_default_ttl_secs: u64,
+    /// Longest enrolment token lifetime, seconds.
+    pub enroll_max_ttl_secs: u64,
+}
+
+impl Config {
+    /// Defaults for a data directory and public URL.
+    pub fn new(data_dir: PathBuf, public_url: String) -> Config {
+        Config {
+            data_dir,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            max_body_bytes: 64 * 1024,
+            default_token_secs: 15 * 60,
+            max_token_secs: 60 * 60,
+            dpop_max_age_secs: 60,
+            dpop_max_future_secs: 5,
+            enroll_default_ttl_secs: 15 * 60,
+            enroll_max_ttl_secs: 24 * 60 * 60,
+        }
+    }
+}
+
+/// The capability matrix in force and where it came from.
+pub struct LoadedMatrix {
+    /// The parsed matrix.
+    pub matrix: Matrix,
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+    /// SHA-256 of its text, recorded with every broker decision.
+    pub digest: String,
+}
+
+/// Shared state of the control plane; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+/// The state behind [`AppState`]; its parts are private to the crate.
+pub struct StateInner {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) keys: KeyRing,
+    pub(crate) revocations: Revocations,
+    pub(crate) replay: ReplayCache,
+    pub(crate) matrix: LoadedMatrix,
+    /// Unix seconds at start: DPoP proofs issued earlier are refused, since
+    /// the replay cache does not survive a restart.
+    pub(crate) started_at: i64,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+/// What first start-up created, to be shown to the operator once.
+pub struct Initialised {
+    /// The state to serve.
+    pub state: AppState,
+    /// The bootstrap admin token, only when it was created by this start.
+    pub new_bootstrap_token: Option<String>,
+}
+
+/// Start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The data directory is unusable.
+    #[error("data directory `{path}`: {reason}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] ward_store::StoreError),
+    /// The signing keys could not be loaded or created.
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    /// Something else refused.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ApiError> for InitError {
+    fn from(error: ApiError) -> InitError {
+        InitError::Other(error.message)
+    }
+}
+
+/// Opens (or creates) the data directory: database, signing key, bootstrap
+/// admin token. Returns the state to serve.
+pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, InitError> {
+    let dir = config.data_dir.clone();
+    create_private_dir(&dir)?;
+    let store = Store::open(&dir)?;
+    let new_bootstrap_token = routes::admin::first_start(&store, &dir).await?;
+    let now = util::now_ms();
+    let key_rows = store.read(|conn| ward_store::signing_keys(conn)).await?;
+    let keys = KeyRing::load(&dir, &key_rows, now)?;
+    let revocations = Revocations::default();
+    let horizon = now - (config.max_token_secs as i64 + 300) * 1000;
+    for row in store
+        .read(move |conn| ward_store::revocations_since(conn, horizon))
+        .await?
+    {
+        revocations.add(&row);
+    }
+    let state = AppState {
+        inner: Arc::new(StateInner {
+            config,
+            store,
+            keys,
+            revocations,
+            replay: ReplayCache::default(),
+            matrix,
+            started_at: now / 1000,
+        }),
+    };
+    Ok(Initialised {
+        state,
+        new_bootstrap_token,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), InitError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| InitError::DataDir {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+impl AppState {
+    /// The storage handle.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    routes::routes()
+        .fallback(routes::meta::not_found)
+        .method_not_allowed_fallback(routes::meta::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), correlate))
+        .with_state(state)
+}
+
+const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// Takes the caller's correlation id (if well-formed) or makes one, serves
+/// the request with it in scope, and returns it on every response.
+async fn correlate(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(&CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_correlation_id(v))
+        .map(str::to_owned);
+    let id = match given {
+        Some(id) => id,
+        None => util::new_id("corr").unwrap_or_else(|_| format!("corr_{}", util::now_ms())),
+    };
+    let header = HeaderValue::from_str(&id).ok();
+    let mut response = error::CORRELATION_ID.scope(id, next.run(request)).await;
+    if let Some(value) = header {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    response
+}
+
+fn valid_correlation_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}

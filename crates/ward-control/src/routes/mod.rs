@@ -1,0 +1,62 @@
+//! The HTTP routes, grouped by area; [`routes`] assembles them.
+
+pub mod admin;
+pub mod agents;
+pub mod audit;
+pub mod meta;
+pub mod tokens;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+/// Every route of the API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/.well-known/jwks.json", get(meta::jwks))
+        .route("/openapi.json", get(meta::openapi))
+        .route(
+            "/v1/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
+        .route("/v1/api-tokens", post(admin::create_api_token))
+        .route("/v1/keys/rotate", post(admin::rotate_key))
+        .route("/v1/enroll-tokens", post(agents::create_enroll_token))
+        .route("/v1/agents", post(agents::enroll).get(agents::list))
+        .route("/v1/agents/{id}", get(agents::show))
+        .route("/v1/agents/{id}/activate", post(agents::activate))
+        .route("/v1/agents/{id}/quarantine", post(agents::quarantine))
+        .route("/v1/agents/{id}/revoke", post(agents::revoke))
+        .route("/v1/agents/{id}/uninstall", post(agents::uninstall))
+        .route("/v1/tokens", post(tokens::issue))
+        .route("/v1/tokens/introspect", post(tokens::introspect))
+        .route("/v1/tokens/revoke", post(tokens::revoke))
+        .route("/v1/audit", get(audit::list))
+}
+
+/// Checks a free-text field: trimmed length within bounds, no control characters.
+pub fn text_field(field: &str, value: &str, max: usize) -> Result<(), crate::ApiError> {
+    let length = value.trim().chars().count();
+    if length == 0 {
+        return Err(crate::ApiError::invalid(
+            field,
+            format!("`{field}` must not be empty"),
+        ));
+    }
+    if length > max {
+        return Err(crate::ApiError::invalid(
+            field,
+            format!("`{field}` is longer than {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(crate::ApiError::invalid(
+            field,
+            format!("`{field}` must not contain control characters"),
+        ));
+    }
+    Ok(())
+}

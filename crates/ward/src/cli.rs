@@ -1,0 +1,342 @@
+//! The command line, as data: every command, flag and its help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Ward: a control plane for putting desktop AI agents into production safely.
+#[derive(Parser, Debug)]
+#[command(name = "ward", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane.
+    Serve(ServeArgs),
+    /// Administer a running server.
+    Admin {
+        /// Connection flags.
+        #[command(flatten)]
+        conn: Conn,
+        /// What to administer.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The desktop side: enrol a device, get tokens.
+    Agent {
+        /// What to do.
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Read and verify the audit log.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Work with capability matrix files.
+    Matrix {
+        /// What to do.
+        #[command(subcommand)]
+        command: MatrixCommand,
+    },
+}
+
+/// `ward serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Directory for the database and keys (created 0700 if missing).
+    #[arg(long, default_value = "./ward-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Capability matrix (YAML). Without it every scope is denied.
+    #[arg(long)]
+    pub matrix: Option<PathBuf>,
+    /// URL clients use to reach this server (token issuer and DPoP `htu`
+    /// base). Defaults to `http://<listen address>`.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Longest token lifetime granted, seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub max_token_secs: u64,
+    /// Largest accepted request body, bytes.
+    #[arg(long, default_value_t = 65536)]
+    pub max_body_bytes: usize,
+}
+
+/// Where the server is and who we are.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "WARD_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// Admin API token.
+    #[arg(long, env = "WARD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `ward admin ...`.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Tenants (bootstrap token).
+    Tenants {
+        /// What to do.
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Per-tenant admin API tokens (bootstrap token).
+    ApiTokens {
+        /// What to do.
+        #[command(subcommand)]
+        command: ApiTokenCommand,
+    },
+    /// Single-use enrolment tokens.
+    EnrollToken {
+        /// What to do.
+        #[command(subcommand)]
+        command: EnrollTokenCommand,
+    },
+    /// Agent instances and their lifecycle.
+    Agents {
+        /// What to do.
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// Access tokens.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Token signing keys (bootstrap token).
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `ward admin tenants ...`.
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant name.
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// `ward admin api-tokens ...`.
+#[derive(Subcommand, Debug)]
+pub enum ApiTokenCommand {
+    /// Create an API token for a tenant; prints the secret once.
+    Create {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        /// Role.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+/// `ward admin enroll-token ...`.
+#[derive(Subcommand, Debug)]
+pub enum EnrollTokenCommand {
+    /// Create a single-use enrolment token; prints the secret once.
+    Create {
+        /// Owner's email.
+        #[arg(long)]
+        owner: String,
+        /// Capability profile.
+        #[arg(long)]
+        profile: String,
+        /// Lifetime, e.g. `15m`, `2h`, `900` (seconds).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+    },
+}
+
+/// `ward admin agents ...`.
+#[derive(Subcommand, Debug)]
+pub enum AgentsCommand {
+    /// List agents (all pages).
+    List {
+        /// Only agents in this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one agent.
+    Show {
+        /// Agent id.
+        id: String,
+    },
+    /// Activate a pending or quarantined agent.
+    Activate(ActionArgs),
+    /// Quarantine an agent (revokes its tokens).
+    Quarantine(ActionArgs),
+    /// Revoke an agent for good (revokes its tokens).
+    Revoke(ActionArgs),
+    /// Ask the device to uninstall the agent (revokes its tokens).
+    Uninstall(ActionArgs),
+}
+
+/// An agent id and the reason for acting.
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    /// Agent id.
+    pub id: String,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `ward admin tokens ...`.
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Revoke tokens: exactly one of --jti, --agent, --scope-prefix.
+    Revoke {
+        /// One token id.
+        #[arg(long, group = "what")]
+        jti: Option<String>,
+        /// Every token of this agent issued so far.
+        #[arg(long, group = "what")]
+        agent: Option<String>,
+        /// Every token issued so far with a scope starting with this.
+        #[arg(long, group = "what")]
+        scope_prefix: Option<String>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Introspect a token.
+    Introspect {
+        /// The token.
+        token: String,
+    },
+}
+
+/// `ward admin keys ...`.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Start signing with a new key; the old one stays published until its tokens expire.
+    Rotate,
+}
+
+/// `ward agent ...`.
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Enrol this device: makes the device key (0600) and stores the agent id.
+    Enroll {
+        /// Server URL.
+        #[arg(long, env = "WARD_SERVER")]
+        server: String,
+        /// The enrolment token from an admin.
+        #[arg(long, env = "WARD_ENROLL_TOKEN", hide_env_values = true)]
+        enroll_token: String,
+        /// Directory for the device key and agent state.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Reported OS (defaults to this machine's).
+        #[arg(long)]
+        os: Option<String>,
+        /// Reported agent version (defaults to this binary's).
+        #[arg(long)]
+        agent_version: Option<String>,
+        /// Reported host id (defaults to /etc/machine-id or the hostname).
+        #[arg(long)]
+        host_id: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Get a token for scopes, signing a DPoP proof with the device key.
+    Token {
+        /// Directory written by `ward agent enroll`.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Scope wanted (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Print JSON instead of the bare token.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ward audit ...`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// List audit entries from a server.
+    List {
+        /// Connection flags.
+        #[command(flatten)]
+        conn: Conn,
+        /// Entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Entries about this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Entries by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Entries with this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Entries with this correlation id.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// Most entries to print.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Verify the hash chain in a data directory; exits non-zero at the first break.
+    Verify {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ward matrix ...`.
+#[derive(Subcommand, Debug)]
+pub enum MatrixCommand {
+    /// Validate a capability matrix file; errors name line and column.
+    Check {
+        /// The YAML file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}

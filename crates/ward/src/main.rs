@@ -1,0 +1,32 @@
+//! `ward`: the one binary. `serve` runs the control plane; `admin`, `agent`,
+//! `audit` and `matrix` are its command line, talking HTTP to a server
+//! (`--server` / `WARD_SERVER`, `--token` / `WARD_TOKEN`).
+
+mod agent;
+mod cli;
+mod commands;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
