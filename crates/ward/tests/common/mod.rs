@@ -1,0 +1,252 @@
+//! Test harness: real `ward serve` processes on loopback, real SQLite files,
+//! and helpers that speak the HTTP API the way a client would.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tempfile::TempDir;
+use ward_auth::Keypair;
+
+/// The `ward` binary under test.
+pub fn ward_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ward")
+}
+
+/// The example matrix shipped in the repository.
+pub fn example_matrix() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/matrix.yaml")
+}
+
+/// A running server with its own data directory.
+pub struct Server {
+    pub dir: TempDir,
+    pub url: String,
+    pub bootstrap: String,
+    pub child: Child,
+    extra: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on the example matrix.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `ward serve` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, url) = spawn(dir.path(), &extra, "127.0.0.1:0");
+        let bootstrap = std::fs::read_to_string(dir.path().join("bootstrap-admin-token"))
+            .expect("bootstrap token file")
+            .trim()
+            .to_owned();
+        Server {
+            dir,
+            url,
+            bootstrap,
+            child,
+            extra,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same port and data.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let (child, url) = spawn(self.dir.path(), &self.extra, &addr);
+        assert_eq!(url, self.url);
+        self.child = child;
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A raw request builder for `path`.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
+    /// POSTs JSON with a bearer token; returns status and body.
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        send(self.request(reqwest::Method::POST, path).bearer_auth(token).json(&body)).await
+    }
+
+    /// GETs with a bearer token; returns status and body.
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        send(self.request(reqwest::Method::GET, path).bearer_auth(token)).await
+    }
+
+    /// Creates a tenant and returns (tenant id, tenant admin token).
+    pub async fn tenant(&self, name: &str) -> (String, String) {
+        let (status, tenant) = self.post(&self.bootstrap, "/v1/tenants", json!({"name": name})).await;
+        assert_eq!(status, 201, "{tenant}");
+        let (status, token) = self
+            .post(&self.bootstrap, "/v1/api-tokens", json!({"tenant": name, "role": "admin"}))
+            .await;
+        assert_eq!(status, 201, "{token}");
+        (
+            tenant["id"].as_str().unwrap().to_owned(),
+            token["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates an enrolment token for `profile`.
+    pub async fn enroll_token(&self, admin: &str, profile: &str) -> String {
+        let (status, body) = self
+            .post(admin, "/v1/enroll-tokens", json!({"owner": "alice@example.com", "profile": profile}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Enrols a fresh device into `profile`; returns the agent and its key.
+    pub async fn agent(&self, admin: &str, profile: &str) -> Agent {
+        let enroll_token = self.enroll_token(admin, profile).await;
+        let key = Keypair::generate().unwrap();
+        let (status, body) = self.enroll_with(&enroll_token, &key).await;
+        assert_eq!(status, 201, "{body}");
+        Agent {
+            id: body["id"].as_str().unwrap().to_owned(),
+            key,
+            state: body["state"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Enrols `key` with an enrolment token; returns status and body.
+    pub async fn enroll_with(&self, enroll_token: &str, key: &Keypair) -> (u16, Value) {
+        let jwk = key.public_jwk();
+        let body = json!({
+            "enroll_token": enroll_token,
+            "device_key": {"kty": jwk.kty, "crv": jwk.crv, "x": jwk.x},
+            "device": {"os": "macos 15.2", "agent_version": "1.4.0", "host_id": "host-77"},
+        });
+        send(self.request(reqwest::Method::POST, "/v1/agents").json(&body)).await
+    }
+
+    /// A DPoP proof by `key` for `method` on `path` of this server.
+    pub fn proof(&self, key: &Keypair, method: &str, path: &str) -> String {
+        let jti = ward_auth::dpop::new_jti().unwrap();
+        ward_auth::dpop::create_proof(key, method, &format!("{}{path}", self.url), now(), &jti, None).unwrap()
+    }
+
+    /// Asks for a token with a given proof; returns status and body.
+    pub async fn token_with_proof(&self, agent_id: &str, proof: &str, scopes: &[&str]) -> (u16, Value) {
+        let body = json!({"agent_id": agent_id, "requested_scopes": scopes});
+        send(self.request(reqwest::Method::POST, "/v1/tokens").header("DPoP", proof).json(&body)).await
+    }
+
+    /// Asks for a token with a fresh, correct proof.
+    pub async fn token(&self, agent: &Agent, scopes: &[&str]) -> (u16, Value) {
+        let proof = self.proof(&agent.key, "POST", "/v1/tokens");
+        self.token_with_proof(&agent.id, &proof, scopes).await
+    }
+
+    /// Introspects a token as `admin`; returns the `active` flag and body.
+    pub async fn introspect(&self, admin: &str, token: &str) -> (bool, Value) {
+        let (status, body) = self.post(admin, "/v1/tokens/introspect", json!({"token": token})).await;
+        assert_eq!(status, 200, "{body}");
+        (body["active"].as_bool().unwrap(), body)
+    }
+
+    /// Audit entries visible to `admin` matching a query string.
+    pub async fn audit(&self, admin: &str, query: &str) -> Vec<Value> {
+        let (status, body) = self.get(admin, &format!("/v1/audit?limit=1000&{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"].as_array().unwrap().clone()
+    }
+
+    /// Runs the CLI against this server with `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(ward_bin())
+            .args(args)
+            .env("WARD_SERVER", &self.url)
+            .env("WARD_TOKEN", token)
+            .output()
+            .expect("run ward")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An enrolled agent and its device key.
+pub struct Agent {
+    pub id: String,
+    pub key: Keypair,
+    pub state: String,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Sends a request; returns status and JSON body (or `null`).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Asserts an error body has the one error shape and the given code.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["error"]["correlation_id"].as_str().is_some_and(|c| !c.is_empty()), "{body}");
+}
+
+/// Output's stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Output's stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
+    let mut child = Command::new(ward_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--listen")
+        .arg(listen)
+        .arg("--matrix")
+        .arg(example_matrix())
+        .args(extra)
+        .env("WARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ward serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "ward serve did not start");
+        let line = lines.next().expect("ward serve exited before listening").expect("read");
+        if let Some(rest) = line.strip_prefix("ward listening on ") {
+            let url = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, url);
+        }
+    }
+}
