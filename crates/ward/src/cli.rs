@@ -231,8 +231,9 @@ pub enum TokensCommand {
     },
     /// Introspect a token.
     Introspect {
-        /// The token.
-        token: String,
+        /// The access token to inspect.
+        #[arg(value_name = "TOKEN")]
+        access_token: String,
     },
 }
 

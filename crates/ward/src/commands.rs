@@ -185,9 +185,9 @@ async fn admin(conn: &Conn, command: AdminCommand) -> Result<(), String> {
                     )
                 )
             }
-            TokensCommand::Introspect { token } => {
+            TokensCommand::Introspect { access_token } => {
                 out!(
-                    api.introspect(&token).await,
+                    api.introspect(&access_token).await,
                     |r: &ward_api::IntrospectResponse| if r.active {
                         format!(
                             "active: {} scopes [{}] expires {}",

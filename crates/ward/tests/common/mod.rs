@@ -1,7 +1,10 @@
 //! Test harness: real `ward serve` processes on loopback, real SQLite files,
 //! and helpers that speak the HTTP API the way a client would.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -78,7 +81,12 @@ impl Server {
 
     /// POSTs JSON with a bearer token; returns status and body.
     pub async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        send(self.request(reqwest::Method::POST, path).bearer_auth(token).json(&body)).await
+        send(
+            self.request(reqwest::Method::POST, path)
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     /// GETs with a bearer token; returns status and body.
@@ -88,10 +96,16 @@ impl Server {
 
     /// Creates a tenant and returns (tenant id, tenant admin token).
     pub async fn tenant(&self, name: &str) -> (String, String) {
-        let (status, tenant) = self.post(&self.bootstrap, "/v1/tenants", json!({"name": name})).await;
+        let (status, tenant) = self
+            .post(&self.bootstrap, "/v1/tenants", json!({"name": name}))
+            .await;
         assert_eq!(status, 201, "{tenant}");
         let (status, token) = self
-            .post(&self.bootstrap, "/v1/api-tokens", json!({"tenant": name, "role": "admin"}))
+            .post(
+                &self.bootstrap,
+                "/v1/api-tokens",
+                json!({"tenant": name, "role": "admin"}),
+            )
             .await;
         assert_eq!(status, 201, "{token}");
         (
@@ -103,7 +117,11 @@ impl Server {
     /// Creates an enrolment token for `profile`.
     pub async fn enroll_token(&self, admin: &str, profile: &str) -> String {
         let (status, body) = self
-            .post(admin, "/v1/enroll-tokens", json!({"owner": "alice@example.com", "profile": profile}))
+            .post(
+                admin,
+                "/v1/enroll-tokens",
+                json!({"owner": "alice@example.com", "profile": profile}),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         body["token"].as_str().unwrap().to_owned()
@@ -130,19 +148,41 @@ impl Server {
             "device_key": {"kty": jwk.kty, "crv": jwk.crv, "x": jwk.x},
             "device": {"os": "macos 15.2", "agent_version": "1.4.0", "host_id": "host-77"},
         });
-        send(self.request(reqwest::Method::POST, "/v1/agents").json(&body)).await
+        send(
+            self.request(reqwest::Method::POST, "/v1/agents")
+                .json(&body),
+        )
+        .await
     }
 
     /// A DPoP proof by `key` for `method` on `path` of this server.
     pub fn proof(&self, key: &Keypair, method: &str, path: &str) -> String {
         let jti = ward_auth::dpop::new_jti().unwrap();
-        ward_auth::dpop::create_proof(key, method, &format!("{}{path}", self.url), now(), &jti, None).unwrap()
+        ward_auth::dpop::create_proof(
+            key,
+            method,
+            &format!("{}{path}", self.url),
+            now(),
+            &jti,
+            None,
+        )
+        .unwrap()
     }
 
     /// Asks for a token with a given proof; returns status and body.
-    pub async fn token_with_proof(&self, agent_id: &str, proof: &str, scopes: &[&str]) -> (u16, Value) {
+    pub async fn token_with_proof(
+        &self,
+        agent_id: &str,
+        proof: &str,
+        scopes: &[&str],
+    ) -> (u16, Value) {
         let body = json!({"agent_id": agent_id, "requested_scopes": scopes});
-        send(self.request(reqwest::Method::POST, "/v1/tokens").header("DPoP", proof).json(&body)).await
+        send(
+            self.request(reqwest::Method::POST, "/v1/tokens")
+                .header("DPoP", proof)
+                .json(&body),
+        )
+        .await
     }
 
     /// Asks for a token with a fresh, correct proof.
@@ -153,14 +193,18 @@ impl Server {
 
     /// Introspects a token as `admin`; returns the `active` flag and body.
     pub async fn introspect(&self, admin: &str, token: &str) -> (bool, Value) {
-        let (status, body) = self.post(admin, "/v1/tokens/introspect", json!({"token": token})).await;
+        let (status, body) = self
+            .post(admin, "/v1/tokens/introspect", json!({"token": token}))
+            .await;
         assert_eq!(status, 200, "{body}");
         (body["active"].as_bool().unwrap(), body)
     }
 
     /// Audit entries visible to `admin` matching a query string.
     pub async fn audit(&self, admin: &str, query: &str) -> Vec<Value> {
-        let (status, body) = self.get(admin, &format!("/v1/audit?limit=1000&{query}")).await;
+        let (status, body) = self
+            .get(admin, &format!("/v1/audit?limit=1000&{query}"))
+            .await;
         assert_eq!(status, 200, "{body}");
         body["entries"].as_array().unwrap().clone()
     }
@@ -192,7 +236,10 @@ pub struct Agent {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Sends a request; returns status and JSON body (or `null`).
@@ -200,15 +247,28 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     let bytes = response.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Asserts an error body has the one error shape and the given code.
 pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(body["error"]["correlation_id"].as_str().is_some_and(|c| !c.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["error"]["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
 }
 
 /// Output's stdout as text.
@@ -240,8 +300,14 @@ fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
     let mut lines = BufReader::new(stdout).lines();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        assert!(std::time::Instant::now() < deadline, "ward serve did not start");
-        let line = lines.next().expect("ward serve exited before listening").expect("read");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ward serve did not start"
+        );
+        let line = lines
+            .next()
+            .expect("ward serve exited before listening")
+            .expect("read");
         if let Some(rest) = line.strip_prefix("ward listening on ") {
             let url = rest.split_whitespace().next().unwrap().to_owned();
             // Keep draining stdout so the server never blocks on a full pipe.
