@@ -58,7 +58,16 @@ async fn decide(
     headers: &HeaderMap,
     body: &TokenRequest,
 ) -> Result<TokenResponse, Refusal> {
-    let scopes = parse_scopes(&body.requested_scopes).map_err(|e| (e, None))?;
+    // Refusals are attributed to the claimed agent's tenant, so its admins
+    // see probes against their agents even before the proof is checked.
+    let agent_id = body.agent_id.clone();
+    let agent: Option<AgentRow> = state
+        .store
+        .read(move |conn| ward_store::agent(conn, None, &agent_id))
+        .await
+        .map_err(|e| (e.into(), None))?;
+    let tenant = agent.as_ref().map(|a| a.tenant_id.clone());
+    let scopes = parse_scopes(&body.requested_scopes).map_err(|e| (e, tenant.clone()))?;
     let duration = match body.requested_duration {
         Some(0) => {
             return Err((
@@ -66,7 +75,7 @@ async fn decide(
                     "requested_duration",
                     "`requested_duration` must be at least 1 second",
                 ),
-                None,
+                tenant,
             ));
         }
         Some(secs) => secs.min(state.config.max_token_secs),
@@ -76,7 +85,7 @@ async fn decide(
             .min(state.config.max_token_secs),
     };
     let now = now_ms() / 1000;
-    let proof = single_header(headers, "dpop").map_err(|e| (e, None))?;
+    let proof = single_header(headers, "dpop").map_err(|e| (e, tenant.clone()))?;
     let htu = format!("{}/v1/tokens", state.config.public_url);
     let verified = ward_auth::dpop::verify_proof(
         proof,
@@ -89,22 +98,16 @@ async fn decide(
             access_token: None,
         },
     )
-    .map_err(|e| (ApiError::dpop(e.code(), e.to_string()), None))?;
+    .map_err(|e| (ApiError::dpop(e.code(), e.to_string()), tenant.clone()))?;
     if verified.iat < state.started_at {
         return Err((
             ApiError::dpop(
                 "dpop_proof_expired",
                 "the proof was created before the server started; create a new proof",
             ),
-            None,
+            tenant,
         ));
     }
-    let agent_id = body.agent_id.clone();
-    let agent: Option<AgentRow> = state
-        .store
-        .read(move |conn| ward_store::agent(conn, None, &agent_id))
-        .await
-        .map_err(|e| (e.into(), None))?;
     let Some(agent) = agent else {
         return Err((
             ApiError::dpop(
@@ -117,7 +120,6 @@ async fn decide(
             None,
         ));
     };
-    let tenant = Some(agent.tenant_id.clone());
     if verified.jkt != agent.device_jkt {
         return Err((
             ApiError::dpop(
