@@ -1,6 +1,10 @@
 //! DPoP proofs: creation round trips and every RFC 9449 §4.3 rejection.
-
-#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! JWK parsing, RFC 8037 vectors and RFC 7638 thumbprints.
-
-#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

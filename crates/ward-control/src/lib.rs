@@ -149,7 +149,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
     let store = Store::open(&dir)?;
     let new_bootstrap_token = routes::admin::first_start(&store, &dir).await?;
     let now = util::now_ms();
-    let key_rows = store.read(|conn| ward_store::signing_keys(conn)).await?;
+    let key_rows = store.read(ward_store::signing_keys).await?;
     let keys = KeyRing::load(&dir, &key_rows, now)?;
     let revocations = Revocations::default();
     let horizon = now - (config.max_token_secs as i64 + 300) * 1000;

@@ -1,5 +1,11 @@
 //! The capability matrix: the example file, authorisation, and every error
 //! reported with its exact line, column and text.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 use std::error::Error;
 

@@ -39,6 +39,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the HTTP API's OpenAPI document.
+    Openapi,
     /// Work with capability matrix files.
     Matrix {
         /// What to do.

@@ -78,6 +78,10 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             } => agent::token(&state_dir, scopes, duration, json).await,
         },
         Command::Audit { command } => audit(command).await,
+        Command::Openapi => {
+            println!("{}", ward_control::openapi_json());
+            Ok(())
+        }
         Command::Matrix {
             command: MatrixCommand::Check { file, json },
         } => {

@@ -1,5 +1,11 @@
 //! The audit log's hash chain against someone editing the SQLite file behind
 //! the server's back, and its durability when the server is killed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Bad input gets a clear error in one JSON shape, never a panic, and never
 //! changes stored data.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

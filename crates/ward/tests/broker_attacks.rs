@@ -1,6 +1,12 @@
 //! The token broker and introspection as an attacker would try them:
 //! forged, expired, replayed, wrong-device and revoked tokens and proofs,
 //! and scopes that try to escape the profile.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! The whole flow through the CLI and the HTTP API: tenants, enrolment,
 //! lifecycle, tokens, introspection, revocation, audit.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -157,10 +157,7 @@ pub async fn list_tenants(
     principal: Principal,
 ) -> Result<JsonOut<TenantList>, ApiError> {
     let own = principal.tenant.clone();
-    let rows = state
-        .store
-        .read(|conn| ward_store::list_tenants(conn))
-        .await?;
+    let rows = state.store.read(ward_store::list_tenants).await?;
     let tenants = rows
         .into_iter()
         .filter(|row| own.as_ref().is_none_or(|t| *t == row.id))

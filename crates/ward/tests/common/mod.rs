@@ -281,6 +281,10 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller owns the child and reaps it on drop"
+)]
 fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
     let mut child = Command::new(ward_bin())
         .arg("serve")
