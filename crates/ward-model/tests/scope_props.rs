@@ -8,7 +8,6 @@
 )]
 
 use std::error::Error;
-use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -329,9 +328,9 @@ fn serde_uses_the_canonical_string() -> TestResult {
     Ok(())
 }
 
+/// Would hang, and hit the nextest timeout, if containment were exponential.
 #[test]
-fn pathological_patterns_stay_fast() -> TestResult {
-    let started = Instant::now();
+fn pathological_patterns_are_decided() -> TestResult {
     let stars = format!("files:read:/{}", "*a".repeat(500));
     let text = format!("files:read:/{}", "a".repeat(1000));
     let grant = parse(&stars)?;
@@ -356,11 +355,7 @@ fn pathological_patterns_stay_fast() -> TestResult {
         let _ = grant.covers(&request);
         let _ = request.covers(&grant);
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+
     Ok(())
 }
 
