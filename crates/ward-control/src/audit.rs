@@ -1,6 +1,6 @@
 //! Building audit entries in request context, and recording denials.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use ward_store::AuditDraft;
 
 use crate::AppState;
@@ -19,7 +19,7 @@ pub fn entry(actor: &str, action: &str, target: &str) -> AuditDraft {
         result: "success".into(),
         reason: String::new(),
         correlation_id: correlation_id(),
-        details: json!({}),
+        details: "{}".to_owned(),
     }
 }
 
@@ -45,7 +45,7 @@ impl DraftExt for AuditDraft {
         self
     }
     fn details(mut self, details: Value) -> Self {
-        self.details = details;
+        self.details = details.to_string();
         self
     }
     fn denied(mut self, error: &ApiError) -> Self {

@@ -2,6 +2,7 @@
 //! [`AppState`]. `ward serve` builds the state with [`init`] and serves
 //! [`router`]; tests do the same on a loopback socket.
 
+mod agent_cache;
 mod audit;
 mod auth;
 mod error;
@@ -91,6 +92,7 @@ pub struct StateInner {
     pub(crate) store: Store,
     pub(crate) keys: KeyRing,
     pub(crate) revocations: Revocations,
+    pub(crate) agents: agent_cache::AgentCache,
     pub(crate) replay: ReplayCache,
     pub(crate) matrix: LoadedMatrix,
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
@@ -165,6 +167,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             store,
             keys,
             revocations,
+            agents: agent_cache::AgentCache::default(),
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,

@@ -4,7 +4,7 @@
 //! INVARIANT: a revocation is added here only after it is durable, and the
 //! set is loaded from the database at start, so it never forgets one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, RwLock};
 use ward_store::RevocationRow;
 
@@ -90,6 +90,8 @@ impl Revocations {
 }
 
 /// Seen DPoP proof ids, kept as long as a proof could still be accepted.
+/// Expired ids are dropped a few at a time on every insert, oldest first, so
+/// no request ever waits for a sweep of the whole cache.
 #[derive(Default)]
 pub struct ReplayCache {
     seen: Mutex<ReplayState>,
@@ -98,7 +100,7 @@ pub struct ReplayCache {
 #[derive(Default)]
 struct ReplayState {
     entries: HashMap<String, i64>,
-    next_prune: i64,
+    expiries: VecDeque<(i64, String)>,
 }
 
 impl ReplayCache {
@@ -108,17 +110,30 @@ impl ReplayCache {
         let Ok(mut state) = self.seen.lock() else {
             return false;
         };
-        if now >= state.next_prune {
-            state.entries.retain(|_, expiry| *expiry > now);
-            state.next_prune = now + 10;
+        while let Some((expiry, _)) = state.expiries.front() {
+            if *expiry > now {
+                break;
+            }
+            if let Some((expiry, old)) = state.expiries.pop_front()
+                && state.entries.get(&old) == Some(&expiry)
+            {
+                state.entries.remove(&old);
+            }
         }
         match state.entries.get(&key) {
             Some(expiry) if *expiry > now => false,
             _ => {
-                state.entries.insert(key, expires_at);
+                state.entries.insert(key.clone(), expires_at);
+                state.expiries.push_back((expires_at, key));
                 true
             }
         }
+    }
+
+    /// How many proof ids are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.lock().map(|s| s.entries.len()).unwrap_or(0)
     }
 }
 
@@ -170,5 +185,16 @@ mod tests {
         assert!(cache.first_use("k".into(), 100, 160));
         assert!(!cache.first_use("k".into(), 120, 180));
         assert!(cache.first_use("k".into(), 161, 220));
+    }
+
+    #[test]
+    fn expired_proof_ids_are_forgotten() {
+        let cache = ReplayCache::default();
+        for i in 0..1000 {
+            assert!(cache.first_use(format!("k{i}"), 100, 160));
+        }
+        assert_eq!(cache.len(), 1000);
+        assert!(cache.first_use("late".into(), 161, 221));
+        assert_eq!(cache.len(), 1);
     }
 }

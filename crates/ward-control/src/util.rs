@@ -16,25 +16,24 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(bytes)
 }
 
-/// A new id: `prefix` followed by 26 characters of base32 randomness.
+/// A new id: `prefix`, `_`, then 26 base32 characters: 10 of milliseconds
+/// since the epoch and 16 of randomness (80 bits), like a ULID. Ids made
+/// later sort later, so index inserts append instead of landing on random
+/// pages.
 pub fn new_id(prefix: &str) -> Result<String, ApiError> {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-    let bytes = random_bytes::<16>()?;
+    let random = random_bytes::<10>()?;
+    let mut value: u128 = u128::from(now_ms().max(0) as u64 & ((1 << 50) - 1)) << 80;
+    for (index, byte) in random.iter().enumerate() {
+        value |= u128::from(*byte) << (8 * (9 - index));
+    }
     let mut id = String::with_capacity(prefix.len() + 27);
     id.push_str(prefix);
     id.push('_');
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for byte in bytes {
-        acc = (acc << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            id.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        id.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
+    for position in (0..26).rev() {
+        id.push(char::from(
+            ALPHABET[((value >> (5 * position)) & 31) as usize],
+        ));
     }
     Ok(id)
 }
@@ -106,6 +105,9 @@ mod tests {
         let b = new_id("agt")?;
         assert!(a.starts_with("agt_") && a.len() == 4 + 26, "{a}");
         assert_ne!(a, b);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = new_id("agt")?;
+        assert!(later > a && later > b, "{later} sorts after {a} and {b}");
         Ok(())
     }
 }

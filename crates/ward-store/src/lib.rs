@@ -64,8 +64,8 @@ pub struct AuditDraft {
     pub reason: String,
     /// Correlation id of the request.
     pub correlation_id: String,
-    /// Further facts.
-    pub details: serde_json::Value,
+    /// Further facts, as JSON text (an object), stored and hashed verbatim.
+    pub details: String,
 }
 
 /// What a write transaction sees: the connection, and a place to record
@@ -116,13 +116,21 @@ impl Store {
             .name("ward-store-writer".into())
             .spawn(move || writer_loop(conn, head, receiver))
             .map_err(|e| StoreError::Rejected(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(Some(sender)),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            path,
+            writer: Mutex::new(Some(sender)),
+            readers: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let checkpoint_conn = Connection::open(&inner.path)?;
+        checkpoint_conn.busy_timeout(Duration::from_secs(5))?;
+        std::thread::Builder::new()
+            .name("ward-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, weak))
+            .map_err(|e| {
+                StoreError::Rejected(format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        Ok(Store { inner })
     }
 
     /// Runs `f` in a write transaction, grouped with concurrent writes into
@@ -205,7 +213,28 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // INVARIANT: FULL makes every commit fsync the WAL before it returns.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints run on their own thread (`checkpoint_loop`), not inside
+    // the writer's commits; the WAL file is cut back after each reset.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
+}
+
+/// Copies committed WAL frames into the database every quarter second,
+/// without blocking the writer (PASSIVE), until the store is dropped.
+fn checkpoint_loop(conn: Connection, store: std::sync::Weak<Inner>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let Some(inner) = store.upgrade() else { return };
+        let open = inner.writer.lock().map(|w| w.is_some()).unwrap_or(false);
+        drop(inner);
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "checkpoint failed; will retry");
+        }
+        if !open {
+            return;
+        }
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -271,7 +300,7 @@ fn run_batch(conn: &Connection, head: (i64, String), jobs: Vec<Job>) -> (i64, St
     let mut tentative = head.clone();
     for job in jobs {
         let before = tentative.clone();
-        let savepoint = conn.execute_batch("SAVEPOINT job");
+        let savepoint = exec_cached(conn, "SAVEPOINT job");
         let mut ctx = WriteCtx {
             conn,
             audit: Vec::new(),
@@ -284,7 +313,7 @@ fn run_batch(conn: &Connection, head: (i64, String), jobs: Vec<Job>) -> (i64, St
         };
         match appended {
             Ok(seqs) => {
-                let _ = conn.execute_batch("RELEASE job");
+                let _ = exec_cached(conn, "RELEASE job");
                 completions.push((completion, Ok(seqs)));
             }
             Err(()) => {
@@ -316,6 +345,10 @@ fn run_batch(conn: &Connection, head: (i64, String), jobs: Vec<Job>) -> (i64, St
     }
 }
 
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn append_audit(
     conn: &Connection,
     head: &mut (i64, String),
@@ -339,7 +372,7 @@ fn append_audit(
             result: draft.result,
             reason: draft.reason,
             correlation_id: draft.correlation_id,
-            details: draft.details.to_string(),
+            details: draft.details,
         };
         let chained = record.chain(head.1.clone());
         let r = &chained.record;

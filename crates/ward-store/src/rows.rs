@@ -378,6 +378,14 @@ pub fn agent(
         .optional()?)
 }
 
+/// The state of agent `id`, if it exists.
+pub fn agent_state(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT state FROM agents WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?)
+}
+
 /// A page of a tenant's agents after the cursor `after_id`, ordered by id.
 pub fn list_agents(
     conn: &Connection,

@@ -8,7 +8,6 @@
     reason = "a test fails by panicking"
 )]
 
-use serde_json::json;
 use ward_store::{AuditDraft, Store, StoreError, TenantRow, verify_audit};
 
 fn draft(action: &str) -> AuditDraft {
@@ -21,7 +20,7 @@ fn draft(action: &str) -> AuditDraft {
         result: "success".into(),
         reason: String::new(),
         correlation_id: "c".into(),
-        details: json!({}),
+        details: "{}".into(),
     }
 }
 

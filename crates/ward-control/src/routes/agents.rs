@@ -417,7 +417,6 @@ async fn change(
     let tenant = principal.tenant()?.to_owned();
     text_field("reason", &body.reason, 1000)?;
     let actor = principal.actor();
-    let now = now_ms();
     let revocation_id = new_id("rev")?;
     let audit_action = format!("agent.{action}");
     let mut draft = entry(&actor, &audit_action, &id)
@@ -426,6 +425,9 @@ async fn change(
     let outcome = state
         .store
         .write(move |ctx| {
+            // INVARIANT: taken inside the transaction, so every token whose
+            // issue committed before this change has `iat` at or before it.
+            let now = now_ms();
             let Some(mut agent) = ward_store::agent(ctx.conn(), Some(&tenant), &id)? else {
                 return Ok(Err(ApiError::not_found("agent", &id)));
             };
@@ -459,7 +461,7 @@ async fn change(
                 ward_store::insert_revocation(ctx.conn(), &row)?;
                 revocation = Some(row);
             }
-            draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() });
+            draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() }).to_string();
             ctx.audit(draft);
             agent.state = to.as_str().to_owned();
             agent.updated_at = updated_at;
@@ -470,5 +472,6 @@ async fn change(
     if let Some(row) = revocation {
         state.revocations.add(&row);
     }
+    state.agents.invalidate(&agent.id);
     Ok(JsonOut(agent_out(agent)))
 }

@@ -15,7 +15,7 @@ use ward_api::{
 use ward_auth::ProofExpectations;
 use ward_model::lifecycle::AgentState;
 use ward_model::scope::Scope;
-use ward_store::{AgentRow, RevocationRow, StoreError};
+use ward_store::{RevocationRow, StoreError};
 
 use crate::AppState;
 use crate::audit::{DraftExt, entry};
@@ -60,10 +60,10 @@ async fn decide(
 ) -> Result<TokenResponse, Refusal> {
     // Refusals are attributed to the claimed agent's tenant, so its admins
     // see probes against their agents even before the proof is checked.
-    let agent_id = body.agent_id.clone();
-    let agent: Option<AgentRow> = state
-        .store
-        .read(move |conn| ward_store::agent(conn, None, &agent_id))
+    let agent_id = body.agent_id.as_str();
+    let agent = state
+        .agents
+        .get(&state.store, agent_id)
         .await
         .map_err(|e| (e.into(), None))?;
     let tenant = agent.as_ref().map(|a| a.tenant_id.clone());
@@ -209,14 +209,30 @@ async fn decide(
             "kid": state.keys.current_kid(), "device_jkt": agent.device_jkt,
             "matrix_digest": state.matrix.digest, "dpop_jti": verified.jti,
         }));
+    // The cached state above is a fast path; this check, in the transaction
+    // that records the token, is the one that counts: a lifecycle change
+    // committed before it refuses the token, one committed after it finds
+    // the token's `iat` covered by its revocation rule.
+    let agent_id = agent.id.clone();
     state
         .store
         .write(move |ctx| {
+            let current = ward_store::agent_state(ctx.conn(), &agent_id)?;
+            if current.as_deref() != Some(AgentState::Active.as_str()) {
+                return Ok(Err(ApiError::forbidden(
+                    "agent_not_active",
+                    format!(
+                        "agent `{agent_id}` is {}; only active agents get tokens",
+                        current.as_deref().unwrap_or("gone")
+                    ),
+                )));
+            }
             ctx.audit(draft);
-            Ok(())
+            Ok(Ok(()))
         })
         .await
-        .map_err(|e| (e.into(), tenant.clone()))?;
+        .map_err(|e| (e.into(), tenant.clone()))?
+        .map_err(|e| (e, tenant.clone()))?;
     Ok(TokenResponse {
         token,
         expires_in: duration,
@@ -410,13 +426,12 @@ pub async fn revoke(
             ));
         }
     };
-    let now = now_ms();
     let row = RevocationRow {
         id: new_id("rev")?,
         tenant_id: tenant.clone(),
         kind: kind.into(),
         value: value.clone(),
-        revoked_at_ms: now,
+        revoked_at_ms: 0,
         reason: body.reason.clone(),
         created_by: principal.actor(),
     };
@@ -424,10 +439,13 @@ pub async fn revoke(
         .tenant(Some(&tenant))
         .reason(body.reason)
         .details(json!({ "kind": kind, "revocation_id": row.id }));
-    let stored = row.clone();
-    state
+    let mut stored = row;
+    let row = state
         .store
         .write(move |ctx| {
+            // INVARIANT: taken inside the transaction, so every token whose
+            // issue committed before this revocation has `iat` at or before it.
+            stored.revoked_at_ms = now_ms();
             let exists = match stored.kind.as_str() {
                 "agent" => {
                     ward_store::agent(ctx.conn(), Some(&stored.tenant_id), &stored.value)?.is_some()
@@ -445,7 +463,7 @@ pub async fn revoke(
             }
             ward_store::insert_revocation(ctx.conn(), &stored)?;
             ctx.audit(draft);
-            Ok(Ok(()))
+            Ok(Ok(stored))
         })
         .await
         .map_err(|e: StoreError| ApiError::from(e))??;
