@@ -5,6 +5,7 @@
 //! or decide whether the proof key is the enrolled one (the caller compares
 //! [`VerifiedProof::jkt`]). Server nonces are not supported.
 
+use ed25519_dalek::VerifyingKey;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -102,6 +103,28 @@ pub fn verify_proof(
     proof: &str,
     expected: &ProofExpectations<'_>,
 ) -> Result<VerifiedProof, AuthError> {
+    verify(proof, expected, None)
+}
+
+/// Like [`verify_proof`], for a proof expected to be signed by a key the
+/// caller already holds decoded (an enrolled device key): when the proof's
+/// `jwk` equals `known`, `known_key` verifies it without decoding the key
+/// again. A proof carrying any other key is checked in full, and its `jkt`
+/// then differs from `known`'s.
+pub fn verify_proof_known(
+    proof: &str,
+    expected: &ProofExpectations<'_>,
+    known: &Jwk,
+    known_key: &VerifyingKey,
+) -> Result<VerifiedProof, AuthError> {
+    verify(proof, expected, Some((known, known_key)))
+}
+
+fn verify(
+    proof: &str,
+    expected: &ProofExpectations<'_>,
+    known: Option<(&Jwk, &VerifyingKey)>,
+) -> Result<VerifiedProof, AuthError> {
     let expected_htu = normalize_htu(expected.htu).ok_or_else(|| {
         AuthError::InvalidExpectation(format!(
             "expected htu `{}` is not an absolute http(s) uri",
@@ -117,8 +140,10 @@ pub fn verify_proof(
         AuthError::InvalidProof("header has no `jwk`; include the public key".to_owned())
     })?;
     let jwk = Jwk::from_json(jwk_value)?;
-    let key = jwk.verifying_key()?;
-    jws::verify(&decoded, &key)?;
+    match known {
+        Some((known, key)) if *known == jwk => jws::verify(&decoded, key)?,
+        _ => jws::verify(&decoded, &jwk.verifying_key()?)?,
+    }
 
     let claims = &decoded.claims;
     let jti = string_claim(claims, "jti")?;

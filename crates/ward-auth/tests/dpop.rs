@@ -534,3 +534,34 @@ fn echoed_claims_are_escaped_and_truncated() {
     assert!(got.starts_with("POST\\n"), "{got}");
     assert!(got.len() < 200, "{got}");
 }
+
+#[test]
+fn a_known_key_verifies_its_own_proofs_and_nothing_else() {
+    use ward_auth::dpop::verify_proof_known;
+    let known = alice().public_jwk();
+    let key = alice().verifying_key();
+    let verified = verify_proof_known(&proof(), &expect(), &known, &key).unwrap();
+    assert_eq!(verified.jkt, known.thumbprint());
+
+    let other = create_proof(&mallory(), "POST", HTU, NOW, JTI, None).unwrap();
+    let verified = verify_proof_known(&other, &expect(), &known, &key).unwrap();
+    assert_ne!(
+        verified.jkt,
+        known.thumbprint(),
+        "another key is checked in full and differs"
+    );
+
+    let mut header = Map::new();
+    header.insert("typ".into(), json!("dpop+jwt"));
+    header.insert("jwk".into(), alice_jwk());
+    let claims = json!({"jti": JTI, "htm": "POST", "htu": HTU, "iat": NOW});
+    let impostor = sign(&mallory(), &header, &claims).unwrap();
+    assert_eq!(
+        verify_proof_known(&impostor, &expect(), &known, &key)
+            .err()
+            .as_ref()
+            .map(AuthError::code),
+        Some("bad_signature"),
+        "a proof naming the known key but signed by another is refused"
+    );
+}

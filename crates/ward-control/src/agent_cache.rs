@@ -9,7 +9,29 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use ward_auth::{Jwk, VerifyingKey};
 use ward_store::{AgentRow, Store, StoreError};
+
+/// An agent with its device key decoded once.
+pub struct CachedAgent {
+    /// The stored agent.
+    pub row: AgentRow,
+    /// Its enrolled device key.
+    pub jwk: Jwk,
+    /// The same key, decoded for signature checks.
+    pub key: VerifyingKey,
+}
+
+impl CachedAgent {
+    fn new(row: AgentRow) -> Result<CachedAgent, StoreError> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("device key of agent `{}`: {e}", row.id))
+        };
+        let jwk: Jwk = serde_json::from_str(&row.device_jwk).map_err(|e| corrupt(&e))?;
+        let key = jwk.verifying_key().map_err(|e| corrupt(&e))?;
+        Ok(CachedAgent { row, jwk, key })
+    }
+}
 
 /// The most agents kept; past it the cache starts over.
 const CAPACITY: usize = 100_000;
@@ -22,13 +44,17 @@ pub struct AgentCache {
 
 #[derive(Default)]
 struct Inner {
-    agents: HashMap<String, Arc<AgentRow>>,
+    agents: HashMap<String, Arc<CachedAgent>>,
     generation: u64,
 }
 
 impl AgentCache {
     /// The agent `id` in any tenant, from the cache or the database.
-    pub async fn get(&self, store: &Store, id: &str) -> Result<Option<Arc<AgentRow>>, StoreError> {
+    pub async fn get(
+        &self,
+        store: &Store,
+        id: &str,
+    ) -> Result<Option<Arc<CachedAgent>>, StoreError> {
         let generation = {
             let inner = self.lock();
             if let Some(agent) = inner.agents.get(id) {
@@ -43,7 +69,7 @@ impl AgentCache {
         else {
             return Ok(None);
         };
-        let agent = Arc::new(row);
+        let agent = Arc::new(CachedAgent::new(row)?);
         let mut inner = self.lock();
         if inner.generation == generation {
             if inner.agents.len() >= CAPACITY {

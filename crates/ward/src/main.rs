@@ -10,6 +10,12 @@ mod serve;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the token path allocates many small
+/// strings, and glibc's malloc was about a tenth of the server's CPU in the
+/// token benchmark (`bench/results/perf-presigned.txt`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -66,7 +66,7 @@ async fn decide(
         .get(&state.store, agent_id)
         .await
         .map_err(|e| (e.into(), None))?;
-    let tenant = agent.as_ref().map(|a| a.tenant_id.clone());
+    let tenant = agent.as_ref().map(|a| a.row.tenant_id.clone());
     let scopes = parse_scopes(&body.requested_scopes).map_err(|e| (e, tenant.clone()))?;
     let duration = match body.requested_duration {
         Some(0) => {
@@ -86,29 +86,7 @@ async fn decide(
     };
     let now = now_ms() / 1000;
     let proof = single_header(headers, "dpop").map_err(|e| (e, tenant.clone()))?;
-    let htu = format!("{}/v1/tokens", state.config.public_url);
-    let verified = ward_auth::dpop::verify_proof(
-        proof,
-        &ProofExpectations {
-            htm: "POST",
-            htu: &htu,
-            now,
-            max_age_secs: state.config.dpop_max_age_secs,
-            max_future_secs: state.config.dpop_max_future_secs,
-            access_token: None,
-        },
-    )
-    .map_err(|e| (ApiError::dpop(e.code(), e.to_string()), tenant.clone()))?;
-    if verified.iat < state.started_at {
-        return Err((
-            ApiError::dpop(
-                "dpop_proof_expired",
-                "the proof was created before the server started; create a new proof",
-            ),
-            tenant,
-        ));
-    }
-    let Some(agent) = agent else {
+    let Some(cached) = agent else {
         return Err((
             ApiError::dpop(
                 "invalid_client",
@@ -120,6 +98,31 @@ async fn decide(
             None,
         ));
     };
+    let htu = format!("{}/v1/tokens", state.config.public_url);
+    let verified = ward_auth::dpop::verify_proof_known(
+        proof,
+        &ProofExpectations {
+            htm: "POST",
+            htu: &htu,
+            now,
+            max_age_secs: state.config.dpop_max_age_secs,
+            max_future_secs: state.config.dpop_max_future_secs,
+            access_token: None,
+        },
+        &cached.jwk,
+        &cached.key,
+    )
+    .map_err(|e| (ApiError::dpop(e.code(), e.to_string()), tenant.clone()))?;
+    if verified.iat < state.started_at {
+        return Err((
+            ApiError::dpop(
+                "dpop_proof_expired",
+                "the proof was created before the server started; create a new proof",
+            ),
+            tenant,
+        ));
+    }
+    let agent = &cached.row;
     if verified.jkt != agent.device_jkt {
         return Err((
             ApiError::dpop(
