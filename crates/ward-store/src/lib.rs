@@ -209,6 +209,11 @@ impl Store {
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Small pages: a commit writes one WAL frame per page it dirtied, and the
+    // audit indexes dirty one page each per entry (the actor index a page
+    // per distinct agent). 1 KiB pages halved the bytes written per token
+    // in the token benchmark. Takes effect only when the file is created.
+    conn.pragma_update(None, "page_size", 1024)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // INVARIANT: FULL makes every commit fsync the WAL before it returns.
     conn.pragma_update(None, "synchronous", "FULL")?;
