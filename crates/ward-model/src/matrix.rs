@@ -356,14 +356,21 @@ fn validate(raw: RawMatrix, tree: &Tree, errors: &mut Vec<MatrixError>) -> Matri
     }
 }
 
-fn check_name(kind: &str, name: &str, path: &str, tree: &Tree, errors: &mut Vec<MatrixError>) {
+/// Whether `name` is a valid name for a feature, a profile or a tenant:
+/// 1 to 64 lowercase letters, digits, `.`, `_` or `-`, starting with a
+/// letter or digit.
+pub fn is_valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     let first_ok = bytes
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let rest_ok = bytes
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
-    if !first_ok || !rest_ok || name.len() > MAX_NAME_LEN {
+    first_ok && rest_ok && name.len() <= MAX_NAME_LEN
+}
+
+fn check_name(kind: &str, name: &str, path: &str, tree: &Tree, errors: &mut Vec<MatrixError>) {
+    if !is_valid_name(name) {
         errors.push(tree.key_error_at(
             path,
             format!(

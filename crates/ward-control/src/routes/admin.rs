@@ -89,15 +89,9 @@ pub async fn first_start(store: &Store, dir: &Path) -> Result<Option<String>, In
     Ok(Some(secret))
 }
 
-/// Checks a tenant, feature or profile style name.
+/// Checks a tenant name: the same rule as feature and profile names.
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let rest_ok = bytes
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
-    if first_ok && rest_ok && name.len() <= 64 {
+    if ward_model::matrix::is_valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::invalid(

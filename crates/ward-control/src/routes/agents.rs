@@ -328,17 +328,7 @@ pub async fn list(
             )
         })
         .await?;
-    let more = rows.len() > limit as usize;
-    let agents: Vec<Agent> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(agent_out)
-        .collect();
-    let next_cursor = if more {
-        agents.last().map(|a| a.id.clone())
-    } else {
-        None
-    };
+    let (agents, next_cursor) = super::page(rows, limit, agent_out, |a: &Agent| a.id.clone());
     Ok(JsonOut(AgentList {
         agents,
         next_cursor,

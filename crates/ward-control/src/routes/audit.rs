@@ -83,11 +83,10 @@ pub async fn list(
         .store
         .read(move |conn| ward_store::query_audit(conn, &filter))
         .await?;
-    let more = rows.len() > limit as usize;
-    let entries: Vec<AuditEntry> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(|chained| {
+    let (entries, next_cursor) = super::page(
+        rows,
+        limit,
+        |chained| {
             let r = chained.record;
             AuditEntry {
                 seq: r.seq,
@@ -104,13 +103,9 @@ pub async fn list(
                 prev_hash: chained.prev_hash,
                 hash: chained.hash,
             }
-        })
-        .collect();
-    let next_cursor = if more {
-        entries.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
+        },
+        |e: &AuditEntry| e.seq.to_string(),
+    );
     Ok(JsonOut(AuditPage {
         entries,
         next_cursor,

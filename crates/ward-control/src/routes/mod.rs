@@ -60,3 +60,17 @@ pub fn text_field(field: &str, value: &str, max: usize) -> Result<(), crate::Api
     }
     Ok(())
 }
+
+/// Cuts a page of `limit` items from `rows` (fetched with `limit + 1`) and
+/// the cursor of the next page, if there is one.
+pub fn page<R, T>(
+    rows: Vec<R>,
+    limit: u32,
+    out: impl FnMut(R) -> T,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    let items: Vec<T> = rows.into_iter().take(limit as usize).map(out).collect();
+    let next = if more { items.last().map(cursor) } else { None };
+    (items, next)
+}
