@@ -179,16 +179,25 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
     })
 }
 
+/// Creates `dir` if needed and makes it private to this user (0700): it
+/// holds the signing keys and the bootstrap token.
 fn create_private_dir(dir: &Path) -> Result<(), InitError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let fail = |e: std::io::Error| InitError::DataDir {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| InitError::DataDir {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(fail)?;
+    let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory was not private; setting mode 700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 impl AppState {
