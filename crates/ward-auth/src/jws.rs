@@ -80,6 +80,43 @@ pub fn sign(
 /// object or with duplicate top-level members; `alg` other than `EdDSA`;
 /// any `crit`; a signature that is not 64 bytes.
 pub fn decode_unverified(token: &str) -> Result<Decoded, AuthError> {
+    let (header, claims, signing_input, signature_bytes) = split(token)?;
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == ALG => {}
+        Some(Value::String(alg)) => return Err(AuthError::UnsupportedAlgorithm(crate::shown(alg))),
+        Some(other) => {
+            return Err(AuthError::UnsupportedAlgorithm(crate::shown(
+                &other.to_string(),
+            )));
+        }
+        None => {
+            return Err(AuthError::Malformed(
+                "header has no `alg`; it must be `EdDSA`".to_owned(),
+            ));
+        }
+    }
+    let signature: [u8; 64] = signature_bytes.as_slice().try_into().map_err(|_| {
+        AuthError::Malformed(format!(
+            "signature is {} bytes; an Ed25519 signature is 64 bytes",
+            signature_bytes.len()
+        ))
+    })?;
+    Ok(Decoded {
+        header,
+        claims,
+        signing_input,
+        signature,
+    })
+}
+
+/// The parts of a compact JWS: header, claims, signing input and raw
+/// signature, with every structural check except the algorithm's.
+pub(crate) type Parts = (Map<String, Value>, Value, String, Vec<u8>);
+
+/// Splits and decodes a compact JWS of any algorithm: size limit, three
+/// canonical base64url segments, JSON object header and payload without
+/// duplicate members, no `crit`.
+pub(crate) fn split(token: &str) -> Result<Parts, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::Malformed(format!(
             "token is {} bytes, over the {MAX_TOKEN_BYTES}-byte limit",
@@ -99,40 +136,19 @@ pub fn decode_unverified(token: &str) -> Result<Decoded, AuthError> {
         b64::decode(payload_b64).map_err(|e| AuthError::Malformed(format!("payload {e}")))?;
     let signature_bytes =
         b64::decode(signature_b64).map_err(|e| AuthError::Malformed(format!("signature {e}")))?;
-
     let header = parse_object(&header_bytes, "header")?;
-    match header.get("alg") {
-        Some(Value::String(alg)) if alg == ALG => {}
-        Some(Value::String(alg)) => return Err(AuthError::UnsupportedAlgorithm(crate::shown(alg))),
-        Some(other) => {
-            return Err(AuthError::UnsupportedAlgorithm(crate::shown(
-                &other.to_string(),
-            )));
-        }
-        None => {
-            return Err(AuthError::Malformed(
-                "header has no `alg`; it must be `EdDSA`".to_owned(),
-            ));
-        }
-    }
     if header.contains_key("crit") {
         return Err(AuthError::Malformed(
             "header member `crit` is not supported".to_owned(),
         ));
     }
     let claims = Value::Object(parse_object(&payload_bytes, "payload")?);
-    let signature: [u8; 64] = signature_bytes.as_slice().try_into().map_err(|_| {
-        AuthError::Malformed(format!(
-            "signature is {} bytes; an Ed25519 signature is 64 bytes",
-            signature_bytes.len()
-        ))
-    })?;
-    Ok(Decoded {
+    Ok((
         header,
         claims,
-        signing_input: format!("{header_b64}.{payload_b64}"),
-        signature,
-    })
+        format!("{header_b64}.{payload_b64}"),
+        signature_bytes,
+    ))
 }
 
 /// Checks the signature of a decoded JWS with `verify_strict` (rejects

@@ -13,6 +13,7 @@
 mod b64;
 pub mod dpop;
 mod error;
+pub mod issuer;
 pub mod jwk;
 pub mod jws;
 

@@ -4,4 +4,5 @@
 pub mod audit;
 pub mod lifecycle;
 pub mod matrix;
+pub mod roles;
 pub mod scope;
