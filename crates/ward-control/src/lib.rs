@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod extract;
 mod keys;
+pub mod oidc;
 mod openapi;
 mod revocation;
 mod routes;
@@ -47,6 +48,8 @@ pub struct Config {
     pub dpop_max_age_secs: i64,
     /// How far ahead of our clock a DPoP proof's `iat` may be, seconds.
     pub dpop_max_future_secs: i64,
+    /// The OpenID provider people sign in with, if any.
+    pub oidc: Option<oidc::OidcConfig>,
     /// Enrolment token lifetime when none is asked for, seconds.
     pub enroll_default_ttl_secs: u64,
     /// Longest enrolment token lifetime, seconds.
@@ -62,6 +65,7 @@ impl Config {
             max_body_bytes: 64 * 1024,
             default_token_secs: 15 * 60,
             max_token_secs: 60 * 60,
+            oidc: None,
             dpop_max_age_secs: 60,
             dpop_max_future_secs: 5,
             enroll_default_ttl_secs: 15 * 60,
@@ -93,6 +97,7 @@ pub struct StateInner {
     pub(crate) keys: KeyRing,
     pub(crate) revocations: Revocations,
     pub(crate) agents: agent_cache::AgentCache,
+    pub(crate) oidc: Option<oidc::OidcVerifier>,
     pub(crate) replay: ReplayCache,
     pub(crate) matrix: LoadedMatrix,
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
@@ -161,6 +166,12 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
     {
         revocations.add(&row);
     }
+    let oidc = config
+        .oidc
+        .clone()
+        .map(oidc::OidcVerifier::new)
+        .transpose()
+        .map_err(|e| InitError::Other(e.to_string()))?;
     let state = AppState {
         inner: Arc::new(StateInner {
             config,
@@ -168,6 +179,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             keys,
             revocations,
             agents: agent_cache::AgentCache::default(),
+            oidc,
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,

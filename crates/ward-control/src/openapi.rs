@@ -10,7 +10,7 @@ use crate::routes::{admin, agents, audit, meta, tokens};
 #[openapi(
     info(title = "Ward control plane", description = "Registry, lifecycle, token broker and audit log for desktop AI agents."),
     paths(
-        meta::healthz, meta::readyz, meta::jwks, meta::openapi,
+        meta::healthz, meta::readyz, meta::jwks, meta::openapi, meta::auth_config,
         admin::create_tenant, admin::list_tenants, admin::create_api_token, admin::rotate_key,
         agents::create_enroll_token, agents::enroll, agents::list, agents::show,
         agents::activate, agents::quarantine, agents::revoke, agents::uninstall,

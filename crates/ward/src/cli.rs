@@ -71,6 +71,24 @@ pub struct ServeArgs {
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = 65536)]
     pub max_body_bytes: usize,
+    /// OpenID provider people sign in with (issuer URL, as in `iss`).
+    #[arg(long, env = "WARD_OIDC_ISSUER", requires = "oidc_audience")]
+    pub oidc_issuer: Option<String>,
+    /// Audience the provider's tokens must carry.
+    #[arg(long, env = "WARD_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// Token claim holding the person's groups.
+    #[arg(long, default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Prefix of groups granting Ward roles: `<prefix>:<tenant>:<role>`.
+    #[arg(long, default_value = "ward")]
+    pub oidc_group_prefix: String,
+    /// An `acr` value that counts as multi-factor (besides `amr` holding `mfa`).
+    #[arg(long)]
+    pub oidc_mfa_acr: Option<String>,
+    /// Public client id `ward login` uses at the provider.
+    #[arg(long, default_value = "ward-cli")]
+    pub oidc_client_id: String,
 }
 
 /// Where the server is and who we are.

@@ -60,6 +60,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = Config::new(args.data_dir.clone(), public_url.clone());
     config.max_token_secs = args.max_token_secs;
     config.max_body_bytes = args.max_body_bytes;
+    if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
+        config.oidc = Some(ward_control::oidc::OidcConfig {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            groups_claim: args.oidc_groups_claim.clone(),
+            group_prefix: args.oidc_group_prefix.clone(),
+            mfa_acr: args.oidc_mfa_acr.clone(),
+            cli_client_id: args.oidc_client_id.clone(),
+            leeway_secs: 30,
+        });
+    }
     if config.max_token_secs == 0 {
         return Err("--max-token-secs must be at least 1".into());
     }

@@ -286,7 +286,10 @@ async fn garbage_never_crashes_the_server_or_changes_data() {
     assert_eq!(status, 200);
     let after = server.audit(&server.bootstrap, "").await;
     assert!(
-        after.iter().skip(before).all(|e| e["result"] == "denied"),
+        after
+            .iter()
+            .skip(before)
+            .all(|e| e["result"] == "denied" || e["action"] == "bootstrap.use"),
         "garbage changed nothing"
     );
     let out = server.cli(

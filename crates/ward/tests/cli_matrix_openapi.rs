@@ -90,6 +90,7 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/readyz", "get"),
         ("/.well-known/jwks.json", "get"),
         ("/openapi.json", "get"),
+        ("/v1/auth/config", "get"),
         ("/v1/tenants", "post"),
         ("/v1/tenants", "get"),
         ("/v1/api-tokens", "post"),

@@ -160,9 +160,6 @@ pub async fn list_tenants(
     Ok(JsonOut(TenantList { tenants }))
 }
 
-/// The roles an API token may hold.
-pub const ROLES: &[&str] = &["admin"];
-
 /// Create a per-tenant admin API token (bootstrap token only).
 #[utoipa::path(post, path = "/v1/api-tokens", tag = "admin", request_body = CreateApiToken,
     security(("bearer" = [])),
@@ -174,16 +171,9 @@ pub async fn create_api_token(
     Json(body): Json<CreateApiToken>,
 ) -> Result<(StatusCode, JsonOut<ApiTokenCreated>), ApiError> {
     principal.require_bootstrap()?;
-    if !ROLES.contains(&body.role.as_str()) {
-        return Err(ApiError::invalid(
-            "role",
-            format!(
-                "unknown role `{}`; expected one of: {}",
-                body.role,
-                ROLES.join(", ")
-            ),
-        ));
-    }
+    body.role
+        .parse::<ward_model::roles::Role>()
+        .map_err(|e| ApiError::invalid("role", e))?;
     if let Some(description) = &body.description {
         super::text_field("description", description, 200)?;
     }

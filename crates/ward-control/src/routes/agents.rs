@@ -13,6 +13,7 @@ use ward_api::{
 };
 use ward_auth::Jwk;
 use ward_model::lifecycle::{AgentAction, AgentState};
+use ward_model::roles::Permission;
 use ward_store::{AgentRow, EnrollTokenRow, RevocationRow};
 
 use crate::AppState;
@@ -33,7 +34,7 @@ pub async fn create_enroll_token(
     principal: Principal,
     Json(body): Json<CreateEnrollToken>,
 ) -> Result<(StatusCode, JsonOut<EnrollTokenCreated>), ApiError> {
-    let tenant = principal.tenant()?.to_owned();
+    let tenant = principal.require(Permission::Enrol)?.to_owned();
     check_email("owner", &body.owner)?;
     if state.matrix.matrix.profile(&body.profile).is_none() {
         let known: Vec<String> = state
@@ -309,7 +310,7 @@ pub async fn list(
     principal: Principal,
     Query(query): Query<ListQuery>,
 ) -> Result<JsonOut<AgentList>, ApiError> {
-    let tenant = principal.tenant()?.to_owned();
+    let tenant = principal.require(Permission::ReadAgents)?.to_owned();
     let limit = parse_limit(query.limit.as_deref(), 100, 500)?;
     if let Some(wanted) = &query.state {
         wanted
@@ -344,7 +345,7 @@ pub async fn show(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<JsonOut<Agent>, ApiError> {
-    let tenant = principal.tenant()?.to_owned();
+    let tenant = principal.require(Permission::ReadAgents)?.to_owned();
     let wanted = id.clone();
     let row = state
         .store
@@ -404,7 +405,13 @@ async fn change(
     action: AgentAction,
     body: LifecycleChange,
 ) -> Result<JsonOut<Agent>, ApiError> {
-    let tenant = principal.tenant()?.to_owned();
+    let tenant = principal
+        .require(if action == AgentAction::Activate {
+            Permission::ActivateAgent
+        } else {
+            Permission::ContainAgent
+        })?
+        .to_owned();
     text_field("reason", &body.reason, 1000)?;
     let actor = principal.actor();
     let revocation_id = new_id("rev")?;

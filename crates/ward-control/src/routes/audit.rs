@@ -8,11 +8,12 @@ use ward_api::{AuditEntry, AuditPage, ErrorBody};
 use ward_store::AuditFilter;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::routes::agents::parse_limit;
 use crate::util::parse_rfc3339;
+use ward_model::roles::Permission;
 
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -69,7 +70,10 @@ pub async fn list(
         .transpose()?;
     let limit = parse_limit(query.limit.as_deref(), 100, 1000)?;
     let filter = AuditFilter {
-        tenant: principal.tenant.clone(),
+        tenant: match principal.credential {
+            Credential::Bootstrap => None,
+            _ => Some(principal.require(Permission::ReadAudit)?.to_owned()),
+        },
         since: time("since", query.since)?,
         until: time("until", query.until)?,
         agent: query.agent,

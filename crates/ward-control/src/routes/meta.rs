@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use ward_api::{ErrorBody, Health, Jwks};
+use ward_api::{AuthConfig, ErrorBody, Health, Jwks, OidcInfo};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -49,6 +49,21 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CACHE_CONTROL, "public, max-age=60")],
         Json(state.keys.jwks(now_ms())),
     )
+}
+
+/// How people sign in (for `ward login`).
+#[utoipa::path(get, path = "/v1/auth/config", tag = "meta", responses((status = 200, body = AuthConfig)))]
+pub async fn auth_config(State(state): State<AppState>) -> Json<AuthConfig> {
+    Json(AuthConfig {
+        oidc: state.oidc.as_ref().map(|oidc| {
+            let config = oidc.config();
+            OidcInfo {
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
+                client_id: config.cli_client_id.clone(),
+            }
+        }),
+    })
 }
 
 /// This document.

@@ -18,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/readyz", get(meta::readyz))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route("/openapi.json", get(meta::openapi))
+        .route("/v1/auth/config", get(meta::auth_config))
         .route(
             "/v1/tenants",
             post(admin::create_tenant).get(admin::list_tenants),

@@ -14,6 +14,7 @@ use ward_api::{
 };
 use ward_auth::ProofExpectations;
 use ward_model::lifecycle::AgentState;
+use ward_model::roles::Permission;
 use ward_model::scope::Scope;
 use ward_store::{RevocationRow, StoreError};
 
@@ -296,7 +297,7 @@ pub async fn introspect(
     principal: Principal,
     request: Request,
 ) -> Result<JsonOut<IntrospectResponse>, ApiError> {
-    let tenant = principal.tenant()?.to_owned();
+    let tenant = principal.require(Permission::IntrospectTokens)?.to_owned();
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -412,7 +413,7 @@ pub async fn revoke(
     principal: Principal,
     Json(body): Json<RevokeTokens>,
 ) -> Result<(StatusCode, JsonOut<Revocation>), ApiError> {
-    let tenant = principal.tenant()?.to_owned();
+    let tenant = principal.require(Permission::RevokeTokens)?.to_owned();
     text_field("reason", &body.reason, 1000)?;
     let (kind, value) = match (&body.jti, &body.agent_id, &body.scope_prefix) {
         (Some(jti), None, None) => ("jti", jti.clone()),

@@ -1,0 +1,279 @@
+//! People signing in with the company's OpenID provider: discovery, a
+//! cached JWKS refreshed when an unknown key id shows up, token checks
+//! (signature, `iss`, `aud`, `exp`, `nbf`), and the mapping of a group claim
+//! to Ward roles per tenant.
+//!
+//! Group values name a tenant and a role: `ward:<tenant>:<role>`, e.g.
+//! `ward:acme:approver` (the prefix is configurable).
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+use ward_auth::AuthError;
+use ward_auth::issuer::{IssuerKeys, verify_issuer_jwt};
+use ward_model::roles::Role;
+
+/// How the server trusts an OpenID provider.
+#[derive(Clone, Debug)]
+pub struct OidcConfig {
+    /// Issuer URL, exactly as in the tokens' `iss`.
+    pub issuer: String,
+    /// Audience the tokens must carry in `aud`.
+    pub audience: String,
+    /// Claim holding the groups (a string array).
+    pub groups_claim: String,
+    /// Prefix of group values that grant Ward roles.
+    pub group_prefix: String,
+    /// An `acr` value that counts as multi-factor, besides `amr` holding `mfa`.
+    pub mfa_acr: Option<String>,
+    /// Public client id `ward login` uses.
+    pub cli_client_id: String,
+    /// Clock skew allowed on `exp`/`nbf`, seconds.
+    pub leeway_secs: i64,
+}
+
+/// A verified person.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// `sub`.
+    pub subject: String,
+    /// `email`, if present.
+    pub email: Option<String>,
+    /// Roles per tenant name, from the group claim.
+    pub roles: BTreeMap<String, Vec<Role>>,
+    /// Whether the sign-in used multi-factor authentication.
+    pub mfa: bool,
+}
+
+impl Identity {
+    /// The name recorded as the actor: the email, else the subject.
+    pub fn name(&self) -> &str {
+        self.email.as_deref().unwrap_or(&self.subject)
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// The token failed a check.
+    #[error("{0}")]
+    Rejected(String),
+    /// The provider could not be reached or answered nonsense.
+    #[error("the OpenID provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+struct Keys {
+    keys: IssuerKeys,
+    jwks_uri: String,
+    fetched: Instant,
+}
+
+/// Verifies tokens of one provider.
+pub struct OidcVerifier {
+    config: OidcConfig,
+    http: reqwest::Client,
+    keys: RwLock<Option<Keys>>,
+    last_attempt: std::sync::Mutex<Option<Instant>>,
+}
+
+/// Shortest time between two JWKS fetches, so tokens with made-up key ids
+/// cannot make the server hammer the provider.
+const MIN_REFRESH: Duration = Duration::from_secs(10);
+
+impl OidcVerifier {
+    /// A verifier for `config`; discovery happens on first use, so the
+    /// server starts even while the provider is down.
+    pub fn new(config: OidcConfig) -> Result<OidcVerifier, OidcError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| OidcError::Unavailable(e.to_string()))?;
+        Ok(OidcVerifier {
+            config,
+            http,
+            keys: RwLock::new(None),
+            last_attempt: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OidcConfig {
+        &self.config
+    }
+
+    /// Verifies `token` and maps its groups to roles.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Identity, OidcError> {
+        if self.keys.read().await.is_none() {
+            self.refresh(true).await?;
+        }
+        let result = {
+            let guard = self.keys.read().await;
+            let keys = guard
+                .as_ref()
+                .map(|k| &k.keys)
+                .ok_or_else(|| OidcError::Unavailable("no signing keys fetched yet".into()))?;
+            verify_issuer_jwt(token, keys, now, self.config.leeway_secs)
+        };
+        let (_, claims) = match result {
+            Err(AuthError::UnknownKey(_)) => {
+                // The provider may have rotated its keys: fetch them again once.
+                self.refresh(false).await?;
+                let guard = self.keys.read().await;
+                let keys = guard
+                    .as_ref()
+                    .map(|k| &k.keys)
+                    .ok_or_else(|| OidcError::Unavailable("no signing keys fetched yet".into()))?;
+                verify_issuer_jwt(token, keys, now, self.config.leeway_secs)
+            }
+            other => other,
+        }
+        .map_err(|e| OidcError::Rejected(format!("token refused: {e}")))?;
+        self.identity(&claims)
+    }
+
+    fn identity(&self, claims: &Value) -> Result<Identity, OidcError> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        if text("iss") != Some(self.config.issuer.as_str()) {
+            return Err(OidcError::Rejected(format!(
+                "token refused: issuer `{}` is not the configured `{}`",
+                text("iss").unwrap_or(""),
+                self.config.issuer
+            )));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => *aud == self.config.audience,
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str() == Some(&self.config.audience)),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(OidcError::Rejected(format!(
+                "token refused: audience is not `{}`",
+                self.config.audience
+            )));
+        }
+        let subject = text("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| OidcError::Rejected("token refused: no `sub`".into()))?
+            .to_owned();
+        let mut roles: BTreeMap<String, Vec<Role>> = BTreeMap::new();
+        let prefix = format!("{}:", self.config.group_prefix);
+        if let Some(groups) = claims
+            .get(&self.config.groups_claim)
+            .and_then(Value::as_array)
+        {
+            for group in groups.iter().filter_map(Value::as_str) {
+                let Some(rest) = group.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let Some((tenant, role)) = rest.rsplit_once(':') else {
+                    continue;
+                };
+                if let Ok(role) = role.parse::<Role>() {
+                    let entry = roles.entry(tenant.to_owned()).or_default();
+                    if !entry.contains(&role) {
+                        entry.push(role);
+                    }
+                }
+            }
+        }
+        let amr_mfa = claims
+            .get("amr")
+            .and_then(Value::as_array)
+            .is_some_and(|amr| amr.iter().any(|m| m.as_str() == Some("mfa")));
+        let acr_mfa = self
+            .config
+            .mfa_acr
+            .as_deref()
+            .is_some_and(|wanted| text("acr") == Some(wanted));
+        Ok(Identity {
+            subject,
+            email: text("email").map(str::to_owned),
+            roles,
+            mfa: amr_mfa || acr_mfa,
+        })
+    }
+
+    /// Fetches discovery (first time) and the JWKS, at most once per
+    /// [`MIN_REFRESH`] unless `first` and nothing is cached.
+    async fn refresh(&self, first: bool) -> Result<(), OidcError> {
+        {
+            let mut last = self
+                .last_attempt
+                .lock()
+                .map_err(|_| OidcError::Unavailable("lock poisoned".into()))?;
+            if let Some(at) = *last
+                && at.elapsed() < MIN_REFRESH
+                && !first
+            {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks_uri = match self.keys.read().await.as_ref() {
+            Some(keys) => keys.jwks_uri.clone(),
+            None => self.discover().await?,
+        };
+        let jwks = self.get_json(&jwks_uri).await?;
+        let keys =
+            IssuerKeys::from_jwks(&jwks).map_err(|e| OidcError::Unavailable(e.to_string()))?;
+        tracing::info!(issuer = %self.config.issuer, keys = keys.len(), "fetched the OpenID provider's signing keys");
+        *self.keys.write().await = Some(Keys {
+            keys,
+            jwks_uri,
+            fetched: Instant::now(),
+        });
+        Ok(())
+    }
+
+    async fn discover(&self) -> Result<String, OidcError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.config.issuer.trim_end_matches('/')
+        );
+        let document = self.get_json(&url).await?;
+        if document.get("issuer").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
+            return Err(OidcError::Unavailable(format!(
+                "discovery at `{url}` names another issuer; check --oidc-issuer"
+            )));
+        }
+        document
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                OidcError::Unavailable(format!("discovery at `{url}` has no `jwks_uri`"))
+            })
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, OidcError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("`{url}`: {e}")))?;
+        if !response.status().is_success() {
+            return Err(OidcError::Unavailable(format!(
+                "`{url}` answered {}",
+                response.status()
+            )));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("`{url}`: {e}")))
+    }
+
+    /// Seconds since the keys were fetched, if they were.
+    pub async fn keys_age(&self) -> Option<u64> {
+        self.keys
+            .read()
+            .await
+            .as_ref()
+            .map(|k| k.fetched.elapsed().as_secs())
+    }
+}
