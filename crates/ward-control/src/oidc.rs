@@ -31,6 +31,13 @@ pub struct OidcConfig {
     pub cli_client_id: String,
     /// Clock skew allowed on `exp`/`nbf`, seconds.
     pub leeway_secs: i64,
+    /// Shortest time between two JWKS fetches triggered by unknown key ids,
+    /// so tokens with made-up key ids cannot make the server hammer the
+    /// provider.
+    pub jwks_min_refresh: Duration,
+    /// How long fetched keys are trusted before they are fetched again, so
+    /// a key the provider retired stops verifying.
+    pub jwks_max_age: Duration,
 }
 
 /// A verified person.
@@ -78,10 +85,6 @@ pub struct OidcVerifier {
     last_attempt: std::sync::Mutex<Option<Instant>>,
 }
 
-/// Shortest time between two JWKS fetches, so tokens with made-up key ids
-/// cannot make the server hammer the provider.
-const MIN_REFRESH: Duration = Duration::from_secs(10);
-
 impl OidcVerifier {
     /// A verifier for `config`; discovery happens on first use, so the
     /// server starts even while the provider is down.
@@ -105,8 +108,15 @@ impl OidcVerifier {
 
     /// Verifies `token` and maps its groups to roles.
     pub async fn verify(&self, token: &str, now: i64) -> Result<Identity, OidcError> {
-        if self.keys.read().await.is_none() {
+        let (missing, stale) = match self.keys.read().await.as_ref() {
+            None => (true, true),
+            Some(keys) => (false, keys.fetched.elapsed() >= self.config.jwks_max_age),
+        };
+        if missing {
             self.refresh(true).await?;
+        } else if stale && let Err(error) = self.refresh(true).await {
+            // Keep serving on the cached keys while the provider is down.
+            tracing::warn!(%error, "cannot refresh the OpenID provider's keys; using the cached ones");
         }
         let result = {
             let guard = self.keys.read().await;
@@ -198,7 +208,7 @@ impl OidcVerifier {
     }
 
     /// Fetches discovery (first time) and the JWKS, at most once per
-    /// [`MIN_REFRESH`] unless `first` and nothing is cached.
+    /// `jwks_min_refresh` unless `first` and nothing is cached.
     async fn refresh(&self, first: bool) -> Result<(), OidcError> {
         {
             let mut last = self
@@ -206,7 +216,7 @@ impl OidcVerifier {
                 .lock()
                 .map_err(|_| OidcError::Unavailable("lock poisoned".into()))?;
             if let Some(at) = *last
-                && at.elapsed() < MIN_REFRESH
+                && at.elapsed() < self.config.jwks_min_refresh
                 && !first
             {
                 return Ok(());

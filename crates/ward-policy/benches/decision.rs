@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 use ward_policy::{Bundle, Policy};
 
@@ -98,6 +99,7 @@ fn report(label: &str, mut times: Vec<Duration>, wall: Duration) {
 }
 
 fn main() {
+    probe(&inputs());
     let policy = Arc::new(example_policy());
     let inputs = Arc::new(inputs());
     let denied = inputs.iter().filter(|i| policy.evaluate(i).unwrap().is_denied()).count();
@@ -130,4 +132,42 @@ fn main() {
         all.extend(handle.join().unwrap());
     }
     report("2 threads, one Policy", all, start.elapsed());
+}
+
+#[allow(dead_code)]
+pub fn probe(inputs: &[Value]) {
+    let variants = [
+        ("empty", "package ward.broker\n".to_owned()),
+        ("secrets helper", "package ward.broker\nimport rego.v1\nsr if { some s in input.request.scopes; startswith(s, \"secrets:\") }\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if { sr; input.device.os == \"plan9\" }\n".to_owned()),
+        ("secrets partial", "package ward.broker\nimport rego.v1\nrs contains s if some s in input.request.scopes\nsr if { some s in rs; startswith(s, \"secrets:\") }\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if { sr; input.device.os == \"plan9\" }\n".to_owned()),
+        ("floor lookup", "package ward.broker\nimport rego.v1\nfl := {\"macos\": \"14.0\"}\nsr if { some s in input.request.scopes; startswith(s, \"secrets:\") }\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if { sr; not fl[input.device.os] }\n".to_owned()),
+        ("agent only", "package ward.broker\nimport rego.v1\napproved := {\"1.4.0\"}\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if not input.device.agent_version in approved\n".to_owned()),
+        ("regex only", "package ward.broker\nimport rego.v1\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if not regex.match(`^[0-9]{1,9}(\\.[0-9]{1,9}){0,3}$`, input.device.os_version)\n".to_owned()),
+        ("sprintf only", "package ward.broker\nimport rego.v1\ndeny contains {\"rule\": \"a\", \"message\": sprintf(\"%s %v\", [input.device.os, input.device.agent_version])} if true\n".to_owned()),
+    ];
+    for (name, text) in variants {
+        let inputs: Vec<Value> = inputs.iter().filter(|i| i["request"]["scopes"].to_string().contains("secrets")).cloned().collect();
+        let inputs = &inputs[..];
+        let policy = Bundle::from_files(vec![("b.rego".into(), text)]).unwrap().compile().unwrap();
+        run(&policy, inputs, 0, WARM_UP);
+        let start = Instant::now();
+        let times = run(&policy, inputs, 0, 20_000);
+        report(name, times, start.elapsed());
+    }
+    let policy = example_policy();
+    let mut per: Vec<(f64, String)> = inputs.iter().map(|input| {
+        for _ in 0..50 { policy.evaluate(input).unwrap(); }
+        let start = Instant::now();
+        for _ in 0..200 { std::hint::black_box(policy.evaluate(input).unwrap()); }
+        let d = policy.evaluate(input).unwrap();
+        (start.elapsed().as_secs_f64() * 1e6 / 200.0, format!("{} {} {:?}", input["request"]["scopes"], input["device"], d.rules))
+    }).collect();
+    per.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (t, d) in per.iter().step_by(8) { println!("{t:7.1} {d}"); }
+    println!("{:7.1} {}", per[79].0, per[79].1);
+    let start = Instant::now();
+    for i in 0..20_000 {
+        std::hint::black_box(regorus::Value::deserialize(&inputs[i % inputs.len()]).unwrap());
+    }
+    println!("deserialize input: {:.1}µs", start.elapsed().as_secs_f64() * 1e6 / 20_000.0);
 }

@@ -39,6 +39,22 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Sign in with the server's OpenID provider (device flow); later
+    /// commands use the token when no --token / WARD_TOKEN is given.
+    Login {
+        /// Server URL.
+        #[arg(long, env = "WARD_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Resource indicator to ask the provider for (RFC 8707), if it needs one.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Scopes to ask for.
+        #[arg(long, default_value = "openid email groups offline_access")]
+        scope: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the HTTP API's OpenAPI document.
     Openapi,
     /// Work with capability matrix files.
@@ -89,6 +105,14 @@ pub struct ServeArgs {
     /// Public client id `ward login` uses at the provider.
     #[arg(long, default_value = "ward-cli")]
     pub oidc_client_id: String,
+    /// Shortest time between two fetches of the provider's keys when tokens
+    /// name an unknown key id, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub oidc_jwks_min_refresh_secs: u64,
+    /// How long the provider's keys are cached before they are fetched
+    /// again (a retired key stops verifying after this), seconds.
+    #[arg(long, default_value_t = 300)]
+    pub oidc_jwks_max_age_secs: u64,
 }
 
 /// Where the server is and who we are.

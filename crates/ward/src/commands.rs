@@ -16,10 +16,13 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), String> {
 }
 
 fn client(conn: &Conn) -> Result<Client, String> {
-    if conn.token.is_none() {
-        return Err("no admin token: pass --token or set WARD_TOKEN".into());
-    }
-    Client::new(&conn.server, conn.token.clone()).map_err(|e| e.to_string())
+    let token = conn
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| crate::login::stored_token(&conn.server))
+        .ok_or("no admin token: pass --token, set WARD_TOKEN, or run `ward login`")?;
+    Client::new(&conn.server, Some(token)).map_err(|e| e.to_string())
 }
 
 /// Parses `15m`, `2h`, `1d`, `30s` or plain seconds.
@@ -78,6 +81,20 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             } => agent::token(&state_dir, scopes, duration, json).await,
         },
         Command::Audit { command } => audit(command).await,
+        Command::Login {
+            server,
+            resource,
+            scope,
+            json,
+        } => {
+            crate::login::login(crate::login::LoginArgs {
+                server,
+                resource,
+                scope,
+                json,
+            })
+            .await
+        }
         Command::Openapi => {
             println!("{}", ward_control::openapi_json());
             Ok(())

@@ -5,6 +5,7 @@
 mod agent;
 mod cli;
 mod commands;
+mod login;
 mod serve;
 
 use clap::Parser;

@@ -69,6 +69,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             mfa_acr: args.oidc_mfa_acr.clone(),
             cli_client_id: args.oidc_client_id.clone(),
             leeway_secs: 30,
+            jwks_min_refresh: std::time::Duration::from_secs(args.oidc_jwks_min_refresh_secs),
+            jwks_max_age: std::time::Duration::from_secs(args.oidc_jwks_max_age_secs),
         });
     }
     if config.max_token_secs == 0 {

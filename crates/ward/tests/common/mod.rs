@@ -295,7 +295,7 @@ fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
         .arg("--matrix")
         .arg(example_matrix())
         .args(extra)
-        .env("WARD_LOG", "warn")
+        .env("WARD_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -319,4 +319,134 @@ fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
             return (child, url);
         }
     }
+}
+
+/// A real OpenID provider (npm `oidc-provider`, `tests/oidc-provider`) on loopback.
+pub struct Idp {
+    pub issuer: String,
+    pub child: Child,
+    pub keys: PathBuf,
+    pub http: reqwest::Client,
+    _dir: TempDir,
+}
+
+impl Idp {
+    /// Starts the provider with fresh RS256 keys on a free port.
+    pub fn start() -> Idp {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys.json");
+        let (child, issuer) = spawn_idp(&keys, "0", &[]);
+        Idp {
+            issuer,
+            child,
+            keys,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Restarts on the same port and key file, with extra flags
+    /// (`--rotate`, `--retire-old`).
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let port = self.issuer.rsplit(':').next().unwrap().to_owned();
+        let (child, issuer) = spawn_idp(&self.keys, &port, extra);
+        assert_eq!(issuer, self.issuer);
+        self.child = child;
+    }
+
+    /// Creates or replaces a user.
+    pub async fn user(&self, sub: &str, groups: &[&str], mfa: bool) {
+        let body = json!({"sub": sub, "email": format!("{sub}@example.com"), "groups": groups, "mfa": mfa});
+        let (status, answer) = send(
+            self.http
+                .post(format!("{}/__test/users", self.issuer))
+                .json(&body),
+        )
+        .await;
+        assert!(status == 200 || status == 201, "{answer}");
+    }
+
+    /// Mints a token for `user` through the provider itself.
+    pub async fn token(&self, user: &str, extra: Value) -> String {
+        let mut body = json!({"user": user, "kind": "access"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let (status, answer) = send(
+            self.http
+                .post(format!("{}/__test/tokens", self.issuer))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Completes a pending device login for `user`.
+    pub async fn approve_device(&self, user_code: &str, user: &str) {
+        let body = json!({"user_code": user_code, "user": user});
+        let (status, answer) = send(
+            self.http
+                .post(format!("{}/__test/device/approve", self.issuer))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// `ward serve` flags trusting this provider.
+    pub fn serve_flags(&self) -> Vec<String> {
+        vec![
+            "--oidc-issuer".into(),
+            self.issuer.clone(),
+            "--oidc-audience".into(),
+            "ward".into(),
+            "--oidc-jwks-min-refresh-secs".into(),
+            "0".into(),
+            "--oidc-jwks-max-age-secs".into(),
+            "1".into(),
+        ]
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller owns the child and reaps it on drop"
+)]
+fn spawn_idp(keys: &Path, port: &str, extra: &[&str]) -> (Child, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-provider");
+    assert!(
+        root.join("node_modules").exists(),
+        "the test OpenID provider is not installed: run `npm ci --prefix tests/oidc-provider` (./scripts/test does)"
+    );
+    let mut child = Command::new("node")
+        .arg(root.join("server.mjs"))
+        .args(["--port", port, "--keys"])
+        .arg(keys)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node must be installed to run the OpenID provider");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .expect("oidc-provider exited before listening")
+        .unwrap();
+    let issuer = line
+        .strip_prefix("oidc-provider listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    (child, issuer)
 }
