@@ -434,6 +434,8 @@ async fn setup(server: &Server, agents: usize) -> BResult<Vec<Agent>> {
             agent_id: agent.id.clone(),
             requested_scopes: vec![SCOPE.into()],
             requested_duration: None,
+            approval_id: None,
+            action: None,
         })
         .map_err(s)?;
         out.push(Agent {
@@ -451,6 +453,8 @@ async fn setup(server: &Server, agents: usize) -> BResult<Vec<Agent>> {
                     agent_id: first.id.clone(),
                     requested_scopes: vec![SCOPE.into()],
                     requested_duration: None,
+                    approval_id: None,
+                    action: None,
                 },
             )
             .await

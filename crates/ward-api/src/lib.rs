@@ -23,6 +23,10 @@ pub struct ErrorDetail {
     pub field: Option<String>,
     /// The request's correlation id, also in the `X-Correlation-Id` header.
     pub correlation_id: String,
+    /// With `approval_required`: the approval request to wait for, then to
+    /// name in the retried request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 /// Liveness and readiness answer.
@@ -204,6 +208,14 @@ pub struct TokenRequest {
     /// Lifetime in seconds; default 900, capped by the server.
     #[serde(default)]
     pub requested_duration: Option<u64>,
+    /// An approved approval request to redeem (single use).
+    #[serde(default)]
+    pub approval_id: Option<String>,
+    /// Binds the token to one action, e.g. `{"tool": "Bash", "arguments":
+    /// {...}}`: approvers see it, and the token carries its hash.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub action: Option<serde_json::Value>,
 }
 
 /// A granted token.
@@ -409,4 +421,139 @@ pub struct OidcInfo {
     pub audience: String,
     /// Public client id of the command line.
     pub client_id: String,
+}
+
+/// One approver's decision.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalDecision {
+    /// Who decided.
+    pub approver: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// Whether the approver's sign-in showed multi-factor authentication.
+    pub mfa: bool,
+    /// When, RFC 3339.
+    pub decided_at: String,
+}
+
+/// A request for a second person's approval of high-risk access.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Approval {
+    /// Approval id (`apr_...`).
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// `enrolment` (into a high-risk profile) or `token` (high-risk scopes).
+    pub kind: String,
+    /// The agent.
+    pub agent_id: String,
+    /// Its owner.
+    pub owner: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// Lifetime asked for, seconds.
+    pub duration: u64,
+    /// The one action the token would be bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub action: Option<serde_json::Value>,
+    /// SHA-256 of the canonical action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_hash: Option<String>,
+    /// Approvals needed (2 for `two_person` features).
+    pub required_approvals: u32,
+    /// Decisions so far.
+    pub decisions: Vec<ApprovalDecision>,
+    /// `pending`, `approved`, `denied`, `used` or `expired`.
+    pub status: String,
+    /// Why approval is needed.
+    #[schema(value_type = Vec<Object>)]
+    pub reasons: Vec<serde_json::Value>,
+    /// Correlation id of the request that asked.
+    pub correlation_id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// Scopes the approvers granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_scopes: Option<Vec<String>>,
+    /// Lifetime the approvers granted, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_duration: Option<u64>,
+}
+
+/// A page of approvals.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalList {
+    /// Newest first.
+    pub approvals: Vec<Approval>,
+    /// Pass as `cursor` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}/approve` or `/deny`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideApproval {
+    /// Why; required.
+    pub reason: String,
+    /// Approve only: shorten the lifetime, seconds.
+    #[serde(default)]
+    pub duration: Option<u64>,
+    /// Approve only: grant only these of the requested scopes.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `POST /v1/consents`: the agent's owner consented to (or refused) scopes.
+/// Sent by the agent with a `DPoP` proof of its device key.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConsent {
+    /// The agent.
+    pub agent_id: String,
+    /// The scopes the consent text listed.
+    pub scopes: Vec<String>,
+    /// `granted` or `refused`.
+    pub decision: String,
+    /// Version of the consent text shown.
+    pub text_version: String,
+}
+
+/// A consent record.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Consent {
+    /// Consent id (`con_...`).
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The person who decided.
+    pub owner: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// `granted` or `refused`.
+    pub decision: String,
+    /// Version of the text shown.
+    pub text_version: String,
+    /// Device it was given on.
+    pub device_id: String,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// RFC 3339.
+    pub recorded_at: String,
+}
+
+/// A list of consent records.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsentList {
+    /// Newest first.
+    pub consents: Vec<Consent>,
 }

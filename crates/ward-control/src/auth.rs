@@ -41,7 +41,6 @@ pub struct Principal {
     /// Roles in that tenant.
     pub roles: Vec<Role>,
     /// Whether the sign-in used multi-factor authentication.
-    #[expect(dead_code, reason = "read by the approvals' step-up check, added next")]
     pub mfa: bool,
 }
 

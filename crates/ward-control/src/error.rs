@@ -30,6 +30,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Extra `WWW-Authenticate` challenge, for 401s.
     pub challenge: Option<&'static str>,
+    /// The approval request to wait for (`approval_required`).
+    pub approval_id: Option<String>,
 }
 
 impl ApiError {
@@ -41,6 +43,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             challenge: None,
+            approval_id: None,
         }
     }
 
@@ -123,6 +126,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 field: self.field,
                 correlation_id: correlation_id(),
+                approval_id: self.approval_id,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

@@ -48,6 +48,8 @@ pub struct Config {
     pub dpop_max_age_secs: i64,
     /// How far ahead of our clock a DPoP proof's `iat` may be, seconds.
     pub dpop_max_future_secs: i64,
+    /// How long an approval request can be decided and redeemed, seconds.
+    pub approval_ttl_secs: u64,
     /// The OpenID provider people sign in with, if any.
     pub oidc: Option<oidc::OidcConfig>,
     /// Enrolment token lifetime when none is asked for, seconds.
@@ -66,6 +68,7 @@ impl Config {
             default_token_secs: 15 * 60,
             max_token_secs: 60 * 60,
             oidc: None,
+            approval_ttl_secs: 60 * 60,
             dpop_max_age_secs: 60,
             dpop_max_future_secs: 5,
             enroll_default_ttl_secs: 15 * 60,

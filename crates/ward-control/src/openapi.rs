@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, audit, meta, tokens};
+use crate::routes::{admin, agents, approvals, audit, consents, meta, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,8 @@ use crate::routes::{admin, agents, audit, meta, tokens};
         agents::activate, agents::quarantine, agents::revoke, agents::uninstall,
         tokens::issue, tokens::introspect, tokens::revoke,
         audit::list,
+        approvals::list, approvals::show, approvals::approve, approvals::deny,
+        consents::record, consents::list,
     ),
     modifiers(&BearerAuth),
 )]

@@ -50,6 +50,10 @@ pub struct Feature {
     pub risk: Risk,
     /// The scopes it grants; never empty.
     pub scopes: Vec<Scope>,
+    /// High-risk only: approval needs two different approvers, not one.
+    pub two_person: bool,
+    /// Whether the agent's owner must have consented to its scopes.
+    pub consent_required: bool,
 }
 
 /// A named list of features assigned to an agent.
@@ -230,12 +234,16 @@ struct RawMatrix {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `description`, `risk` and `scopes`"
+    expecting = "a mapping with `description`, `risk`, `scopes` and optionally `two_person`, `consent`"
 )]
 struct RawFeature {
     description: String,
     risk: String,
     scopes: Vec<String>,
+    #[serde(default)]
+    two_person: bool,
+    #[serde(default)]
+    consent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +308,23 @@ fn validate(raw: RawMatrix, tree: &Tree, errors: &mut Vec<MatrixError>) -> Matri
                 }
             }
         }
+        if feature.two_person && risk != Risk::High {
+            errors.push(tree.error_at(
+                &join_key(&path, "two_person"),
+                format!("feature `{name}` is low risk; `two_person` applies only to `risk: high`"),
+            ));
+        }
+        let consent_required = match feature.consent.as_deref() {
+            None | Some("not_required") => false,
+            Some("required") => true,
+            Some(other) => {
+                errors.push(tree.error_at(
+                    &join_key(&path, "consent"),
+                    format!("feature `{name}` has unknown consent `{other}`; use `required` or `not_required`"),
+                ));
+                true
+            }
+        };
         features.insert(
             name.clone(),
             Feature {
@@ -307,6 +332,8 @@ fn validate(raw: RawMatrix, tree: &Tree, errors: &mut Vec<MatrixError>) -> Matri
                 description: feature.description,
                 risk,
                 scopes,
+                two_person: feature.two_person,
+                consent_required,
             },
         );
     }

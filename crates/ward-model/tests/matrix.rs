@@ -120,7 +120,7 @@ fn digest_is_the_sha256_of_the_source() -> TestResult {
 fn unknown_key_is_reported_at_the_key() {
     check_errors(
         &with_feature_extra("    owner: ann\n"),
-        "line 8, column 5: unknown key `owner`, expected one of `description`, `risk`, `scopes`",
+        "line 8, column 5: unknown key `owner`, expected one of `description`, `risk`, `scopes`, `two_person`, `consent`",
     );
 }
 
@@ -198,7 +198,7 @@ fn wrong_type_is_reported_at_the_value() {
     );
     check_errors(
         "version: 1\nfeatures:\n  a: read things\nprofiles: {}\n",
-        "line 3, column 6: invalid type: string \"read things\", expected a mapping with `description`, `risk` and `scopes`",
+        "line 3, column 6: invalid type: string \"read things\", expected a mapping with `description`, `risk`, `scopes` and optionally `two_person`, `consent`",
     );
 }
 
@@ -252,5 +252,31 @@ fn deep_nesting_is_rejected() {
     check_errors(
         &nested(10_000),
         "line 1, column 265: invalid yaml: recursion limit exceeded; fix the syntax",
+    );
+}
+
+#[test]
+fn two_person_and_consent_are_read_and_checked() {
+    let text = "version: 1\nfeatures:\n  s:\n    description: Secrets\n    risk: high\n    two_person: true\n    consent: required\n    scopes: [secrets:read:db/*]\n  l:\n    description: Low\n    risk: low\n    two_person: true\n    consent: maybe\n    scopes: [files:read:/a]\nprofiles:\n  p:\n    description: P\n    features: [s, l]\n";
+    let errors = ward_model::matrix::Matrix::from_yaml(text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        errors.contains(
+            "line 12, column 17: feature `l` is low risk; `two_person` applies only to `risk: high`"
+        ),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("feature `l` has unknown consent `maybe`"),
+        "{errors}"
+    );
+    let good = text.replace("    two_person: true\n    consent: maybe\n", "");
+    let matrix = ward_model::matrix::Matrix::from_yaml(&good).map_err(|e| e.to_string());
+    let matrix = matrix.as_ref().map_err(String::clone);
+    assert_eq!(
+        matrix.map(|m| m.feature("s").map(|f| (f.two_person, f.consent_required))),
+        Ok(Some((true, true)))
     );
 }

@@ -1,16 +1,25 @@
 //! Latency of one policy decision with the example policies loaded: p50, p90,
 //! p99 and max per decision, single-threaded and with two threads sharing one
 //! `Policy`. Run with
-//! `cargo bench -p ward-policy --bench decision`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark fails by panicking")]
+//! `cargo bench -p ward-policy --bench decision`. Uses mimalloc, like the
+//! `ward` binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark fails by panicking"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use ward_policy::{Bundle, Policy};
+
+// The `ward` binary runs on mimalloc; measure what it will see.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WARM_UP: usize = 2_000;
 const TIMED: usize = 50_000;
@@ -34,7 +43,12 @@ fn inputs() -> Vec<Value> {
         vec!["fs:read:/home/alice/**"],
         vec!["exec:run:/usr/bin/git", "fs:read:/home/alice/src/**"],
         vec!["secrets:read:ci/*"],
-        vec!["exec:run:/usr/bin/git", "secrets:read:ci/*", "net:connect:github.com:443", "fs:write:/tmp/**"],
+        vec![
+            "exec:run:/usr/bin/git",
+            "secrets:read:ci/*",
+            "net:connect:github.com:443",
+            "fs:write:/tmp/**",
+        ],
     ];
     let devices = [
         ("macos", "15.2", "1.4.0"),
@@ -43,7 +57,12 @@ fn inputs() -> Vec<Value> {
         ("windows", "10.0.19045", "1.4.0"),
         ("linux", "6.8.0", "1.3.2"),
     ];
-    let times = [(10, "tuesday"), (2, "thursday"), (17, "friday"), (11, "sunday")];
+    let times = [
+        (10, "tuesday"),
+        (2, "thursday"),
+        (17, "friday"),
+        (11, "sunday"),
+    ];
     let mut out = Vec::new();
     for (i, scopes) in scope_sets.iter().enumerate() {
         for (os, os_version, agent_version) in devices {
@@ -99,10 +118,12 @@ fn report(label: &str, mut times: Vec<Duration>, wall: Duration) {
 }
 
 fn main() {
-    probe(&inputs());
     let policy = Arc::new(example_policy());
     let inputs = Arc::new(inputs());
-    let denied = inputs.iter().filter(|i| policy.evaluate(i).unwrap().is_denied()).count();
+    let denied = inputs
+        .iter()
+        .filter(|i| policy.evaluate(i).unwrap().is_denied())
+        .count();
     println!(
         "example bundle {}, {} distinct inputs ({} denied)",
         &policy.hash()[..16],
@@ -132,42 +153,4 @@ fn main() {
         all.extend(handle.join().unwrap());
     }
     report("2 threads, one Policy", all, start.elapsed());
-}
-
-#[allow(dead_code)]
-pub fn probe(inputs: &[Value]) {
-    let variants = [
-        ("empty", "package ward.broker\n".to_owned()),
-        ("secrets helper", "package ward.broker\nimport rego.v1\nsr if { some s in input.request.scopes; startswith(s, \"secrets:\") }\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if { sr; input.device.os == \"plan9\" }\n".to_owned()),
-        ("secrets partial", "package ward.broker\nimport rego.v1\nrs contains s if some s in input.request.scopes\nsr if { some s in rs; startswith(s, \"secrets:\") }\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if { sr; input.device.os == \"plan9\" }\n".to_owned()),
-        ("floor lookup", "package ward.broker\nimport rego.v1\nfl := {\"macos\": \"14.0\"}\nsr if { some s in input.request.scopes; startswith(s, \"secrets:\") }\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if { sr; not fl[input.device.os] }\n".to_owned()),
-        ("agent only", "package ward.broker\nimport rego.v1\napproved := {\"1.4.0\"}\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if not input.device.agent_version in approved\n".to_owned()),
-        ("regex only", "package ward.broker\nimport rego.v1\ndeny contains {\"rule\": \"a\", \"message\": \"m\"} if not regex.match(`^[0-9]{1,9}(\\.[0-9]{1,9}){0,3}$`, input.device.os_version)\n".to_owned()),
-        ("sprintf only", "package ward.broker\nimport rego.v1\ndeny contains {\"rule\": \"a\", \"message\": sprintf(\"%s %v\", [input.device.os, input.device.agent_version])} if true\n".to_owned()),
-    ];
-    for (name, text) in variants {
-        let inputs: Vec<Value> = inputs.iter().filter(|i| i["request"]["scopes"].to_string().contains("secrets")).cloned().collect();
-        let inputs = &inputs[..];
-        let policy = Bundle::from_files(vec![("b.rego".into(), text)]).unwrap().compile().unwrap();
-        run(&policy, inputs, 0, WARM_UP);
-        let start = Instant::now();
-        let times = run(&policy, inputs, 0, 20_000);
-        report(name, times, start.elapsed());
-    }
-    let policy = example_policy();
-    let mut per: Vec<(f64, String)> = inputs.iter().map(|input| {
-        for _ in 0..50 { policy.evaluate(input).unwrap(); }
-        let start = Instant::now();
-        for _ in 0..200 { std::hint::black_box(policy.evaluate(input).unwrap()); }
-        let d = policy.evaluate(input).unwrap();
-        (start.elapsed().as_secs_f64() * 1e6 / 200.0, format!("{} {} {:?}", input["request"]["scopes"], input["device"], d.rules))
-    }).collect();
-    per.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (t, d) in per.iter().step_by(8) { println!("{t:7.1} {d}"); }
-    println!("{:7.1} {}", per[79].0, per[79].1);
-    let start = Instant::now();
-    for i in 0..20_000 {
-        std::hint::black_box(regorus::Value::deserialize(&inputs[i % inputs.len()]).unwrap());
-    }
-    println!("deserialize input: {:.1}µs", start.elapsed().as_secs_f64() * 1e6 / 20_000.0);
 }

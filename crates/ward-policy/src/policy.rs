@@ -3,7 +3,6 @@
 //! [`PolicyDecision`], failing closed on anything unexpected.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use regorus::{Engine, Value};
 use serde::Deserialize as _;
@@ -15,8 +14,6 @@ use crate::error::PolicyError;
 pub(crate) const RULES: [&str; 4] = ["deny", "require_approval", "remove_scopes", "max_duration"];
 /// The wrapper rule evaluated for each decision, in `INTERNAL_PACKAGE`.
 pub(crate) const DECISION_RULE: &str = "data.ward_policy_internal.decision";
-/// Most idle engines kept for reuse.
-const POOL_LIMIT: usize = 64;
 
 /// Why a decision came out as it did: the policy rule and its message.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -53,29 +50,20 @@ impl PolicyDecision {
 
 /// A compiled bundle, ready to evaluate from many threads at once.
 ///
-/// Each evaluation runs on its own copy of the prepared engine, taken from a
-/// small pool (or cloned from the template when the pool is empty), so
-/// evaluations never recompile and never share state.
+/// Each evaluation runs on its own clone of the prepared engine: the
+/// compiled modules and analysis are shared (reference counted), only the
+/// evaluation state is per call, so evaluations never recompile and never
+/// share state. (Measured: cloning is as fast as a pool of engines behind a
+/// mutex, and has no lock; see `BENCH.md`.)
 #[derive(Debug)]
 pub struct Policy {
-    template: Mutex<Engine>,
-    pool: Mutex<Vec<Engine>>,
+    template: Engine,
     hash: String,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave an engine half-updated in a
-    // way that matters: every evaluation resets the engine's state first.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Policy {
     pub(crate) fn new(template: Engine, hash: String) -> Self {
-        Self {
-            template: Mutex::new(template),
-            pool: Mutex::new(Vec::new()),
-            hash,
-        }
+        Self { template, hash }
     }
 
     /// The hash of the bundle this policy was compiled from
@@ -93,32 +81,12 @@ impl Policy {
     pub fn evaluate(&self, input: &serde_json::Value) -> Result<PolicyDecision, PolicyError> {
         let input_value = Value::deserialize(input)
             .map_err(|e| PolicyError::Evaluation(format!("input is not a valid document: {e}")))?;
-        let mut engine = self.checkout();
+        let mut engine = self.template.clone();
         engine.set_input(input_value);
-        let result = engine.eval_rule(DECISION_RULE.to_owned());
-        // An engine that failed mid-evaluation is dropped, not reused.
-        let value = match result {
-            Ok(value) => {
-                self.checkin(engine);
-                value
-            }
-            Err(e) => return Err(PolicyError::Evaluation(compact_error(&e.to_string()))),
-        };
+        let value = engine
+            .eval_rule(DECISION_RULE.to_owned())
+            .map_err(|e| PolicyError::Evaluation(compact_error(&e.to_string())))?;
         decision_from(&value, input)
-    }
-
-    fn checkout(&self) -> Engine {
-        if let Some(engine) = lock(&self.pool).pop() {
-            return engine;
-        }
-        lock(&self.template).clone()
-    }
-
-    fn checkin(&self, engine: Engine) {
-        let mut pool = lock(&self.pool);
-        if pool.len() < POOL_LIMIT {
-            pool.push(engine);
-        }
     }
 }
 
@@ -199,7 +167,12 @@ fn fields<'a>(
     Ok(out)
 }
 
-fn string(value: Option<&Value>, rule: &str, key: &str, element: &Value) -> Result<String, PolicyError> {
+fn string(
+    value: Option<&Value>,
+    rule: &str,
+    key: &str,
+    element: &Value,
+) -> Result<String, PolicyError> {
     match value {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.to_string()),
         _ => Err(evaluation(format!(
@@ -224,7 +197,12 @@ fn reasons(decision: &Value, rule: &str) -> Result<Vec<Reason>, PolicyError> {
 fn requested_scopes(input: &serde_json::Value) -> BTreeSet<&str> {
     input["request"]["scopes"]
         .as_array()
-        .map(|scopes| scopes.iter().filter_map(serde_json::Value::as_str).collect())
+        .map(|scopes| {
+            scopes
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -242,9 +220,24 @@ fn decision_from(value: &Value, input: &serde_json::Value) -> Result<PolicyDecis
     let mut remove_scopes = BTreeSet::new();
     for element in elements(value, "remove_scopes")? {
         let f = fields(element, "remove_scopes", &["rule", "scope", "message"], &[])?;
-        let rule = string(f.first().copied().flatten(), "remove_scopes", "rule", element)?;
-        let scope = string(f.get(1).copied().flatten(), "remove_scopes", "scope", element)?;
-        let message = string(f.get(2).copied().flatten(), "remove_scopes", "message", element)?;
+        let rule = string(
+            f.first().copied().flatten(),
+            "remove_scopes",
+            "rule",
+            element,
+        )?;
+        let scope = string(
+            f.get(1).copied().flatten(),
+            "remove_scopes",
+            "scope",
+            element,
+        )?;
+        let message = string(
+            f.get(2).copied().flatten(),
+            "remove_scopes",
+            "message",
+            element,
+        )?;
         if requested.contains(scope.as_str()) {
             remove_scopes.insert((scope, Reason { rule, message }));
         }
@@ -253,7 +246,12 @@ fn decision_from(value: &Value, input: &serde_json::Value) -> Result<PolicyDecis
     let mut max_duration: Option<(u64, Reason)> = None;
     for element in elements(value, "max_duration")? {
         let f = fields(element, "max_duration", &["rule", "seconds"], &["message"])?;
-        let rule = string(f.first().copied().flatten(), "max_duration", "rule", element)?;
+        let rule = string(
+            f.first().copied().flatten(),
+            "max_duration",
+            "rule",
+            element,
+        )?;
         let seconds = match f.get(1).copied().flatten() {
             Some(Value::Number(n)) => n.as_u64().filter(|s| *s > 0),
             _ => None,
@@ -266,10 +264,18 @@ fn decision_from(value: &Value, input: &serde_json::Value) -> Result<PolicyDecis
         })?;
         let message = match f.get(2).copied().flatten() {
             None => format!("lifetime capped at {seconds} s"),
-            Some(_) => string(f.get(2).copied().flatten(), "max_duration", "message", element)?,
+            Some(_) => string(
+                f.get(2).copied().flatten(),
+                "max_duration",
+                "message",
+                element,
+            )?,
         };
         let candidate = (seconds, Reason { rule, message });
-        if max_duration.as_ref().is_none_or(|current| candidate < *current) {
+        if max_duration
+            .as_ref()
+            .is_none_or(|current| candidate < *current)
+        {
             max_duration = Some(candidate);
         }
     }

@@ -1,6 +1,11 @@
 //! Bundles and policies that must be refused or fail closed, and the bundle
 //! hash.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +41,10 @@ fn non_rego_absolute_and_duplicate_files_are_refused() {
         vec![("README.md", "# hi")],
         vec![("/etc/broker.rego", "package ward.broker")],
         vec![("../broker.rego", "package ward.broker")],
-        vec![("a.rego", "package ward.broker"), ("a.rego", "package ward.broker")],
+        vec![
+            ("a.rego", "package ward.broker"),
+            ("a.rego", "package ward.broker"),
+        ],
     ] {
         let err = bundle(&files).unwrap_err();
         assert!(matches!(err, PolicyError::InvalidFile { .. }), "{err:?}");
@@ -48,7 +56,10 @@ fn non_rego_absolute_and_duplicate_files_are_refused() {
 fn syntax_errors_name_file_line_and_column_all_at_once() {
     let err = bundle(&[
         ("ok.rego", "package ward.broker\n"),
-        ("a/bad.rego", "package ward.broker\n\ndeny contains x if {\n  x := 1 +\n}\n"),
+        (
+            "a/bad.rego",
+            "package ward.broker\n\ndeny contains x if {\n  x := 1 +\n}\n",
+        ),
         ("worse.rego", "package ward.broker\nallow :=\n"),
     ])
     .unwrap_err();
@@ -79,17 +90,26 @@ fn syntax_errors_name_file_line_and_column_all_at_once() {
 fn missing_broker_package_is_refused() {
     let b = bundle(&[("other.rego", "package ward.other\nx := 1\n")]).unwrap();
     assert_eq!(b.compile().unwrap_err(), PolicyError::MissingPackage);
-    assert!(PolicyError::MissingPackage.to_string().contains("`package ward.broker`"));
+    assert!(
+        PolicyError::MissingPackage
+            .to_string()
+            .contains("`package ward.broker`")
+    );
 }
 
 #[test]
 fn reserved_package_is_refused() {
     let b = bundle(&[
         ("broker.rego", "package ward.broker\n"),
-        ("sneaky.rego", "package ward_policy_internal\ndecision := {}\n"),
+        (
+            "sneaky.rego",
+            "package ward_policy_internal\ndecision := {}\n",
+        ),
     ])
     .unwrap();
-    assert!(matches!(b.compile().unwrap_err(), PolicyError::ReservedPackage { path, .. } if path == "sneaky.rego"));
+    assert!(
+        matches!(b.compile().unwrap_err(), PolicyError::ReservedPackage { path, .. } if path == "sneaky.rego")
+    );
 }
 
 #[test]
@@ -126,11 +146,22 @@ helper if true
             "ward.broker_test.test_throws"
         ]
     );
-    assert_eq!(report.failed[0].1, "undefined: a condition in its body is false");
+    assert_eq!(
+        report.failed[0].1,
+        "undefined: a condition in its body is false"
+    );
     assert_eq!(report.failed[1].1, "evaluated to false");
-    assert!(report.failed[2].1.contains("broker_test.rego:8:"), "{}", report.failed[2].1);
+    assert!(
+        report.failed[2].1.contains("broker_test.rego:8:"),
+        "{}",
+        report.failed[2].1
+    );
     let err = report.check().unwrap_err();
-    assert!(err.to_string().starts_with("3 policy test(s) failed: `ward.broker_test.test_denies_two`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("3 policy test(s) failed: `ward.broker_test.test_denies_two`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,7 +182,10 @@ fn runtime_errors_fail_closed() {
         "package ward.broker\n\ndeny contains {\"rule\": \"r\", \"message\": no_such_function(1)} if true\n",
         json!({}),
     );
-    assert!(undefined_function.contains("no_such_function"), "{undefined_function}");
+    assert!(
+        undefined_function.contains("no_such_function"),
+        "{undefined_function}"
+    );
 }
 
 #[test]
@@ -160,14 +194,38 @@ fn malformed_elements_fail_closed() {
         ("deny if true", "must be a set of objects"),
         ("deny contains \"nope\" if true", "is not an object"),
         ("deny contains {\"rule\": \"r\"} if true", "lacks `message`"),
-        ("deny contains {\"rule\": \"r\", \"message\": 3} if true", "`message` must be a non-empty string"),
-        ("deny contains {\"rule\": \"r\", \"message\": \"m\", \"mesage\": \"x\"} if true", "unknown key"),
-        ("require_approval contains {\"rule\": \"\", \"message\": \"m\"} if true", "`rule` must be a non-empty string"),
-        ("remove_scopes contains {\"rule\": \"r\", \"message\": \"m\"} if true", "lacks `scope`"),
-        ("max_duration contains {\"rule\": \"r\", \"seconds\": \"300\"} if true", "positive whole number"),
-        ("max_duration contains {\"rule\": \"r\", \"seconds\": 1.5} if true", "positive whole number"),
-        ("max_duration contains {\"rule\": \"r\", \"seconds\": 0} if true", "positive whole number"),
-        ("max_duration contains {\"rule\": \"r\", \"seconds\": -5} if true", "positive whole number"),
+        (
+            "deny contains {\"rule\": \"r\", \"message\": 3} if true",
+            "`message` must be a non-empty string",
+        ),
+        (
+            "deny contains {\"rule\": \"r\", \"message\": \"m\", \"mesage\": \"x\"} if true",
+            "unknown key",
+        ),
+        (
+            "require_approval contains {\"rule\": \"\", \"message\": \"m\"} if true",
+            "`rule` must be a non-empty string",
+        ),
+        (
+            "remove_scopes contains {\"rule\": \"r\", \"message\": \"m\"} if true",
+            "lacks `scope`",
+        ),
+        (
+            "max_duration contains {\"rule\": \"r\", \"seconds\": \"300\"} if true",
+            "positive whole number",
+        ),
+        (
+            "max_duration contains {\"rule\": \"r\", \"seconds\": 1.5} if true",
+            "positive whole number",
+        ),
+        (
+            "max_duration contains {\"rule\": \"r\", \"seconds\": 0} if true",
+            "positive whole number",
+        ),
+        (
+            "max_duration contains {\"rule\": \"r\", \"seconds\": -5} if true",
+            "positive whole number",
+        ),
     ];
     for (rule, expected) in cases {
         let message = evaluation_error(&format!("package ward.broker\n\n{rule}\n"), json!({}));
@@ -240,7 +298,11 @@ deny contains {"rule": "slow", "message": "m"} if {
     .unwrap();
     let start = Instant::now();
     let err = policy.evaluate(&json!({})).unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
     assert!(err.to_string().contains("time limit"), "{err}");
 }
 
@@ -252,12 +314,21 @@ fn hash_ignores_file_order_and_follows_content() {
     let ba = bundle(&[b, a]).unwrap();
     assert_eq!(ab.hash(), ba.hash());
     assert_eq!(ab.hash().len(), 64);
-    assert!(ab.hash().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        ab.hash()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
 
     let changed = bundle(&[a, ("b.rego", "package ward.other \n")]).unwrap();
     assert_ne!(ab.hash(), changed.hash());
     // Moving text between path and content must change the hash.
-    let renamed = bundle(&[a, ("b.rego", "package ward.other\n"), ("c.rego", "package c\n")]).unwrap();
+    let renamed = bundle(&[
+        a,
+        ("b.rego", "package ward.other\n"),
+        ("c.rego", "package c\n"),
+    ])
+    .unwrap();
     assert_ne!(ab.hash(), renamed.hash());
     let policy = ab.compile().unwrap();
     assert_eq!(policy.hash(), ab.hash());

@@ -1,6 +1,11 @@
 //! The shipped example policies: they compile, their Rego tests pass, and
 //! each rule decides a table of requests as documented.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 use std::path::PathBuf;
 
@@ -57,7 +62,11 @@ fn example_bundle_compiles_and_its_rego_tests_pass() {
     let report = bundle.run_tests().unwrap();
     assert!(report.failed.is_empty(), "{:#?}", report.failed);
     assert!(report.passed.len() >= 12, "{:#?}", report.passed);
-    assert!(report.passed.contains(&"ward.broker_test.test_secrets_versions_compare_as_numbers".to_owned()));
+    assert!(
+        report
+            .passed
+            .contains(&"ward.broker_test.test_secrets_versions_compare_as_numbers".to_owned())
+    );
     report.check().unwrap();
 }
 
@@ -69,33 +78,136 @@ fn example_rules_decide_a_table_of_requests() {
     let high = json!({"profile_high_risk": true, "grants": [{"scope": "exec:run:/usr/bin/git", "feature": "run-git", "risk": "high"}]});
     let cases: Vec<(&str, Value, &[&str])> = vec![
         ("base request", base(), &[]),
-        ("exec in work hours", with(&[("/request/scopes", exec.clone())]), &[]),
-        ("exec at 02:00", with(&[("/request/scopes", exec.clone()), ("/time/hour", json!(2))]), &["exec-work-hours"]),
-        ("exec at 18:00", with(&[("/request/scopes", exec.clone()), ("/time/hour", json!(18))]), &["exec-work-hours"]),
-        ("exec on sunday", with(&[("/request/scopes", exec.clone()), ("/time/weekday", json!("sunday"))]), &["exec-work-hours"]),
+        (
+            "exec in work hours",
+            with(&[("/request/scopes", exec.clone())]),
+            &[],
+        ),
+        (
+            "exec at 02:00",
+            with(&[("/request/scopes", exec.clone()), ("/time/hour", json!(2))]),
+            &["exec-work-hours"],
+        ),
+        (
+            "exec at 18:00",
+            with(&[("/request/scopes", exec.clone()), ("/time/hour", json!(18))]),
+            &["exec-work-hours"],
+        ),
+        (
+            "exec on sunday",
+            with(&[
+                ("/request/scopes", exec.clone()),
+                ("/time/weekday", json!("sunday")),
+            ]),
+            &["exec-work-hours"],
+        ),
         ("read at night", with(&[("/time/hour", json!(23))]), &[]),
-        ("secrets on macos 15.2", with(&[("/request/scopes", secrets.clone())]), &[]),
-        ("secrets on macos 14.0", with(&[("/request/scopes", secrets.clone()), ("/device/os_version", json!("14.0"))]), &[]),
-        ("secrets on macos 13.6", with(&[("/request/scopes", secrets.clone()), ("/device/os_version", json!("13.6"))]), &["secrets-os-floor"]),
-        ("secrets on macos 9.9", with(&[("/request/scopes", secrets.clone()), ("/device/os_version", json!("9.9"))]), &["secrets-os-floor"]),
-        ("secrets on windows 22621", with(&[("/request/scopes", secrets.clone()), ("/device/os", json!("windows")), ("/device/os_version", json!("10.0.22621"))]), &["secrets-os-floor"]),
-        ("secrets on windows 22631", with(&[("/request/scopes", secrets.clone()), ("/device/os", json!("windows")), ("/device/os_version", json!("10.0.22631"))]), &[]),
-        ("secrets on linux", with(&[("/request/scopes", secrets.clone()), ("/device/os", json!("linux")), ("/device/os_version", json!("6.8"))]), &[]),
-        ("secrets on unknown os", with(&[("/request/scopes", secrets.clone()), ("/device/os", json!("plan9"))]), &["secrets-os-floor"]),
-        ("high-risk grant", with(&[("/request/scopes", exec.clone()), ("/matrix", high.clone())]), &["high-risk-lifetime"]),
-        ("unapproved agent", with(&[("/device/agent_version", json!("1.3.9"))]), &["approved-agent-release"]),
-        ("agent version as number", with(&[("/device/agent_version", json!(140))]), &["approved-agent-release"]),
-        ("enrolment of unapproved agent", with(&[("/action", json!("agent.enroll")), ("/request/scopes", json!([])), ("/device/agent_version", json!("0.9.0"))]), &["approved-agent-release"]),
+        (
+            "secrets on macos 15.2",
+            with(&[("/request/scopes", secrets.clone())]),
+            &[],
+        ),
+        (
+            "secrets on macos 14.0",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os_version", json!("14.0")),
+            ]),
+            &[],
+        ),
+        (
+            "secrets on macos 13.6",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os_version", json!("13.6")),
+            ]),
+            &["secrets-os-floor"],
+        ),
+        (
+            "secrets on macos 9.9",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os_version", json!("9.9")),
+            ]),
+            &["secrets-os-floor"],
+        ),
+        (
+            "secrets on windows 22621",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os", json!("windows")),
+                ("/device/os_version", json!("10.0.22621")),
+            ]),
+            &["secrets-os-floor"],
+        ),
+        (
+            "secrets on windows 22631",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os", json!("windows")),
+                ("/device/os_version", json!("10.0.22631")),
+            ]),
+            &[],
+        ),
+        (
+            "secrets on linux",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os", json!("linux")),
+                ("/device/os_version", json!("6.8")),
+            ]),
+            &[],
+        ),
+        (
+            "secrets on unknown os",
+            with(&[
+                ("/request/scopes", secrets.clone()),
+                ("/device/os", json!("plan9")),
+            ]),
+            &["secrets-os-floor"],
+        ),
+        (
+            "high-risk grant",
+            with(&[("/request/scopes", exec.clone()), ("/matrix", high.clone())]),
+            &["high-risk-lifetime"],
+        ),
+        (
+            "unapproved agent",
+            with(&[("/device/agent_version", json!("1.3.9"))]),
+            &["approved-agent-release"],
+        ),
+        (
+            "agent version as number",
+            with(&[("/device/agent_version", json!(140))]),
+            &["approved-agent-release"],
+        ),
+        (
+            "enrolment of unapproved agent",
+            with(&[
+                ("/action", json!("agent.enroll")),
+                ("/request/scopes", json!([])),
+                ("/device/agent_version", json!("0.9.0")),
+            ]),
+            &["approved-agent-release"],
+        ),
         (
             "everything wrong at once",
             with(&[
-                ("/request/scopes", json!(["exec:run:/usr/bin/git", "secrets:read:ci/*"])),
+                (
+                    "/request/scopes",
+                    json!(["exec:run:/usr/bin/git", "secrets:read:ci/*"]),
+                ),
                 ("/time/hour", json!(3)),
                 ("/device/os_version", json!("12.7")),
                 ("/device/agent_version", json!("1.0.0")),
                 ("/matrix", high.clone()),
             ]),
-            &["approved-agent-release", "exec-work-hours", "high-risk-lifetime", "secrets-os-floor"],
+            &[
+                "approved-agent-release",
+                "exec-work-hours",
+                "high-risk-lifetime",
+                "secrets-os-floor",
+            ],
         ),
     ];
     let mut failures = Vec::new();
@@ -120,7 +232,10 @@ fn high_risk_cap_is_300_seconds_with_its_reason() {
     let (seconds, reason) = decision.max_duration.unwrap();
     assert_eq!(seconds, 300);
     assert_eq!(reason.rule, "high-risk-lifetime");
-    assert_eq!(reason.message, "high-risk grants (run-git) live at most 300 s");
+    assert_eq!(
+        reason.message,
+        "high-risk grants (run-git) live at most 300 s"
+    );
 }
 
 #[test]
@@ -150,12 +265,23 @@ fn policy_is_shared_across_threads() {
                     let input = with(&[
                         ("/request/scopes", json!(["exec:run:/usr/bin/git"])),
                         ("/time/hour", json!(hour)),
-                        ("/device/agent_version", json!(if i % 2 == 0 { "1.4.0" } else { "0.1.0" })),
+                        (
+                            "/device/agent_version",
+                            json!(if i % 2 == 0 { "1.4.0" } else { "0.1.0" }),
+                        ),
                     ]);
                     let decision = policy.evaluate(&input).unwrap();
                     let work = (8..18).contains(&hour);
-                    assert_eq!(decision.rules.contains(&"exec-work-hours".to_owned()), !work);
-                    assert_eq!(decision.rules.contains(&"approved-agent-release".to_owned()), i % 2 == 1);
+                    assert_eq!(
+                        decision.rules.contains(&"exec-work-hours".to_owned()),
+                        !work
+                    );
+                    assert_eq!(
+                        decision
+                            .rules
+                            .contains(&"approved-agent-release".to_owned()),
+                        i % 2 == 1
+                    );
                 }
             })
         })

@@ -8,9 +8,11 @@
 //! INVARIANT: only the writer thread appends to `audit`, so the chain head it
 //! keeps in memory is the head on disk.
 
+mod approvals;
 mod rows;
 mod schema;
 
+pub use approvals::*;
 pub use rows::*;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -75,9 +77,9 @@ pub struct WriteCtx<'a> {
     audit: Vec<AuditDraft>,
 }
 
-impl WriteCtx<'_> {
+impl<'a> WriteCtx<'a> {
     /// The connection, inside the open transaction.
-    pub fn conn(&self) -> &Connection {
+    pub fn conn(&self) -> &'a Connection {
         self.conn
     }
 

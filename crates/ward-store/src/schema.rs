@@ -3,7 +3,8 @@
 
 /// Each entry moves the schema one version forward. Never edit a shipped
 /// entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -87,4 +88,54 @@ CREATE INDEX audit_by_tenant ON audit(tenant_id, seq);
 CREATE INDEX audit_by_correlation ON audit(correlation_id);
 CREATE INDEX audit_by_target ON audit(target);
 CREATE INDEX audit_by_actor ON audit(actor);
-"#];
+"#,
+    r#"
+CREATE TABLE approvals (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL CHECK (kind IN ('enrolment', 'token')),
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    requested_by TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    duration INTEGER NOT NULL,
+    action_hash TEXT,
+    action TEXT,
+    required INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'used')),
+    reasons TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    approved_scopes TEXT,
+    approved_duration INTEGER,
+    decided_at TEXT
+) STRICT;
+CREATE INDEX approvals_by_tenant ON approvals(tenant_id, status, id);
+CREATE INDEX approvals_by_agent ON approvals(agent_id, status);
+
+CREATE TABLE approval_decisions (
+    approval_id TEXT NOT NULL REFERENCES approvals(id),
+    approver TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+    reason TEXT NOT NULL,
+    mfa INTEGER NOT NULL,
+    decided_at TEXT NOT NULL,
+    PRIMARY KEY (approval_id, approver)
+) STRICT;
+
+CREATE TABLE consents (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    owner TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('granted', 'refused')),
+    text_version TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX consents_by_agent ON consents(agent_id, recorded_at);
+"#,
+];

@@ -103,8 +103,16 @@ pub async fn token(
     state_dir: &Path,
     scopes: Vec<String>,
     duration: Option<u64>,
+    approval_id: Option<String>,
+    action: Option<String>,
     json: bool,
 ) -> Result<(), String> {
+    let action = action
+        .map(|text| {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| format!("--action is not JSON: {e}"))
+        })
+        .transpose()?;
     let state: AgentStateFile =
         serde_json::from_slice(&std::fs::read(state_dir.join(STATE_FILE)).map_err(|e| {
             format!(
@@ -119,6 +127,8 @@ pub async fn token(
         agent_id: state.agent_id,
         requested_scopes: scopes,
         requested_duration: duration,
+        approval_id,
+        action,
     };
     let granted = client
         .request_token(&device, &body)

@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = 65536)]
     pub max_body_bytes: usize,
+    /// How long an approval request can be decided and redeemed, seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub approval_ttl_secs: u64,
     /// OpenID provider people sign in with (issuer URL, as in `iss`).
     #[arg(long, env = "WARD_OIDC_ISSUER", requires = "oidc_audience")]
     pub oidc_issuer: Option<String>,
@@ -326,6 +329,12 @@ pub enum AgentCommand {
         /// Lifetime in seconds.
         #[arg(long)]
         duration: Option<u64>,
+        /// Redeem this approved approval request.
+        #[arg(long)]
+        approval_id: Option<String>,
+        /// Bind the token to one action (JSON, e.g. `{"tool":"Bash","arguments":{...}}`).
+        #[arg(long)]
+        action: Option<String>,
         /// Print JSON instead of the bare token.
         #[arg(long)]
         json: bool,

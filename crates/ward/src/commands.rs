@@ -77,8 +77,10 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 state_dir,
                 scopes,
                 duration,
+                approval_id,
+                action,
                 json,
-            } => agent::token(&state_dir, scopes, duration, json).await,
+            } => agent::token(&state_dir, scopes, duration, approval_id, action, json).await,
         },
         Command::Audit { command } => audit(command).await,
         Command::Login {

@@ -60,6 +60,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = Config::new(args.data_dir.clone(), public_url.clone());
     config.max_token_secs = args.max_token_secs;
     config.max_body_bytes = args.max_body_bytes;
+    config.approval_ttl_secs = args.approval_ttl_secs;
     if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
         config.oidc = Some(ward_control::oidc::OidcConfig {
             issuer: issuer.clone(),

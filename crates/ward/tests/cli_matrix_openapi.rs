@@ -107,6 +107,12 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/tokens/introspect", "post"),
         ("/v1/tokens/revoke", "post"),
         ("/v1/audit", "get"),
+        ("/v1/approvals", "get"),
+        ("/v1/approvals/{id}", "get"),
+        ("/v1/approvals/{id}/approve", "post"),
+        ("/v1/approvals/{id}/deny", "post"),
+        ("/v1/consents", "post"),
+        ("/v1/consents", "get"),
     ];
     for (path, method) in expected {
         assert!(

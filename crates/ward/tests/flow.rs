@@ -205,7 +205,7 @@ async fn cli_errors_are_one_line_with_a_non_zero_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_high_risk_profile_waits_for_an_explicit_audited_activation() {
+async fn a_high_risk_profile_waits_for_approval_and_cannot_be_activated_around_it() {
     let server = Server::start();
     let (_, admin) = server.tenant("acme").await;
     let agent = server.agent(&admin, "developer").await;
@@ -217,23 +217,25 @@ async fn a_high_risk_profile_waits_for_an_explicit_audited_activation() {
         .post(
             &admin,
             &format!("/v1/agents/{}/activate", agent.id),
-            json!({"reason": "reviewed by security"}),
+            json!({"reason": "trust me"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["state"], "active");
-    let (status, body) = server.token(&agent, &["exec:run:/usr/bin/git"]).await;
-    assert_eq!(status, 200, "{body}");
+    assert_error(status, &body, 409, "approval_required");
+    let approval = body["error"]["approval_id"].as_str().unwrap();
+    let (status, shown) = server
+        .get(&admin, &format!("/v1/approvals/{approval}"))
+        .await;
+    assert_eq!(
+        (status, shown["status"].as_str()),
+        (200, Some("pending")),
+        "{shown}"
+    );
 
-    let activations = server
+    let refused = server
         .audit(&admin, &format!("action=agent.activate&agent={}", agent.id))
         .await;
-    assert_eq!(activations.len(), 1);
-    assert_eq!(activations[0]["reason"], "reviewed by security");
-    assert_eq!(
-        activations[0]["details"],
-        json!({"from": "pending_approval", "to": "active", "tokens_revoked": false})
-    );
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["result"], "denied");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,7 @@ use crate::audit::{DraftExt, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
-use crate::routes::text_field;
+use crate::routes::{approvals, text_field};
 use crate::util::{new_id, new_secret, now_ms, rfc3339, secret_hash};
 
 /// Create a single-use enrolment token for an owner and a profile.
@@ -213,6 +213,49 @@ pub async fn enroll(
         created_at: rfc3339(now),
         updated_at: rfc3339(now),
     };
+    // Enrolment into a high-risk profile waits for a second person.
+    let approval = if high_risk {
+        let matrix = &state.matrix.matrix;
+        let features: Vec<&ward_model::matrix::Feature> = matrix
+            .profile(&token.profile)
+            .map(|p| {
+                p.features
+                    .iter()
+                    .filter_map(|f| matrix.feature(f))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let scopes: Vec<String> = features
+            .iter()
+            .flat_map(|f| f.scopes.iter().map(ToString::to_string))
+            .collect();
+        let needed = approvals::Needed {
+            required: if features.iter().any(|f| f.two_person) {
+                2
+            } else {
+                1
+            },
+            reasons: features
+                .iter()
+                .filter(|f| f.risk == ward_model::matrix::Risk::High)
+                .map(|f| json!({"feature": f.name, "risk": "high", "two_person": f.two_person}))
+                .collect(),
+        };
+        Some(approvals::new_request(
+            &state,
+            "enrolment",
+            &row,
+            &token.created_by,
+            &scopes,
+            0,
+            None,
+            None,
+            &needed,
+            now / 1000,
+        )?)
+    } else {
+        None
+    };
     let draft = entry(&actor, "agent.enroll", &row.id)
         .tenant(Some(&row.tenant_id))
         .reason(if high_risk {
@@ -224,6 +267,7 @@ pub async fn enroll(
             "owner": row.owner, "profile": row.profile, "state": row.state,
             "device": { "os": row.os, "agent_version": row.agent_version, "host_id": row.host_id },
             "device_jkt": row.device_jkt, "matrix_digest": state.matrix.digest,
+            "approval_id": approval.as_ref().map(|a| a.id.clone()),
         }));
     let stored = row.clone();
     let used_at = rfc3339(now);
@@ -239,6 +283,9 @@ pub async fn enroll(
                 return Ok(false);
             }
             ward_store::insert_agent(ctx.conn(), &stored)?;
+            if let Some(approval) = &approval {
+                ward_store::insert_approval(ctx.conn(), approval)?;
+            }
             ctx.audit(draft);
             Ok(true)
         })
@@ -432,6 +479,15 @@ async fn change(
                 .state
                 .parse()
                 .map_err(ward_store::StoreError::Corrupt)?;
+            if from == AgentState::PendingApproval && action == AgentAction::Activate {
+                let pending = ward_store::list_approvals(ctx.conn(), &tenant, Some("pending"), None, 500)?
+                    .into_iter()
+                    .find(|a| a.agent_id == agent.id && a.kind == "enrolment")
+                    .map(|a| a.id);
+                let error = approvals::enrolment_pending(pending);
+                ctx.audit(draft.denied(&error));
+                return Ok(Err(error));
+            }
             let to = match from.apply(action) {
                 Ok(to) => to,
                 Err(illegal) => {

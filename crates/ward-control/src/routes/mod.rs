@@ -2,7 +2,10 @@
 
 pub mod admin;
 pub mod agents;
+pub mod approvals;
 pub mod audit;
+pub mod consents;
+pub mod device;
 pub mod meta;
 pub mod tokens;
 
@@ -36,6 +39,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tokens/introspect", post(tokens::introspect))
         .route("/v1/tokens/revoke", post(tokens::revoke))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/v1/consents", post(consents::record).get(consents::list))
 }
 
 /// Checks a free-text field: trimmed length within bounds, no control characters.

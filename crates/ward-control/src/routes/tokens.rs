@@ -8,12 +8,14 @@ use axum::Json as JsonOut;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use ward_api::{
     Confirmation, ErrorBody, IntrospectRequest, IntrospectResponse, Revocation, RevokeTokens,
     TokenRequest, TokenResponse,
 };
-use ward_auth::ProofExpectations;
+use ward_model::audit::hex;
 use ward_model::lifecycle::AgentState;
+use ward_model::matrix::Risk;
 use ward_model::roles::Permission;
 use ward_model::scope::Scope;
 use ward_store::{RevocationRow, StoreError};
@@ -24,7 +26,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, is_json, parse_json, read_limited};
 use crate::revocation::TokenFacts;
-use crate::routes::text_field;
+use crate::routes::device::{self, Refusal};
+use crate::routes::{approvals, consents, text_field};
 use crate::util::{new_id, now_ms, rfc3339};
 
 /// The most scopes one token request may ask for.
@@ -52,32 +55,26 @@ pub async fn issue(
     }
 }
 
-type Refusal = (ApiError, Option<String>);
+/// The most bytes of a canonical action a token may be bound to.
+const MAX_ACTION_BYTES: usize = 16 * 1024;
 
 async fn decide(
     state: &AppState,
     headers: &HeaderMap,
     body: &TokenRequest,
 ) -> Result<TokenResponse, Refusal> {
-    // Refusals are attributed to the claimed agent's tenant, so its admins
-    // see probes against their agents even before the proof is checked.
-    let agent_id = body.agent_id.as_str();
-    let agent = state
-        .agents
-        .get(&state.store, agent_id)
-        .await
-        .map_err(|e| (e.into(), None))?;
-    let tenant = agent.as_ref().map(|a| a.row.tenant_id.clone());
-    let scopes = parse_scopes(&body.requested_scopes).map_err(|e| (e, tenant.clone()))?;
-    let duration = match body.requested_duration {
+    let now = now_ms() / 1000;
+    let cached = device::authenticate(state, headers, &body.agent_id, "/v1/tokens", now).await?;
+    let agent = &cached.row;
+    let tenant = Some(agent.tenant_id.clone());
+    let fail = |error: ApiError| (error, tenant.clone());
+    let scopes = parse_scopes(&body.requested_scopes).map_err(fail)?;
+    let mut duration = match body.requested_duration {
         Some(0) => {
-            return Err((
-                ApiError::invalid(
-                    "requested_duration",
-                    "`requested_duration` must be at least 1 second",
-                ),
-                tenant,
-            ));
+            return Err(fail(ApiError::invalid(
+                "requested_duration",
+                "`requested_duration` must be at least 1 second",
+            )));
         }
         Some(secs) => secs.min(state.config.max_token_secs),
         None => state
@@ -85,92 +82,27 @@ async fn decide(
             .default_token_secs
             .min(state.config.max_token_secs),
     };
-    let now = now_ms() / 1000;
-    let proof = single_header(headers, "dpop").map_err(|e| (e, tenant.clone()))?;
-    let Some(cached) = agent else {
-        return Err((
-            ApiError::dpop(
-                "invalid_client",
-                format!(
-                    "unknown agent `{}` or the proof is not signed by its device key",
-                    body.agent_id
-                ),
-            ),
-            None,
-        ));
-    };
-    let htu = format!("{}/v1/tokens", state.config.public_url);
-    let verified = ward_auth::dpop::verify_proof_known(
-        proof,
-        &ProofExpectations {
-            htm: "POST",
-            htu: &htu,
-            now,
-            max_age_secs: state.config.dpop_max_age_secs,
-            max_future_secs: state.config.dpop_max_future_secs,
-            access_token: None,
-        },
-        &cached.jwk,
-        &cached.key,
-    )
-    .map_err(|e| (ApiError::dpop(e.code(), e.to_string()), tenant.clone()))?;
-    if verified.iat < state.started_at {
-        return Err((
-            ApiError::dpop(
-                "dpop_proof_expired",
-                "the proof was created before the server started; create a new proof",
-            ),
-            tenant,
-        ));
-    }
-    let agent = &cached.row;
-    if verified.jkt != agent.device_jkt {
-        return Err((
-            ApiError::dpop(
-                "dpop_key_mismatch",
-                format!(
-                    "unknown agent `{}` or the proof is not signed by its device key",
-                    body.agent_id
-                ),
-            ),
-            tenant,
-        ));
-    }
-    let replay_until = verified.iat + state.config.dpop_max_age_secs + 1;
-    if !state.replay.first_use(
-        format!("{}:{}", verified.jkt, verified.jti),
-        now,
-        replay_until,
-    ) {
-        return Err((
-            ApiError::dpop(
-                "dpop_replay",
-                "this DPoP proof was used already; create a new proof for every request",
-            ),
-            tenant,
-        ));
-    }
     let agent_state: AgentState = agent
         .state
         .parse()
-        .map_err(|e: String| (ApiError::internal(e), tenant.clone()))?;
+        .map_err(|e: String| fail(ApiError::internal(e)))?;
     if !agent_state.may_obtain_tokens() {
-        return Err((
-            ApiError::forbidden(
-                "agent_not_active",
-                format!(
-                    "agent `{}` is {agent_state}; only active agents get tokens",
-                    agent.id
-                ),
+        return Err(fail(ApiError::forbidden(
+            "agent_not_active",
+            format!(
+                "agent `{}` is {agent_state}; only active agents get tokens",
+                agent.id
             ),
-            tenant,
-        ));
+        )));
     }
     let matrix = &state.matrix.matrix;
     let mut grants = Vec::with_capacity(scopes.len());
+    let mut consent_needed = Vec::new();
+    let mut high_risk = Vec::new();
+    let mut two_person = false;
     for (index, scope) in scopes.iter().enumerate() {
         let Some(grant) = matrix.authorize(&agent.profile, scope) else {
-            return Err((
+            return Err(fail(
                 ApiError::forbidden(
                     "scope_not_allowed",
                     format!(
@@ -179,15 +111,76 @@ async fn decide(
                     ),
                 )
                 .field(format!("requested_scopes[{index}]")),
-                tenant,
             ));
         };
-        grants.push(json!({ "scope": scope.to_string(), "feature": grant.feature.name, "granted_by": grant.scope.to_string() }));
+        let feature = grant.feature;
+        let entry = json!({
+            "scope": scope.to_string(), "feature": feature.name, "granted_by": grant.scope.to_string(),
+            "risk": if feature.risk == Risk::High { "high" } else { "low" },
+        });
+        if feature.consent_required {
+            consent_needed.push((index, scope.clone()));
+        }
+        if feature.risk == Risk::High {
+            two_person |= feature.two_person;
+            high_risk.push(entry.clone());
+        }
+        grants.push(entry);
+    }
+    let action_hash = match &body.action {
+        None => None,
+        Some(action) if action.is_object() => {
+            let canonical = action.to_string();
+            if canonical.len() > MAX_ACTION_BYTES {
+                return Err(fail(ApiError::invalid(
+                    "action",
+                    format!("`action` is over {MAX_ACTION_BYTES} bytes"),
+                )));
+            }
+            Some(hex(&Sha256::digest(canonical.as_bytes())))
+        }
+        Some(_) => {
+            return Err(fail(ApiError::invalid(
+                "action",
+                "`action` must be an object such as {\"tool\": ..., \"arguments\": {...}}",
+            )));
+        }
+    };
+    let consent_id = consents::check(&state.store, &agent.id, &consent_needed)
+        .await
+        .map_err(fail)?;
+    let mut approval = None;
+    if !high_risk.is_empty() || body.approval_id.is_some() {
+        let needed = approvals::Needed {
+            required: if two_person { 2 } else { 1 },
+            reasons: high_risk,
+        };
+        match approvals::token_gate(
+            state,
+            agent,
+            &scopes,
+            duration,
+            body.action.as_ref(),
+            action_hash.as_deref(),
+            body.approval_id.as_deref(),
+            needed,
+            now,
+        )
+        .await
+        .map_err(fail)?
+        {
+            approvals::Gate::Ask(error) => return Err(fail(error)),
+            approvals::Gate::Redeem(row) => {
+                let granted = row.approved_duration.unwrap_or(row.duration).max(1) as u64;
+                duration = duration.min(granted);
+                approval = Some(row.id);
+            }
+        }
     }
     let scope_strings: Vec<String> = scopes.iter().map(ToString::to_string).collect();
-    let jti = new_id("tok").map_err(|e| (e, tenant.clone()))?;
+    let jti = new_id("tok").map_err(fail)?;
     let exp = now + duration as i64;
-    let claims = json!({
+    let mut claims = json!({
         "iss": state.config.public_url,
         "sub": agent.id,
         "scopes": scope_strings,
@@ -202,21 +195,31 @@ async fn decide(
         "profile": agent.profile,
         "cnf": { "jkt": agent.device_jkt },
     });
+    if let Some(id) = &approval {
+        claims["approval_id"] = json!(id);
+    }
+    if let Some(hash) = &action_hash {
+        // A token bound to one action is for that action only, once.
+        claims["action_hash"] = json!(hash);
+        claims["single_use"] = json!(true);
+    }
     let token = state
         .keys
         .sign(&claims)
-        .map_err(|e| (ApiError::internal(e), tenant.clone()))?;
+        .map_err(|e| fail(ApiError::internal(e)))?;
     let draft = entry(&format!("agent:{}", agent.id), "token.issue", &jti)
         .tenant(tenant.as_deref())
         .details(json!({
-            "scopes": scope_strings, "exp": exp, "grants": grants,
+            "scopes": scope_strings, "exp": exp, "duration": duration, "grants": grants,
             "kid": state.keys.current_kid(), "device_jkt": agent.device_jkt,
-            "matrix_digest": state.matrix.digest, "dpop_jti": verified.jti,
+            "matrix_digest": state.matrix.digest, "consent_id": consent_id,
+            "approval_id": approval, "action_hash": action_hash,
         }));
     // The cached state above is a fast path; this check, in the transaction
     // that records the token, is the one that counts: a lifecycle change
     // committed before it refuses the token, one committed after it finds
-    // the token's `iat` covered by its revocation rule.
+    // the token's `iat` covered by its revocation rule. The approval is
+    // marked used in the same transaction, so it grants one token only.
     let agent_id = agent.id.clone();
     state
         .store
@@ -231,12 +234,29 @@ async fn decide(
                     ),
                 )));
             }
+            if let Some(id) = &approval
+                && !ward_store::set_approval_status(
+                    ctx.conn(),
+                    id,
+                    "approved",
+                    "used",
+                    None,
+                    None,
+                    None,
+                )?
+            {
+                return Ok(Err(ApiError::conflict(
+                    "approval_used",
+                    format!("approval `{id}` was used already; an approval grants one token"),
+                )
+                .field("approval_id")));
+            }
             ctx.audit(draft);
             Ok(Ok(()))
         })
         .await
-        .map_err(|e| (e.into(), tenant.clone()))?
-        .map_err(|e| (e, tenant.clone()))?;
+        .map_err(|e| fail(e.into()))?
+        .map_err(fail)?;
     Ok(TokenResponse {
         token,
         expires_in: duration,
@@ -268,23 +288,6 @@ fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
         }
     }
     Ok(scopes)
-}
-
-fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (Some(value), None) => value.to_str().map_err(|_| {
-            ApiError::dpop("invalid_dpop_proof", "the `DPoP` header is not valid text")
-        }),
-        (None, _) => Err(ApiError::dpop(
-            "invalid_dpop_proof",
-            "missing `DPoP` header: sign a proof with the device key",
-        )),
-        (Some(_), Some(_)) => Err(ApiError::dpop(
-            "invalid_dpop_proof",
-            "more than one `DPoP` header",
-        )),
-    }
 }
 
 /// Introspect a token (RFC 7662). JSON or form-encoded `token=...`. Tokens of

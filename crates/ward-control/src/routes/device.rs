@@ -1,0 +1,96 @@
+//! Authenticating an agent by a DPoP proof of its enrolled device key, for
+//! the endpoints agents call themselves (tokens, consent).
+
+use axum::http::HeaderMap;
+use std::sync::Arc;
+use ward_auth::ProofExpectations;
+
+use crate::AppState;
+use crate::agent_cache::CachedAgent;
+use crate::error::ApiError;
+
+/// A refusal and the tenant it is attributed to (the claimed agent's, so
+/// its admins see probes against their agents).
+pub type Refusal = (ApiError, Option<String>);
+
+/// Checks that the request to `path` carries exactly one fresh, unreplayed
+/// DPoP proof signed by `agent_id`'s enrolled device key. Returns the agent.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    agent_id: &str,
+    path: &str,
+    now: i64,
+) -> Result<Arc<CachedAgent>, Refusal> {
+    let cached = state
+        .agents
+        .get(&state.store, agent_id)
+        .await
+        .map_err(|e| (e.into(), None))?;
+    let tenant = cached.as_ref().map(|a| a.row.tenant_id.clone());
+    let proof = single_header(headers, "dpop").map_err(|e| (e, tenant.clone()))?;
+    let mismatch =
+        || format!("unknown agent `{agent_id}` or the proof is not signed by its device key");
+    let Some(cached) = cached else {
+        return Err((ApiError::dpop("invalid_client", mismatch()), None));
+    };
+    let htu = format!("{}{path}", state.config.public_url);
+    let verified = ward_auth::dpop::verify_proof_known(
+        proof,
+        &ProofExpectations {
+            htm: "POST",
+            htu: &htu,
+            now,
+            max_age_secs: state.config.dpop_max_age_secs,
+            max_future_secs: state.config.dpop_max_future_secs,
+            access_token: None,
+        },
+        &cached.jwk,
+        &cached.key,
+    )
+    .map_err(|e| (ApiError::dpop(e.code(), e.to_string()), tenant.clone()))?;
+    if verified.iat < state.started_at {
+        return Err((
+            ApiError::dpop(
+                "dpop_proof_expired",
+                "the proof was created before the server started; create a new proof",
+            ),
+            tenant,
+        ));
+    }
+    if verified.jkt != cached.row.device_jkt {
+        return Err((ApiError::dpop("dpop_key_mismatch", mismatch()), tenant));
+    }
+    let replay_until = verified.iat + state.config.dpop_max_age_secs + 1;
+    if !state.replay.first_use(
+        format!("{}:{}", verified.jkt, verified.jti),
+        now,
+        replay_until,
+    ) {
+        return Err((
+            ApiError::dpop(
+                "dpop_replay",
+                "this DPoP proof was used already; create a new proof for every request",
+            ),
+            tenant,
+        ));
+    }
+    Ok(cached)
+}
+
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().map_err(|_| {
+            ApiError::dpop("invalid_dpop_proof", "the `DPoP` header is not valid text")
+        }),
+        (None, _) => Err(ApiError::dpop(
+            "invalid_dpop_proof",
+            "missing `DPoP` header: sign a proof with the device key",
+        )),
+        (Some(_), Some(_)) => Err(ApiError::dpop(
+            "invalid_dpop_proof",
+            "more than one `DPoP` header",
+        )),
+    }
+}
