@@ -251,6 +251,18 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/policy/bundles`.
+    pub async fn push_policy(&self, body: &PushPolicy) -> Result<PolicyBundle, ClientError> {
+        self.call(Method::POST, "/v1/policy/bundles", Some(body), None)
+            .await
+    }
+
+    /// `GET /v1/policy`.
+    pub async fn policy(&self) -> Result<PolicyBundle, ClientError> {
+        self.call(Method::GET, "/v1/policy", None::<&()>, None)
+            .await
+    }
+
     /// `GET /.well-known/jwks.json`.
     pub async fn jwks(&self) -> Result<Jwks, ClientError> {
         self.call(Method::GET, "/.well-known/jwks.json", None::<&()>, None)

@@ -18,21 +18,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json(content_type) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("expected content type `application/json`, got `{content_type}`"),
-            ));
-        }
-        let bytes = read_limited(req, state.config.max_body_bytes).await?;
-        parse_json(&bytes).map(Json)
+        json_body(req, state.config.max_body_bytes).await.map(Json)
     }
+}
+
+/// A JSON body with its own size limit (for the few endpoints that take
+/// larger documents, such as policy bundles).
+pub async fn json_body<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected content type `application/json`, got `{content_type}`"),
+        ));
+    }
+    let bytes = read_limited(req, limit).await?;
+    parse_json(&bytes)
 }
 
 /// Whether `content_type` is JSON (parameters such as charset allowed).

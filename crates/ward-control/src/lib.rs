@@ -10,6 +10,7 @@ mod extract;
 mod keys;
 pub mod oidc;
 mod openapi;
+mod policy;
 mod revocation;
 mod routes;
 mod util;
@@ -101,6 +102,7 @@ pub struct StateInner {
     pub(crate) revocations: Revocations,
     pub(crate) agents: agent_cache::AgentCache,
     pub(crate) oidc: Option<oidc::OidcVerifier>,
+    pub(crate) policies: policy::Policies,
     pub(crate) replay: ReplayCache,
     pub(crate) matrix: LoadedMatrix,
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
@@ -175,6 +177,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
         .map(oidc::OidcVerifier::new)
         .transpose()
         .map_err(|e| InitError::Other(e.to_string()))?;
+    let policies = policy::Policies::load(&store).await?;
     let state = AppState {
         inner: Arc::new(StateInner {
             config,
@@ -183,6 +186,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             revocations,
             agents: agent_cache::AgentCache::default(),
             oidc,
+            policies,
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, approvals, audit, consents, meta, tokens};
+use crate::routes::{admin, agents, approvals, audit, consents, meta, policy, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use crate::routes::{admin, agents, approvals, audit, consents, meta, tokens};
         audit::list,
         approvals::list, approvals::show, approvals::approve, approvals::deny,
         consents::record, consents::list,
+        policy::push, policy::show,
     ),
     modifiers(&BearerAuth),
 )]

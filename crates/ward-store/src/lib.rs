@@ -9,10 +9,12 @@
 //! keeps in memory is the head on disk.
 
 mod approvals;
+mod policy;
 mod rows;
 mod schema;
 
 pub use approvals::*;
+pub use policy::*;
 pub use rows::*;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};

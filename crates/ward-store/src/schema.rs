@@ -138,4 +138,16 @@ CREATE TABLE consents (
 ) STRICT;
 CREATE INDEX consents_by_agent ON consents(agent_id, recorded_at);
 "#,
+    r#"
+CREATE TABLE policy_bundles (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    hash TEXT NOT NULL,
+    files TEXT NOT NULL,
+    pushed_by TEXT NOT NULL,
+    pushed_at TEXT NOT NULL,
+    active INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX policy_active_per_tenant ON policy_bundles(tenant_id) WHERE active = 1;
+"#,
 ];

@@ -55,6 +55,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Policy-as-code: Rego bundles evaluated by the broker.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print the HTTP API's OpenAPI document.
     Openapi,
     /// Work with capability matrix files.
@@ -392,5 +398,33 @@ pub enum MatrixCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `ward policy ...`.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Run a bundle's `test_` rules locally (no server).
+    Test {
+        /// Directory of `.rego` files.
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push a bundle to the server; it becomes active only if it compiles
+    /// and its tests pass.
+    Push {
+        /// Connection flags.
+        #[command(flatten)]
+        conn: Conn,
+        /// Directory of `.rego` files.
+        dir: PathBuf,
+    },
+    /// Show the tenant's active bundle.
+    Show {
+        /// Connection flags.
+        #[command(flatten)]
+        conn: Conn,
     },
 }

@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             })
             .await
         }
+        Command::Policy { command } => policy(command).await,
         Command::Openapi => {
             println!("{}", ward_control::openapi_json());
             Ok(())
@@ -368,6 +369,114 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 );
             }
             Ok(())
+        }
+    }
+}
+
+/// Reads the `.rego` files under `dir` (recursively), paths relative to it.
+fn read_bundle(dir: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else if path.extension().is_some_and(|e| e == "rego") {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((relative, text));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    if files.is_empty() {
+        return Err(format!("no `.rego` files in `{}`", dir.display()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+async fn policy(command: PolicyCommand) -> Result<(), String> {
+    match command {
+        PolicyCommand::Test { dir, json } => {
+            let bundle =
+                ward_policy::Bundle::from_files(read_bundle(&dir)?).map_err(|e| e.to_string())?;
+            let report = bundle.run_tests().map_err(|e| e.to_string())?;
+            bundle.compile().map_err(|e| e.to_string())?;
+            if json {
+                print_json(&serde_json::json!({
+                    "hash": bundle.hash(), "passed": report.passed,
+                    "failed": report.failed.iter().map(|(n, r)| serde_json::json!({"test": n, "reason": r})).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                for name in &report.passed {
+                    println!("PASS {name}");
+                }
+                for (name, reason) in &report.failed {
+                    println!("FAIL {name}: {reason}");
+                }
+                println!(
+                    "{} passed, {} failed; bundle {}",
+                    report.passed.len(),
+                    report.failed.len(),
+                    bundle.hash()
+                );
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} policy test(s) failed", report.failed.len()))
+            }
+        }
+        PolicyCommand::Push { conn, dir } => {
+            let api = client(&conn)?;
+            let files = read_bundle(&dir)?
+                .into_iter()
+                .map(|(path, text)| ward_api::PolicyFile { path, text })
+                .collect();
+            let pushed = api
+                .push_policy(&ward_api::PushPolicy { files })
+                .await
+                .map_err(|e| e.to_string())?;
+            if conn.json {
+                print_json(&pushed)
+            } else {
+                println!(
+                    "policy bundle {} active ({} files, {} tests passed)",
+                    pushed.hash,
+                    pushed.files.len(),
+                    pushed.tests_passed.len()
+                );
+                Ok(())
+            }
+        }
+        PolicyCommand::Show { conn } => {
+            let api = client(&conn)?;
+            let active = api.policy().await.map_err(|e| e.to_string())?;
+            if conn.json {
+                print_json(&active)
+            } else {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    active.hash,
+                    active.pushed_at,
+                    active.pushed_by,
+                    active.files.join(",")
+                );
+                Ok(())
+            }
         }
     }
 }

@@ -113,6 +113,8 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/approvals/{id}/deny", "post"),
         ("/v1/consents", "post"),
         ("/v1/consents", "get"),
+        ("/v1/policy", "get"),
+        ("/v1/policy/bundles", "post"),
     ];
     for (path, method) in expected {
         assert!(

@@ -192,18 +192,19 @@ pub async fn enroll(
         );
         return Err(state.deny(denial, error).await);
     };
-    let high_risk = state.matrix.matrix.profile_is_high_risk(&token.profile);
-    let initial = if high_risk {
-        AgentState::PendingApproval
-    } else {
-        AgentState::Active
-    };
-    let row = AgentRow {
+    let matrix_high_risk = state.matrix.matrix.profile_is_high_risk(&token.profile);
+    let mut row = AgentRow {
         id: new_id("agt")?,
         tenant_id: token.tenant_id.clone(),
         owner: token.owner.clone(),
         profile: token.profile.clone(),
-        state: initial.as_str().to_owned(),
+        state: if matrix_high_risk {
+            AgentState::PendingApproval
+        } else {
+            AgentState::Active
+        }
+        .as_str()
+        .to_owned(),
         os: body.device.os.clone(),
         agent_version: body.device.agent_version.clone(),
         host_id: body.device.host_id.clone(),
@@ -213,40 +214,80 @@ pub async fn enroll(
         created_at: rfc3339(now),
         updated_at: rfc3339(now),
     };
+    let matrix = &state.matrix.matrix;
+    let features: Vec<&ward_model::matrix::Feature> = matrix
+        .profile(&token.profile)
+        .map(|p| {
+            p.features
+                .iter()
+                .filter_map(|f| matrix.feature(f))
+                .collect()
+        })
+        .unwrap_or_default();
+    let profile_scopes: Vec<String> = features
+        .iter()
+        .flat_map(|f| f.scopes.iter().map(ToString::to_string))
+        .collect();
+    let policy = match state
+        .policies
+        .evaluate(
+            &state.store,
+            "agent.enroll",
+            &row,
+            json!({"scopes": profile_scopes, "duration": 0}),
+            json!({
+                "profile_high_risk": matrix_high_risk,
+                "grants": features.iter().flat_map(|f| f.scopes.iter().map(move |s| json!({
+                    "scope": s.to_string(), "feature": f.name, "granted_by": s.to_string(),
+                    "risk": if f.risk == ward_model::matrix::Risk::High { "high" } else { "low" },
+                }))).collect::<Vec<_>>(),
+            }),
+            now / 1000,
+        )
+        .await
+    {
+        Ok(policy) => policy,
+        Err(error) => return Err(state.deny(denial, error).await),
+    };
+    if let Some(refusal) = policy.as_ref().and_then(|p| p.refusal()) {
+        return Err(state.deny(denial, refusal).await);
+    }
+    let policy_approval: Vec<serde_json::Value> = policy
+        .as_ref()
+        .map(|p| {
+            p.decision
+                .require_approval
+                .iter()
+                .map(|r| json!({"policy_rule": r.rule, "message": r.message}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let high_risk = matrix_high_risk || !policy_approval.is_empty();
+    if high_risk {
+        row.state = AgentState::PendingApproval.as_str().to_owned();
+    }
     // Enrolment into a high-risk profile waits for a second person.
     let approval = if high_risk {
-        let matrix = &state.matrix.matrix;
-        let features: Vec<&ward_model::matrix::Feature> = matrix
-            .profile(&token.profile)
-            .map(|p| {
-                p.features
-                    .iter()
-                    .filter_map(|f| matrix.feature(f))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let scopes: Vec<String> = features
+        let mut reasons: Vec<serde_json::Value> = features
             .iter()
-            .flat_map(|f| f.scopes.iter().map(ToString::to_string))
+            .filter(|f| f.risk == ward_model::matrix::Risk::High)
+            .map(|f| json!({"feature": f.name, "risk": "high", "two_person": f.two_person}))
             .collect();
+        reasons.extend(policy_approval);
         let needed = approvals::Needed {
             required: if features.iter().any(|f| f.two_person) {
                 2
             } else {
                 1
             },
-            reasons: features
-                .iter()
-                .filter(|f| f.risk == ward_model::matrix::Risk::High)
-                .map(|f| json!({"feature": f.name, "risk": "high", "two_person": f.two_person}))
-                .collect(),
+            reasons,
         };
         Some(approvals::new_request(
             &state,
             "enrolment",
             &row,
             &token.created_by,
-            &scopes,
+            &profile_scopes,
             0,
             None,
             None,
@@ -268,6 +309,7 @@ pub async fn enroll(
             "device": { "os": row.os, "agent_version": row.agent_version, "host_id": row.host_id },
             "device_jkt": row.device_jkt, "matrix_digest": state.matrix.digest,
             "approval_id": approval.as_ref().map(|a| a.id.clone()),
+            "policy": policy.as_ref().map(|p| p.log()),
         }));
     let stored = row.clone();
     let used_at = rfc3339(now);

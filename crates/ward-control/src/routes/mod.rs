@@ -7,6 +7,7 @@ pub mod audit;
 pub mod consents;
 pub mod device;
 pub mod meta;
+pub mod policy;
 pub mod tokens;
 
 use axum::Router;
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/v1/consents", post(consents::record).get(consents::list))
+        .route("/v1/policy", get(policy::show))
+        .route("/v1/policy/bundles", post(policy::push))
 }
 
 /// Checks a free-text field: trimmed length within bounds, no control characters.

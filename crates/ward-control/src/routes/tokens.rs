@@ -96,12 +96,19 @@ async fn decide(
         )));
     }
     let matrix = &state.matrix.matrix;
-    let mut grants = Vec::with_capacity(scopes.len());
-    let mut consent_needed = Vec::new();
-    let mut high_risk = Vec::new();
-    let mut two_person = false;
-    for (index, scope) in scopes.iter().enumerate() {
-        let Some(grant) = matrix.authorize(&agent.profile, scope) else {
+    // One entry per requested scope that the matrix grants, kept with its
+    // position in the request so refusals name the field.
+    struct Granted {
+        index: usize,
+        scope: Scope,
+        log: Value,
+        consent: bool,
+        high: bool,
+        two_person: bool,
+    }
+    let mut granted = Vec::with_capacity(scopes.len());
+    for (index, scope) in scopes.into_iter().enumerate() {
+        let Some(grant) = matrix.authorize(&agent.profile, &scope) else {
             return Err(fail(
                 ApiError::forbidden(
                     "scope_not_allowed",
@@ -114,19 +121,81 @@ async fn decide(
             ));
         };
         let feature = grant.feature;
-        let entry = json!({
-            "scope": scope.to_string(), "feature": feature.name, "granted_by": grant.scope.to_string(),
-            "risk": if feature.risk == Risk::High { "high" } else { "low" },
+        let high = feature.risk == Risk::High;
+        granted.push(Granted {
+            log: json!({
+                "scope": scope.to_string(), "feature": feature.name, "granted_by": grant.scope.to_string(),
+                "risk": if high { "high" } else { "low" },
+            }),
+            index,
+            scope,
+            consent: feature.consent_required,
+            high,
+            two_person: feature.two_person,
         });
-        if feature.consent_required {
-            consent_needed.push((index, scope.clone()));
-        }
-        if feature.risk == Risk::High {
-            two_person |= feature.two_person;
-            high_risk.push(entry.clone());
-        }
-        grants.push(entry);
     }
+    // Policy comes after the matrix and can only narrow what it granted.
+    let policy = state
+        .policies
+        .evaluate(
+            &state.store,
+            "token.issue",
+            agent,
+            json!({
+                "scopes": granted.iter().map(|g| g.scope.to_string()).collect::<Vec<_>>(),
+                "duration": duration,
+                "approval_id": body.approval_id,
+            }),
+            json!({
+                "profile_high_risk": matrix.profile_is_high_risk(&agent.profile),
+                "grants": granted.iter().map(|g| g.log.clone()).collect::<Vec<_>>(),
+            }),
+            now,
+        )
+        .await
+        .map_err(fail)?;
+    let mut policy_approval = Vec::new();
+    if let Some(decision) = &policy {
+        if let Some(refusal) = decision.refusal() {
+            return Err(fail(refusal));
+        }
+        let removed: Vec<&str> = decision
+            .decision
+            .remove_scopes
+            .iter()
+            .map(|(scope, _)| scope.as_str())
+            .collect();
+        granted.retain(|g| !removed.contains(&g.scope.to_string().as_str()));
+        if granted.is_empty() {
+            return Err(fail(ApiError::forbidden(
+                "policy_denied",
+                "the policy removed every requested scope",
+            )));
+        }
+        if let Some((seconds, _)) = &decision.decision.max_duration {
+            duration = duration.min(*seconds).max(1);
+        }
+        policy_approval = decision
+            .decision
+            .require_approval
+            .iter()
+            .map(|r| json!({"policy_rule": r.rule, "message": r.message}))
+            .collect();
+    }
+    let scopes: Vec<Scope> = granted.iter().map(|g| g.scope.clone()).collect();
+    let grants: Vec<Value> = granted.iter().map(|g| g.log.clone()).collect();
+    let consent_needed: Vec<(usize, Scope)> = granted
+        .iter()
+        .filter(|g| g.consent)
+        .map(|g| (g.index, g.scope.clone()))
+        .collect();
+    let mut high_risk: Vec<Value> = granted
+        .iter()
+        .filter(|g| g.high)
+        .map(|g| g.log.clone())
+        .collect();
+    let two_person = granted.iter().any(|g| g.high && g.two_person);
+    high_risk.extend(policy_approval);
     let action_hash = match &body.action {
         None => None,
         Some(action) if action.is_object() => {
@@ -214,6 +283,7 @@ async fn decide(
             "kid": state.keys.current_kid(), "device_jkt": agent.device_jkt,
             "matrix_digest": state.matrix.digest, "consent_id": consent_id,
             "approval_id": approval, "action_hash": action_hash,
+            "policy": policy.as_ref().map(|p| p.log()),
         }));
     // The cached state above is a fast path; this check, in the transaction
     // that records the token, is the one that counts: a lifecycle change
