@@ -92,6 +92,11 @@ struct Args {
     /// (default: this process's own command line).
     #[arg(long)]
     reproduce: Option<String>,
+    /// Push this directory's Rego bundle as the tenant's policy before the
+    /// runs, so every token decision also evaluates it; results go to
+    /// `tokens-<mode>-policy.{md,json}`.
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -383,7 +388,11 @@ struct Agent {
     body: String,
 }
 
-async fn setup(server: &Server, agents: usize) -> BResult<Vec<Agent>> {
+async fn setup(
+    server: &Server,
+    agents: usize,
+    policy: Option<&std::path::Path>,
+) -> BResult<Vec<Agent>> {
     let admin = Client::new(&server.base, Some(server.bootstrap.clone())).map_err(s)?;
     let tenant = admin.create_tenant("bench").await.map_err(s)?;
     let api = admin
@@ -395,6 +404,25 @@ async fn setup(server: &Server, agents: usize) -> BResult<Vec<Agent>> {
         .await
         .map_err(s)?;
     let tenant_admin = Client::new(&server.base, Some(api.token)).map_err(s)?;
+    if let Some(dir) = policy {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(s)? {
+            let path = entry.map_err(s)?.path();
+            if path.extension().is_some_and(|e| e == "rego") {
+                let text = std::fs::read_to_string(&path).map_err(s)?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.push(ward_api::PolicyFile { path: name, text });
+            }
+        }
+        let pushed = tenant_admin
+            .push_policy(&ward_api::PushPolicy { files })
+            .await
+            .map_err(|e| format!("policy push failed: {e}"))?;
+        eprintln!("ward-bench: policy bundle {} active", pushed.hash);
+    }
     let anonymous = Client::new(&server.base, None).map_err(s)?;
     let mut out = Vec::with_capacity(agents);
     for i in 0..agents {
@@ -417,8 +445,9 @@ async fn setup(server: &Server, agents: usize) -> BResult<Vec<Agent>> {
                     x: jwk.x,
                 },
                 device: DeviceInfo {
-                    os: "linux".into(),
-                    agent_version: "ward-bench".into(),
+                    // An approved release, so the example policies grant.
+                    os: "linux 6.1".into(),
+                    agent_version: "1.4.0".into(),
                     host_id: format!("bench-host-{i}"),
                 },
             })
@@ -1106,7 +1135,7 @@ async fn drive(
         args.mode.name()
     );
     let set_up = Instant::now();
-    let agents = setup(server, max_clients).await?;
+    let agents = setup(server, max_clients, args.policy.as_deref()).await?;
     let setup_note = format!(
         "{} agents enrolled (profile `reader`, one Ed25519 device key each) in {:.2} s",
         agents.len(),
@@ -1442,7 +1471,8 @@ fn report(
     println!("{md}");
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out_dir.display()))?;
-    let md_path = args.out_dir.join(format!("tokens-{mode}.md"));
+    let suffix = if args.policy.is_some() { "-policy" } else { "" };
+    let md_path = args.out_dir.join(format!("tokens-{mode}{suffix}.md"));
     std::fs::write(&md_path, &md)
         .map_err(|e| format!("cannot write `{}`: {e}", md_path.display()))?;
     let doc = json!({
@@ -1466,7 +1496,7 @@ fn report(
             "audit_verify": serde_json::from_str::<Value>(verify).unwrap_or(Value::String(verify.to_owned())),
         },
     });
-    let json_path = args.out_dir.join(format!("tokens-{mode}.json"));
+    let json_path = args.out_dir.join(format!("tokens-{mode}{suffix}.json"));
     let text = serde_json::to_string_pretty(&doc).map_err(s)?;
     std::fs::write(&json_path, text + "\n")
         .map_err(|e| format!("cannot write `{}`: {e}", json_path.display()))?;
