@@ -116,6 +116,7 @@ impl Mode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    ward_client::install_tls_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

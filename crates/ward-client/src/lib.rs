@@ -52,6 +52,7 @@ pub struct Client {
 impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>) -> Result<Client, ClientError> {
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
@@ -268,6 +269,13 @@ impl Client {
         self.call(Method::GET, "/.well-known/jwks.json", None::<&()>, None)
             .await
     }
+}
+
+/// Makes `ring` the process's TLS crypto provider (idempotent). reqwest is
+/// built without a provider of its own so that one crypto library serves
+/// the whole binary; every HTTPS client needs this first.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {

@@ -89,6 +89,8 @@ impl OidcVerifier {
     /// A verifier for `config`; discovery happens on first use, so the
     /// server starts even while the provider is down.
     pub fn new(config: OidcConfig) -> Result<OidcVerifier, OidcError> {
+        // One crypto library for the binary: ring, also used for token checks.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()

@@ -98,6 +98,7 @@ pub struct LoginArgs {
 /// Runs the device flow and stores the access token for `server`.
 pub async fn login(args: LoginArgs) -> Result<(), String> {
     let server = args.server.trim_end_matches('/').to_owned();
+    ward_client::install_tls_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()

@@ -42,6 +42,7 @@ impl Server {
 
     /// Starts a server with extra `ward serve` flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        ward_client::install_tls_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, url) = spawn(dir.path(), &extra, "127.0.0.1:0");
@@ -333,6 +334,7 @@ pub struct Idp {
 impl Idp {
     /// Starts the provider with fresh RS256 keys on a free port.
     pub fn start() -> Idp {
+        ward_client::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys.json");
         let (child, issuer) = spawn_idp(&keys, "0", &[]);
