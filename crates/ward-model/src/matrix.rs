@@ -207,6 +207,19 @@ impl Matrix {
     }
 }
 
+/// Parses any YAML document into `T` with the matrix's strictness (no
+/// anchors, aliases, tags or duplicate keys) and its errors: line, column
+/// and path of the offending node. Used for Ward's own configuration files.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, MatrixError> {
+    let tree = load_yaml(text)?;
+    serde_path_to_error::deserialize(&tree.value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = error.into_inner().to_string();
+        tree.shape_error(path, message)
+    })
+}
+
 fn sha256_hex(text: &str) -> String {
     use fmt::Write as _;
     let hash = Sha256::digest(text.as_bytes());

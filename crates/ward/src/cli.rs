@@ -71,57 +71,62 @@ pub enum Command {
     },
 }
 
-/// `ward serve`.
-#[derive(Args, Debug)]
+/// `ward serve`. Every setting can also come from `--config FILE`; a flag
+/// given on the command line wins over the file.
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// Directory for the database and keys (created 0700 if missing).
-    #[arg(long, default_value = "./ward-data")]
-    pub data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// YAML configuration file (same names as the flags, OpenID settings
+    /// under `oidc:`; relative paths are relative to the file).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory for the database and keys, created 0700 [default: ./ward-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Capability matrix (YAML). Without it every scope is denied.
     #[arg(long)]
     pub matrix: Option<PathBuf>,
     /// URL clients use to reach this server (token issuer and DPoP `htu`
-    /// base). Defaults to `http://<listen address>`.
+    /// base) [default: http://<listen address>].
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Longest token lifetime granted, seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub max_token_secs: u64,
-    /// Largest accepted request body, bytes.
-    #[arg(long, default_value_t = 65536)]
-    pub max_body_bytes: usize,
-    /// How long an approval request can be decided and redeemed, seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub approval_ttl_secs: u64,
+    /// Longest token lifetime granted, seconds [default: 3600].
+    #[arg(long)]
+    pub max_token_secs: Option<u64>,
+    /// Largest accepted request body, bytes [default: 65536].
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// How long an approval request can be decided and redeemed, seconds [default: 3600].
+    #[arg(long)]
+    pub approval_ttl_secs: Option<u64>,
     /// OpenID provider people sign in with (issuer URL, as in `iss`).
-    #[arg(long, env = "WARD_OIDC_ISSUER", requires = "oidc_audience")]
+    #[arg(long, env = "WARD_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
     /// Audience the provider's tokens must carry.
-    #[arg(long, env = "WARD_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    #[arg(long, env = "WARD_OIDC_AUDIENCE")]
     pub oidc_audience: Option<String>,
-    /// Token claim holding the person's groups.
-    #[arg(long, default_value = "groups")]
-    pub oidc_groups_claim: String,
-    /// Prefix of groups granting Ward roles: `<prefix>:<tenant>:<role>`.
-    #[arg(long, default_value = "ward")]
-    pub oidc_group_prefix: String,
+    /// Token claim holding the person's groups [default: groups].
+    #[arg(long)]
+    pub oidc_groups_claim: Option<String>,
+    /// Prefix of groups granting Ward roles: `<prefix>:<tenant>:<role>` [default: ward].
+    #[arg(long)]
+    pub oidc_group_prefix: Option<String>,
     /// An `acr` value that counts as multi-factor (besides `amr` holding `mfa`).
     #[arg(long)]
     pub oidc_mfa_acr: Option<String>,
-    /// Public client id `ward login` uses at the provider.
-    #[arg(long, default_value = "ward-cli")]
-    pub oidc_client_id: String,
+    /// Public client id `ward login` uses at the provider [default: ward-cli].
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
     /// Shortest time between two fetches of the provider's keys when tokens
-    /// name an unknown key id, seconds.
-    #[arg(long, default_value_t = 10)]
-    pub oidc_jwks_min_refresh_secs: u64,
+    /// name an unknown key id, seconds [default: 10].
+    #[arg(long)]
+    pub oidc_jwks_min_refresh_secs: Option<u64>,
     /// How long the provider's keys are cached before they are fetched
-    /// again (a retired key stops verifying after this), seconds.
-    #[arg(long, default_value_t = 300)]
-    pub oidc_jwks_max_age_secs: u64,
+    /// again (a retired key stops verifying after this), seconds [default: 300].
+    #[arg(long)]
+    pub oidc_jwks_max_age_secs: Option<u64>,
 }
 
 /// Where the server is and who we are.

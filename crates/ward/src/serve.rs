@@ -1,7 +1,10 @@
 //! `ward serve`: load the matrix, open the data directory, listen.
 
+use serde::Deserialize;
 use std::io::Write;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use ward_control::{Config, LoadedMatrix};
 use ward_model::matrix::Matrix;
@@ -29,8 +32,87 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix, String> {
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.
+/// The `--config` file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    matrix: Option<PathBuf>,
+    public_url: Option<String>,
+    max_token_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    approval_ttl_secs: Option<u64>,
+    oidc: Option<FileOidc>,
+}
+
+/// The `oidc:` section of the `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    issuer: String,
+    audience: String,
+    groups_claim: Option<String>,
+    group_prefix: Option<String>,
+    mfa_acr: Option<String>,
+    client_id: Option<String>,
+    jwks_min_refresh_secs: Option<u64>,
+    jwks_max_age_secs: Option<u64>,
+}
+
+/// Merges the command line over the `--config` file over the defaults.
+fn resolve(mut args: ServeArgs) -> Result<ServeArgs, String> {
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read config `{}`: {e}", path.display()))?;
+    let file: FileConfig = ward_model::matrix::parse_yaml(&text)
+        .map_err(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    args.data_dir = args.data_dir.or(file.data_dir.map(relative));
+    args.matrix = args.matrix.or(file.matrix.map(relative));
+    if args.listen.is_none()
+        && let Some(listen) = file.listen
+    {
+        args.listen = Some(listen.parse().map_err(|_| {
+            format!(
+                "{}: `listen` is not an address such as `127.0.0.1:8080`: `{listen}`",
+                path.display()
+            )
+        })?);
+    }
+    args.public_url = args.public_url.or(file.public_url);
+    args.max_token_secs = args.max_token_secs.or(file.max_token_secs);
+    args.max_body_bytes = args.max_body_bytes.or(file.max_body_bytes);
+    args.approval_ttl_secs = args.approval_ttl_secs.or(file.approval_ttl_secs);
+    if let Some(oidc) = file.oidc {
+        args.oidc_issuer = args.oidc_issuer.or(Some(oidc.issuer));
+        args.oidc_audience = args.oidc_audience.or(Some(oidc.audience));
+        args.oidc_groups_claim = args.oidc_groups_claim.or(oidc.groups_claim);
+        args.oidc_group_prefix = args.oidc_group_prefix.or(oidc.group_prefix);
+        args.oidc_mfa_acr = args.oidc_mfa_acr.or(oidc.mfa_acr);
+        args.oidc_client_id = args.oidc_client_id.or(oidc.client_id);
+        args.oidc_jwks_min_refresh_secs = args
+            .oidc_jwks_min_refresh_secs
+            .or(oidc.jwks_min_refresh_secs);
+        args.oidc_jwks_max_age_secs = args.oidc_jwks_max_age_secs.or(oidc.jwks_max_age_secs);
+    }
+    Ok(args)
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     init_logging();
+    let args = resolve(args)?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./ward-data"));
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let matrix = match &args.matrix {
         Some(path) => load_matrix(path)?,
         None => {
@@ -44,11 +126,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             }
         }
     };
-    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
-        format!(
-            "cannot listen on `{}`: {e}; choose another --listen address",
-            args.listen
-        )
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        format!("cannot listen on `{listen}`: {e}; choose another --listen address")
     })?;
     let local = listener
         .local_addr()
@@ -57,22 +136,41 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let mut config = Config::new(args.data_dir.clone(), public_url.clone());
-    config.max_token_secs = args.max_token_secs;
-    config.max_body_bytes = args.max_body_bytes;
-    config.approval_ttl_secs = args.approval_ttl_secs;
-    if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
-        config.oidc = Some(ward_control::oidc::OidcConfig {
-            issuer: issuer.clone(),
-            audience: audience.clone(),
-            groups_claim: args.oidc_groups_claim.clone(),
-            group_prefix: args.oidc_group_prefix.clone(),
-            mfa_acr: args.oidc_mfa_acr.clone(),
-            cli_client_id: args.oidc_client_id.clone(),
-            leeway_secs: 30,
-            jwks_min_refresh: std::time::Duration::from_secs(args.oidc_jwks_min_refresh_secs),
-            jwks_max_age: std::time::Duration::from_secs(args.oidc_jwks_max_age_secs),
-        });
+    let mut config = Config::new(data_dir.clone(), public_url.clone());
+    config.max_token_secs = args.max_token_secs.unwrap_or(3600);
+    config.max_body_bytes = args.max_body_bytes.unwrap_or(64 * 1024);
+    config.approval_ttl_secs = args.approval_ttl_secs.unwrap_or(3600);
+    match (&args.oidc_issuer, &args.oidc_audience) {
+        (Some(issuer), Some(audience)) => {
+            config.oidc = Some(ward_control::oidc::OidcConfig {
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+                groups_claim: args
+                    .oidc_groups_claim
+                    .clone()
+                    .unwrap_or_else(|| "groups".into()),
+                group_prefix: args
+                    .oidc_group_prefix
+                    .clone()
+                    .unwrap_or_else(|| "ward".into()),
+                mfa_acr: args.oidc_mfa_acr.clone(),
+                cli_client_id: args
+                    .oidc_client_id
+                    .clone()
+                    .unwrap_or_else(|| "ward-cli".into()),
+                leeway_secs: 30,
+                jwks_min_refresh: Duration::from_secs(
+                    args.oidc_jwks_min_refresh_secs.unwrap_or(10),
+                ),
+                jwks_max_age: Duration::from_secs(args.oidc_jwks_max_age_secs.unwrap_or(300)),
+            });
+        }
+        (None, None) => {}
+        _ => {
+            return Err(
+                "--oidc-issuer and --oidc-audience go together; give both or neither".into(),
+            );
+        }
     }
     if config.max_token_secs == 0 {
         return Err("--max-token-secs must be at least 1".into());
@@ -82,7 +180,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     if let Some(token) = &initialised.new_bootstrap_token {
-        let file = args.data_dir.join("bootstrap-admin-token");
+        let file = data_dir.join("bootstrap-admin-token");
         let _ = writeln!(
             out,
             "bootstrap admin token (shown once; also in {}): {token}",
@@ -95,7 +193,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     );
     let _ = out.flush();
     drop(out);
-    tracing::info!(%local, %public_url, data_dir = %args.data_dir.display(), "serving");
+    tracing::info!(%local, %public_url, data_dir = %data_dir.display(), "serving");
     let store = initialised.state.store().clone();
     let app = ward_control::router(initialised.state);
     axum::serve(listener, app)

@@ -244,3 +244,68 @@ async fn ward_login_runs_the_device_flow_and_the_cli_uses_the_token() {
 fn stderr_text(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_reads_its_settings_from_a_config_file_and_flags_win() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ward.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: data\nmax_token_secs: 120\noidc:\n  issuer: {}\n  audience: ward\n  client_id: from-file\n",
+            idp.issuer
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--max-token-secs",
+        "60",
+    ]);
+    let (_, auth) = server.get("", "/v1/auth/config").await;
+    assert_eq!(auth["oidc"]["issuer"], idp.issuer.as_str());
+    assert_eq!(auth["oidc"]["client_id"], "from-file");
+    idp.user("alice", &["ward:acme:admin"], false).await;
+    server.tenant("acme").await;
+    let token = idp.token("alice", json!({})).await;
+    let (status, _) = server.get(&token, "/v1/agents").await;
+    assert_eq!(
+        status, 200,
+        "people sign in with the provider from the file"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "the harness's --data-dir wins over the file's"
+    );
+    let admin = server.tenant("globex").await.1;
+    let agent = server.agent(&admin, "reader").await;
+    let proof = server.proof(&agent.key, "POST", "/v1/tokens");
+    let (status, granted) = send(server.request(reqwest::Method::POST, "/v1/tokens").header("DPoP", proof)
+        .json(&json!({"agent_id": agent.id, "requested_scopes": ["files:read:/home/a/projects/x"], "requested_duration": 100}))).await;
+    assert_eq!(
+        (status, granted["expires_in"].as_u64()),
+        (200, Some(60)),
+        "the flag wins over the file's 120: {granted}"
+    );
+
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:0\noidc:\n  issuer: x\n  audiences: [ward]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(ward_bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains(&format!(
+            "{}:4:3: unknown key `audiences`",
+            config.display()
+        )),
+        "{err}"
+    );
+}
