@@ -264,6 +264,34 @@ impl Client {
             .await
     }
 
+    /// `PUT /v1/killswitch`.
+    pub async fn set_killswitch(&self, body: &SetKillSwitch) -> Result<KillSwitch, ClientError> {
+        self.call(Method::PUT, "/v1/killswitch", Some(body), None)
+            .await
+    }
+
+    /// `GET /v1/killswitch`.
+    pub async fn killswitches(&self) -> Result<KillSwitchList, ClientError> {
+        self.call(Method::GET, "/v1/killswitch", None::<&()>, None)
+            .await
+    }
+
+    /// `PUT /v1/flags/{key}`.
+    pub async fn set_flag(&self, key: &str, body: &SetFlag) -> Result<Flag, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/flags/{}", segment(key)),
+            Some(body),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/flags`.
+    pub async fn flags(&self) -> Result<FlagList, ClientError> {
+        self.call(Method::GET, "/v1/flags", None::<&()>, None).await
+    }
+
     /// `GET /.well-known/jwks.json`.
     pub async fn jwks(&self) -> Result<Jwks, ClientError> {
         self.call(Method::GET, "/.well-known/jwks.json", None::<&()>, None)

@@ -13,6 +13,7 @@ mod openapi;
 mod policy;
 mod revocation;
 mod routes;
+mod switches;
 mod util;
 
 pub use error::ApiError;
@@ -103,6 +104,7 @@ pub struct StateInner {
     pub(crate) agents: agent_cache::AgentCache,
     pub(crate) oidc: Option<oidc::OidcVerifier>,
     pub(crate) policies: policy::Policies,
+    pub(crate) switches: switches::Switches,
     pub(crate) replay: ReplayCache,
     pub(crate) matrix: LoadedMatrix,
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
@@ -178,6 +180,8 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
         .transpose()
         .map_err(|e| InitError::Other(e.to_string()))?;
     let policies = policy::Policies::load(&store).await?;
+    let kills = store.read(ward_store::killswitches).await?;
+    let flags = store.read(ward_store::flags).await?;
     let state = AppState {
         inner: Arc::new(StateInner {
             config,
@@ -187,6 +191,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             agents: agent_cache::AgentCache::default(),
             oidc,
             policies,
+            switches: switches::Switches::new(kills, flags),
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,

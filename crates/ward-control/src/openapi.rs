@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, approvals, audit, consents, meta, policy, tokens};
+use crate::routes::{admin, agents, approvals, audit, consents, meta, policy, switches, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{admin, agents, approvals, audit, consents, meta, policy, tok
         approvals::list, approvals::show, approvals::approve, approvals::deny,
         consents::record, consents::list,
         policy::push, policy::show,
+        switches::set_killswitch, switches::killswitches, switches::set_flag, switches::flags,
     ),
     modifiers(&BearerAuth),
 )]

@@ -39,6 +39,8 @@ pub enum Permission {
     ManageConsent,
     /// Push and read policy bundles.
     ManagePolicy,
+    /// Engage and release kill switches, turn feature flags on and off.
+    KillSwitch,
 }
 
 impl Role {
@@ -67,7 +69,11 @@ impl Role {
             ),
             Role::Operator => matches!(
                 permission,
-                P::ReadAgents | P::ContainAgent | P::RevokeTokens | P::IntrospectTokens
+                P::ReadAgents
+                    | P::ContainAgent
+                    | P::RevokeTokens
+                    | P::IntrospectTokens
+                    | P::KillSwitch
             ),
         }
     }
@@ -107,6 +113,7 @@ impl fmt::Display for Permission {
             Permission::Approve => "decide approvals",
             Permission::ManageConsent => "manage consent records",
             Permission::ManagePolicy => "manage policy bundles",
+            Permission::KillSwitch => "flip kill switches and feature flags",
         };
         f.write_str(text)
     }

@@ -12,10 +12,12 @@ mod approvals;
 mod policy;
 mod rows;
 mod schema;
+mod switches;
 
 pub use approvals::*;
 pub use policy::*;
 pub use rows::*;
+pub use switches::*;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};

@@ -150,4 +150,26 @@ CREATE TABLE policy_bundles (
 ) STRICT;
 CREATE UNIQUE INDEX policy_active_per_tenant ON policy_bundles(tenant_id) WHERE active = 1;
 "#,
+    r#"
+CREATE TABLE killswitches (
+    scope TEXT NOT NULL CHECK (scope IN ('global', 'tenant', 'agent', 'agent_version')),
+    tenant_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('read-only', 'offline')),
+    reason TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at TEXT NOT NULL,
+    PRIMARY KEY (scope, tenant_id, target)
+) STRICT;
+
+CREATE TABLE flags (
+    key TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at TEXT NOT NULL,
+    PRIMARY KEY (key, tenant_id)
+) STRICT;
+"#,
 ];

@@ -181,6 +181,18 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Kill switches: stop agents, a release, a tenant or everything in seconds.
+    Killswitch {
+        /// What to do.
+        #[command(subcommand)]
+        command: KillswitchCommand,
+    },
+    /// Feature flags: turn agent access to a gateway route on or off.
+    Flags {
+        /// What to do.
+        #[command(subcommand)]
+        command: FlagsCommand,
+    },
     /// Token signing keys (bootstrap token).
     Keys {
         /// What to do.
@@ -432,4 +444,59 @@ pub enum PolicyCommand {
         #[command(flatten)]
         conn: Conn,
     },
+}
+
+/// `ward admin killswitch ...`.
+#[derive(Subcommand, Debug)]
+pub enum KillswitchCommand {
+    /// Engage a kill switch.
+    Set {
+        /// `global` (bootstrap token), `tenant`, `agent` or `agent_version`.
+        #[arg(long)]
+        scope: String,
+        /// Agent id or agent version, for those scopes.
+        #[arg(long)]
+        target: Option<String>,
+        /// `read-only` or `offline`.
+        #[arg(long)]
+        mode: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a kill switch.
+    Clear {
+        /// The switch's scope.
+        #[arg(long)]
+        scope: String,
+        /// The switch's target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the engaged kill switches.
+    Status,
+}
+
+/// `ward admin flags ...`.
+#[derive(Subcommand, Debug)]
+pub enum FlagsCommand {
+    /// Turn a flag on or off.
+    Set {
+        /// Flag key.
+        key: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        value: String,
+        /// `tenant` or `global` (bootstrap token).
+        #[arg(long, default_value = "tenant")]
+        scope: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List flag values.
+    List,
 }

@@ -225,6 +225,80 @@ async fn admin(conn: &Conn, command: AdminCommand) -> Result<(), String> {
                 )
             }
         },
+        AdminCommand::Killswitch { command } => {
+            let (scope, target, mode, reason) = match command {
+                KillswitchCommand::Status => {
+                    return out!(api.killswitches().await, |l: &ward_api::KillSwitchList| l
+                        .switches
+                        .iter()
+                        .map(|k| format!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            k.scope, k.target, k.mode, k.set_by, k.reason
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("\n"));
+                }
+                KillswitchCommand::Set {
+                    scope,
+                    target,
+                    mode,
+                    reason,
+                } => (scope, target, mode, reason),
+                KillswitchCommand::Clear {
+                    scope,
+                    target,
+                    reason,
+                } => (scope, target, "normal".to_owned(), reason),
+            };
+            let body = ward_api::SetKillSwitch {
+                scope,
+                target,
+                mode,
+                reason,
+            };
+            out!(
+                api.set_killswitch(&body).await,
+                |k: &ward_api::KillSwitch| format!(
+                    "kill switch {} {} is now {}",
+                    k.scope, k.target, k.mode
+                )
+            )
+        }
+        AdminCommand::Flags { command } => match command {
+            FlagsCommand::List => out!(api.flags().await, |l: &ward_api::FlagList| l
+                .flags
+                .iter()
+                .map(|f| format!(
+                    "{}\t{}\t{}\t{}",
+                    f.key,
+                    f.tenant.clone().unwrap_or_else(|| "everyone".into()),
+                    if f.enabled { "on" } else { "off" },
+                    f.reason
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")),
+            FlagsCommand::Set {
+                key,
+                value,
+                scope,
+                reason,
+            } => {
+                let body = ward_api::SetFlag {
+                    enabled: value == "on",
+                    scope,
+                    reason,
+                };
+                out!(
+                    api.set_flag(&key, &body).await,
+                    |f: &ward_api::Flag| format!(
+                        "flag {} is {} for {}",
+                        f.key,
+                        if f.enabled { "on" } else { "off" },
+                        f.tenant.clone().unwrap_or_else(|| "everyone".into())
+                    )
+                )
+            }
+        },
         AdminCommand::Keys {
             command: KeysCommand::Rotate,
         } => out!(api.rotate_key().await, |k: &ward_api::KeyRotated| format!(

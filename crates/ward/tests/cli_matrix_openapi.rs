@@ -115,6 +115,10 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/consents", "get"),
         ("/v1/policy", "get"),
         ("/v1/policy/bundles", "post"),
+        ("/v1/killswitch", "put"),
+        ("/v1/killswitch", "get"),
+        ("/v1/flags", "get"),
+        ("/v1/flags/{key}", "put"),
     ];
     for (path, method) in expected {
         assert!(

@@ -8,10 +8,11 @@ pub mod consents;
 pub mod device;
 pub mod meta;
 pub mod policy;
+pub mod switches;
 pub mod tokens;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::AppState;
 
@@ -47,6 +48,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/consents", post(consents::record).get(consents::list))
         .route("/v1/policy", get(policy::show))
         .route("/v1/policy/bundles", post(policy::push))
+        .route(
+            "/v1/killswitch",
+            put(switches::set_killswitch).get(switches::killswitches),
+        )
+        .route("/v1/flags", get(switches::flags))
+        .route("/v1/flags/{key}", put(switches::set_flag))
 }
 
 /// Checks a free-text field: trimmed length within bounds, no control characters.

@@ -28,6 +28,7 @@ use crate::extract::{Json, is_json, parse_json, read_limited};
 use crate::revocation::TokenFacts;
 use crate::routes::device::{self, Refusal};
 use crate::routes::{approvals, consents, text_field};
+use crate::switches::Mode;
 use crate::util::{new_id, now_ms, rfc3339};
 
 /// The most scopes one token request may ask for.
@@ -94,6 +95,44 @@ async fn decide(
                 agent.id
             ),
         )));
+    }
+    // The kill switch comes before everything a grant could add.
+    let (mode, switch) = state
+        .switches
+        .mode_for(&agent.tenant_id, &agent.id, &agent.agent_version);
+    let switch_name = || {
+        switch
+            .as_ref()
+            .map(|k| {
+                format!(
+                    "the {} kill switch ({}, reason: {})",
+                    k.scope, k.set_by, k.reason
+                )
+            })
+            .unwrap_or_else(|| "a kill switch".to_owned())
+    };
+    match mode {
+        Mode::Offline => {
+            return Err(fail(ApiError::forbidden(
+                "kill_switch_offline",
+                format!("{} has this agent offline: no tokens", switch_name()),
+            )));
+        }
+        Mode::ReadOnly => {
+            if let Some((index, scope)) = scopes.iter().enumerate().find(|(_, s)| !s.is_read()) {
+                return Err(fail(
+                    ApiError::forbidden(
+                        "kill_switch_read_only",
+                        format!(
+                            "{} allows read scopes only; `{scope}` is not one",
+                            switch_name()
+                        ),
+                    )
+                    .field(format!("requested_scopes[{index}]")),
+                ));
+            }
+        }
+        Mode::Normal => {}
     }
     let matrix = &state.matrix.matrix;
     // One entry per requested scope that the matrix grants, kept with its
