@@ -676,3 +676,19 @@ pub struct FlagList {
     /// Values for everyone and for the caller's tenant.
     pub flags: Vec<Flag>,
 }
+
+/// `GET /v1/watch/snapshot`: the state a gateway loads before following
+/// `GET /v1/watch` from `seq`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WatchSnapshot {
+    /// Follow the stream after this event (send it as `Last-Event-ID`).
+    pub seq: i64,
+    /// Revocation rules still able to revoke an unexpired token.
+    pub revocations: Vec<Revocation>,
+    /// Engaged kill switches.
+    pub killswitches: Vec<KillSwitch>,
+    /// Feature flag values.
+    pub flags: Vec<Flag>,
+    /// The signing keys.
+    pub jwks: Jwks,
+}

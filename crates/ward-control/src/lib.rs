@@ -105,6 +105,8 @@ pub struct StateInner {
     pub(crate) oidc: Option<oidc::OidcVerifier>,
     pub(crate) policies: policy::Policies,
     pub(crate) switches: switches::Switches,
+    /// Bumped after every commit that appended events; wakes watchers.
+    pub(crate) events: tokio::sync::watch::Sender<u64>,
     pub(crate) replay: ReplayCache,
     pub(crate) matrix: LoadedMatrix,
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
@@ -192,6 +194,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             oidc,
             policies,
             switches: switches::Switches::new(kills, flags),
+            events: tokio::sync::watch::Sender::new(0),
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,
@@ -225,6 +228,12 @@ fn create_private_dir(dir: &Path) -> Result<(), InitError> {
 }
 
 impl AppState {
+    /// Wakes the watch streams after a commit that appended events.
+    pub(crate) fn published(&self) {
+        self.events
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
     /// The storage handle.
     pub fn store(&self) -> &Store {
         &self.inner.store

@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, approvals, audit, consents, meta, policy, switches, tokens};
+use crate::routes::{
+    admin, agents, approvals, audit, consents, meta, policy, switches, tokens, watch,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +22,7 @@ use crate::routes::{admin, agents, approvals, audit, consents, meta, policy, swi
         consents::record, consents::list,
         policy::push, policy::show,
         switches::set_killswitch, switches::killswitches, switches::set_flag, switches::flags,
+        watch::watch, watch::snapshot,
     ),
     modifiers(&BearerAuth),
 )]

@@ -9,12 +9,14 @@
 //! keeps in memory is the head on disk.
 
 mod approvals;
+mod events;
 mod policy;
 mod rows;
 mod schema;
 mod switches;
 
 pub use approvals::*;
+pub use events::*;
 pub use policy::*;
 pub use rows::*;
 pub use switches::*;

@@ -172,4 +172,13 @@ CREATE TABLE flags (
     PRIMARY KEY (key, tenant_id)
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    ts TEXT NOT NULL
+) STRICT;
+"#,
 ];

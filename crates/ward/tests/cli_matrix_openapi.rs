@@ -119,6 +119,8 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/killswitch", "get"),
         ("/v1/flags", "get"),
         ("/v1/flags/{key}", "put"),
+        ("/v1/watch", "get"),
+        ("/v1/watch/snapshot", "get"),
     ];
     for (path, method) in expected {
         assert!(

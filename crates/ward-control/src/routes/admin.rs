@@ -13,7 +13,7 @@ use ward_api::{
 };
 use ward_store::{ApiTokenRow, Store, TenantRow};
 
-use crate::audit::{DraftExt, entry};
+use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -245,6 +245,12 @@ pub async fn rotate_key(
                 return Err(ward_store::StoreError::Rejected("rotation raced".into()));
             }
             ward_store::insert_signing_key(ctx.conn(), &row)?;
+            emit(
+                ctx,
+                "",
+                "key_rotation",
+                &json!({"kid": row.kid, "previous_kid": retiring, "previous_published_until_ms": until}),
+            )?;
             ctx.audit(draft);
             Ok(())
         })
@@ -257,6 +263,7 @@ pub async fn rotate_key(
             other => other.into(),
         })?;
     state.keys.rotate(&kid, pair, until);
+    state.published();
     Ok(JsonOut(KeyRotated {
         kid,
         previous_kid: previous,

@@ -17,7 +17,7 @@ use ward_model::roles::Permission;
 use ward_store::{AgentRow, EnrollTokenRow, RevocationRow};
 
 use crate::AppState;
-use crate::audit::{DraftExt, entry};
+use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
@@ -554,8 +554,15 @@ async fn change(
                     created_by: actor.clone(),
                 };
                 ward_store::insert_revocation(ctx.conn(), &row)?;
+                emit(ctx, &tenant, "revocation", &super::tokens::revocation_event(&row))?;
                 revocation = Some(row);
             }
+            emit(
+                ctx,
+                &tenant,
+                "agent_state",
+                &json!({"agent_id": agent.id, "tenant": tenant, "from": from.as_str(), "to": to.as_str()}),
+            )?;
             draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() }).to_string();
             ctx.audit(draft);
             agent.state = to.as_str().to_owned();
@@ -568,5 +575,6 @@ async fn change(
         state.revocations.add(&row);
     }
     state.agents.invalidate(&agent.id);
+    state.published();
     Ok(JsonOut(agent_out(agent)))
 }

@@ -16,7 +16,7 @@ use ward_model::scope::Scope;
 use ward_store::{AgentRow, ApprovalRow, DecisionRow, StoreError};
 
 use crate::AppState;
-use crate::audit::{DraftExt, entry};
+use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::{ApiError, correlation_id};
 use crate::extract::{Json, Query};
@@ -521,6 +521,14 @@ async fn decide(
                         AgentState::Active.as_str(),
                         &decided_at,
                     )?;
+                if activated {
+                    emit(
+                        ctx,
+                        &row.tenant_id,
+                        "agent_state",
+                        &json!({"agent_id": row.agent_id, "tenant": row.tenant_id, "from": "pending_approval", "to": "active"}),
+                    )?;
+                }
                 (final_status, activated)
             } else {
                 ward_store::set_approval_status(
@@ -544,6 +552,7 @@ async fn decide(
     let (row, decisions, activated) = outcome;
     if activated {
         state.agents.invalidate(&row.agent_id);
+        state.published();
     }
     Ok(JsonOut(approval_out(row, decisions, now_ms() / 1000)))
 }

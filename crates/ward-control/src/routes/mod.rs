@@ -10,6 +10,7 @@ pub mod meta;
 pub mod policy;
 pub mod switches;
 pub mod tokens;
+pub mod watch;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -54,6 +55,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/flags", get(switches::flags))
         .route("/v1/flags/{key}", put(switches::set_flag))
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/watch/snapshot", get(watch::snapshot))
 }
 
 /// Checks a free-text field: trimmed length within bounds, no control characters.

@@ -11,7 +11,7 @@ use ward_model::roles::Permission;
 use ward_store::{FlagRow, KillSwitchRow};
 
 use crate::AppState;
-use crate::audit::{DraftExt, entry};
+use crate::audit::{DraftExt, emit, entry};
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -19,7 +19,7 @@ use crate::routes::text_field;
 use crate::switches::Mode;
 use crate::util::{now_ms, rfc3339};
 
-fn kill_out(row: KillSwitchRow) -> KillSwitch {
+pub fn kill_out(row: KillSwitchRow) -> KillSwitch {
     KillSwitch {
         scope: row.scope,
         tenant: (!row.tenant_id.is_empty()).then_some(row.tenant_id),
@@ -31,7 +31,7 @@ fn kill_out(row: KillSwitchRow) -> KillSwitch {
     }
 }
 
-fn flag_out(row: FlagRow) -> Flag {
+pub fn flag_out(row: FlagRow) -> Flag {
     Flag {
         key: row.key,
         tenant: (!row.tenant_id.is_empty()).then_some(row.tenant_id),
@@ -146,11 +146,18 @@ pub async fn set_killswitch(
             } else {
                 ward_store::upsert_killswitch(ctx.conn(), &stored)?;
             }
+            emit(
+                ctx,
+                &stored.tenant_id,
+                "killswitch",
+                &json!({"scope": stored.scope, "tenant": stored.tenant_id, "target": stored.target, "mode": stored.mode, "reason": stored.reason}),
+            )?;
             ctx.audit(draft);
             Ok(Ok(()))
         })
         .await??;
     state.switches.set_kill(row.clone());
+    state.published();
     Ok(JsonOut(kill_out(row)))
 }
 
@@ -219,11 +226,18 @@ pub async fn set_flag(
         .store
         .write(move |ctx| {
             ward_store::upsert_flag(ctx.conn(), &stored)?;
+            emit(
+                ctx,
+                &stored.tenant_id,
+                "flag",
+                &json!({"key": stored.key, "tenant": stored.tenant_id, "enabled": stored.enabled}),
+            )?;
             ctx.audit(draft);
             Ok(())
         })
         .await?;
     state.switches.set_flag(row.clone());
+    state.published();
     Ok(JsonOut(flag_out(row)))
 }
 

@@ -21,7 +21,7 @@ use ward_model::scope::Scope;
 use ward_store::{RevocationRow, StoreError};
 
 use crate::AppState;
-use crate::audit::{DraftExt, entry};
+use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, is_json, parse_json, read_limited};
@@ -578,12 +578,19 @@ pub async fn revoke(
                 return Ok(Err(ApiError::not_found(what, &stored.value)));
             }
             ward_store::insert_revocation(ctx.conn(), &stored)?;
+            emit(
+                ctx,
+                &stored.tenant_id,
+                "revocation",
+                &revocation_event(&stored),
+            )?;
             ctx.audit(draft);
             Ok(Ok(stored))
         })
         .await
         .map_err(|e: StoreError| ApiError::from(e))??;
     state.revocations.add(&row);
+    state.published();
     Ok((
         StatusCode::CREATED,
         JsonOut(Revocation {
@@ -594,4 +601,12 @@ pub async fn revoke(
             revoked_at: rfc3339(row.revoked_at_ms),
         }),
     ))
+}
+
+/// The watch-stream form of a revocation rule.
+pub fn revocation_event(row: &RevocationRow) -> Value {
+    json!({
+        "id": row.id, "tenant": row.tenant_id, "kind": row.kind, "value": row.value,
+        "revoked_at_ms": row.revoked_at_ms,
+    })
 }
