@@ -163,6 +163,19 @@ fn material(key: &Value) -> Option<Material> {
     }
 }
 
+/// The protected header of a would-be issuer JWT, checked for shape and
+/// algorithm only (no signature): lets a caller refuse garbage before any
+/// network I/O such as fetching keys.
+pub fn peek_header(token: &str) -> Result<Map<String, Value>, AuthError> {
+    let (header, _, _, _) = split(token)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AuthError::Malformed("header has no string `alg`".to_owned()))?;
+    Alg::parse(alg).ok_or_else(|| AuthError::UnsupportedAlgorithm(crate::shown(alg)))?;
+    Ok(header)
+}
+
 /// Verifies a JWT from an issuer at time `now`: the header's `alg` must be
 /// RS256, ES256 or EdDSA and match the key's type; with a `kid` the key
 /// must have that id (unknown → [`AuthError::UnknownKey`], so the caller can

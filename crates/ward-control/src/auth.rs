@@ -42,9 +42,22 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// Whether the sign-in used multi-factor authentication.
     pub mfa: bool,
+    /// The person's email, lowercased, if the provider verified it.
+    pub verified_email: Option<String>,
 }
 
 impl Principal {
+    /// Who this is, for rules that compare people (the requester of an
+    /// approval, approvers): stable, unlike a display name or an email.
+    /// People are their provider `sub`, tokens their id.
+    pub fn identity(&self) -> String {
+        match self.credential {
+            Credential::Bootstrap => format!("bootstrap:{}", self.id),
+            Credential::ApiToken => format!("token:{}", self.id),
+            Credential::Person => format!("person:{}", self.id),
+        }
+    }
+
     /// The actor recorded in audit entries.
     pub fn actor(&self) -> String {
         match self.credential {
@@ -154,6 +167,7 @@ async fn api_token(parts: &Parts, state: &AppState, secret: &str) -> Result<Prin
             tenant: None,
             roles: Vec::new(),
             mfa: false,
+            verified_email: None,
         });
     }
     let role: Role = row
@@ -167,6 +181,7 @@ async fn api_token(parts: &Parts, state: &AppState, secret: &str) -> Result<Prin
         tenant: row.tenant_id,
         roles: vec![role],
         mfa: false,
+        verified_email: None,
     })
 }
 
@@ -235,5 +250,6 @@ async fn person(parts: &Parts, state: &AppState, token: &str) -> Result<Principa
         tenant: Some(tenant.id),
         roles,
         mfa: identity.mfa,
+        verified_email: identity.verified_email.clone(),
     })
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 use ward_auth::AuthError;
-use ward_auth::issuer::{IssuerKeys, verify_issuer_jwt};
+use ward_auth::issuer::{IssuerKeys, peek_header, verify_issuer_jwt};
 use ward_model::roles::Role;
 
 /// How the server trusts an OpenID provider.
@@ -38,6 +38,9 @@ pub struct OidcConfig {
     /// How long fetched keys are trusted before they are fetched again, so
     /// a key the provider retired stops verifying.
     pub jwks_max_age: Duration,
+    /// Accepted values of the token header's `typ`: access tokens only
+    /// (RFC 9068 `at+jwt`), so an ID token is never a bearer credential.
+    pub accepted_typ: Vec<String>,
 }
 
 /// A verified person.
@@ -47,6 +50,8 @@ pub struct Identity {
     pub subject: String,
     /// `email`, if present.
     pub email: Option<String>,
+    /// `email`, lowercased, only when the provider marks it verified.
+    pub verified_email: Option<String>,
     /// Roles per tenant name, from the group claim.
     pub roles: BTreeMap<String, Vec<Role>>,
     /// Whether the sign-in used multi-factor authentication.
@@ -82,8 +87,16 @@ pub struct OidcVerifier {
     config: OidcConfig,
     http: reqwest::Client,
     keys: RwLock<Option<Keys>>,
-    last_attempt: std::sync::Mutex<Option<Instant>>,
+    /// When keys were last fetched (or tried), and whether it worked.
+    last_attempt: std::sync::Mutex<Option<(Instant, bool)>>,
+    /// One fetch at a time; the others wait for it and use its result.
+    refresh_lock: tokio::sync::Mutex<()>,
 }
+
+/// Cached keys are refused after this many times `jwks_max_age` without a
+/// successful refresh: a retired key must not live forever because the
+/// provider is unreachable.
+const HARD_MAX_AGE_FACTOR: u32 = 12;
 
 impl OidcVerifier {
     /// A verifier for `config`; discovery happens on first use, so the
@@ -100,6 +113,7 @@ impl OidcVerifier {
             http,
             keys: RwLock::new(None),
             last_attempt: std::sync::Mutex::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -110,39 +124,61 @@ impl OidcVerifier {
 
     /// Verifies `token` and maps its groups to roles.
     pub async fn verify(&self, token: &str, now: i64) -> Result<Identity, OidcError> {
-        let (missing, stale) = match self.keys.read().await.as_ref() {
-            None => (true, true),
-            Some(keys) => (false, keys.fetched.elapsed() >= self.config.jwks_max_age),
-        };
-        if missing {
-            self.refresh(true).await?;
-        } else if stale && let Err(error) = self.refresh(true).await {
-            // Keep serving on the cached keys while the provider is down.
-            tracing::warn!(%error, "cannot refresh the OpenID provider's keys; using the cached ones");
+        // Shape, algorithm and type first: garbage never causes a fetch.
+        let header =
+            peek_header(token).map_err(|e| OidcError::Rejected(format!("token refused: {e}")))?;
+        let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+        if !self
+            .config
+            .accepted_typ
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(typ))
+        {
+            return Err(OidcError::Rejected(format!(
+                "token refused: type `{typ}` is not an access token (expected `{}`); ID tokens are not credentials",
+                self.config.accepted_typ.join("` or `")
+            )));
         }
-        let result = {
-            let guard = self.keys.read().await;
-            let keys = guard
-                .as_ref()
-                .map(|k| &k.keys)
-                .ok_or_else(|| OidcError::Unavailable("no signing keys fetched yet".into()))?;
-            verify_issuer_jwt(token, keys, now, self.config.leeway_secs)
-        };
-        let (_, claims) = match result {
-            Err(AuthError::UnknownKey(_)) => {
-                // The provider may have rotated its keys: fetch them again once.
-                self.refresh(false).await?;
-                let guard = self.keys.read().await;
-                let keys = guard
-                    .as_ref()
-                    .map(|k| &k.keys)
-                    .ok_or_else(|| OidcError::Unavailable("no signing keys fetched yet".into()))?;
-                verify_issuer_jwt(token, keys, now, self.config.leeway_secs)
+        let age = self.keys.read().await.as_ref().map(|k| k.fetched.elapsed());
+        if age.is_none_or(|age| age >= self.config.jwks_max_age)
+            && let Err(error) = self.refresh().await
+        {
+            let hard_max = self.config.jwks_max_age * HARD_MAX_AGE_FACTOR;
+            match age {
+                Some(age) if age < hard_max => {
+                    // Keep serving on the cached keys while the provider is down.
+                    tracing::warn!(%error, "cannot refresh the OpenID provider's keys; using the cached ones");
+                }
+                _ => return Err(error),
             }
-            other => other,
         }
-        .map_err(|e| OidcError::Rejected(format!("token refused: {e}")))?;
+        let result = self.check(token, now).await;
+        let claims = match result {
+            Err(OidcError::Rejected(message)) if message.contains("unknown signing key") => {
+                // The provider may have rotated its keys: fetch them again
+                // (at most once per `jwks_min_refresh`).
+                self.refresh().await?;
+                self.check(token, now).await?
+            }
+            other => other?,
+        };
         self.identity(&claims)
+    }
+
+    async fn check(&self, token: &str, now: i64) -> Result<Value, OidcError> {
+        let guard = self.keys.read().await;
+        let keys = guard
+            .as_ref()
+            .map(|k| &k.keys)
+            .ok_or_else(|| OidcError::Unavailable("no signing keys fetched yet".into()))?;
+        verify_issuer_jwt(token, keys, now, self.config.leeway_secs)
+            .map(|(_, claims)| claims)
+            .map_err(|e| match e {
+                AuthError::UnknownKey(kid) => {
+                    OidcError::Rejected(format!("token refused: unknown signing key `{kid}`"))
+                }
+                other => OidcError::Rejected(format!("token refused: {other}")),
+            })
     }
 
     fn identity(&self, claims: &Value) -> Result<Identity, OidcError> {
@@ -161,6 +197,26 @@ impl OidcVerifier {
                 .any(|a| a.as_str() == Some(&self.config.audience)),
             _ => false,
         };
+        for marker in ["nonce", "at_hash", "c_hash"] {
+            if claims.get(marker).is_some() {
+                return Err(OidcError::Rejected(format!(
+                    "token refused: it carries `{marker}`, so it is an ID token, not an access token"
+                )));
+            }
+        }
+        let names_cli = match claims.get("aud") {
+            Some(Value::String(aud)) => *aud == self.config.cli_client_id,
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str() == Some(&self.config.cli_client_id)),
+            _ => false,
+        };
+        if names_cli {
+            return Err(OidcError::Rejected(
+                "token refused: its audience is the command-line client, so it is an ID token"
+                    .into(),
+            ));
+        }
         if !audience_ok {
             return Err(OidcError::Rejected(format!(
                 "token refused: audience is not `{}`",
@@ -204,27 +260,43 @@ impl OidcVerifier {
         Ok(Identity {
             subject,
             email: text("email").map(str::to_owned),
+            verified_email: text("email")
+                .filter(|_| claims.get("email_verified").and_then(Value::as_bool) == Some(true))
+                .map(str::to_lowercase),
             roles,
             mfa: amr_mfa || acr_mfa,
         })
     }
 
-    /// Fetches discovery (first time) and the JWKS, at most once per
-    /// `jwks_min_refresh` unless `first` and nothing is cached.
-    async fn refresh(&self, first: bool) -> Result<(), OidcError> {
+    /// Fetches discovery (first time) and the JWKS. One fetch runs at a
+    /// time, and none within `jwks_min_refresh` of the previous attempt
+    /// (whose outcome is reused), so tokens with made-up key ids or a down
+    /// provider cannot turn requests into a flood of fetches.
+    async fn refresh(&self) -> Result<(), OidcError> {
+        let _one_at_a_time = self.refresh_lock.lock().await;
+        let previous = *self
+            .last_attempt
+            .lock()
+            .map_err(|_| OidcError::Unavailable("lock poisoned".into()))?;
+        if let Some((at, worked)) = previous
+            && at.elapsed() < self.config.jwks_min_refresh
         {
-            let mut last = self
-                .last_attempt
-                .lock()
-                .map_err(|_| OidcError::Unavailable("lock poisoned".into()))?;
-            if let Some(at) = *last
-                && at.elapsed() < self.config.jwks_min_refresh
-                && !first
-            {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+            return if worked {
+                Ok(())
+            } else {
+                Err(OidcError::Unavailable(
+                    "the provider could not be reached moments ago".into(),
+                ))
+            };
         }
+        let result = self.fetch().await;
+        if let Ok(mut last) = self.last_attempt.lock() {
+            *last = Some((Instant::now(), result.is_ok()));
+        }
+        result
+    }
+
+    async fn fetch(&self) -> Result<(), OidcError> {
         let jwks_uri = match self.keys.read().await.as_ref() {
             Some(keys) => keys.jwks_uri.clone(),
             None => self.discover().await?,

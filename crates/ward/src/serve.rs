@@ -163,6 +163,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                     args.oidc_jwks_min_refresh_secs.unwrap_or(10),
                 ),
                 jwks_max_age: Duration::from_secs(args.oidc_jwks_max_age_secs.unwrap_or(300)),
+                accepted_typ: vec!["at+jwt".into(), "application/at+jwt".into()],
             });
         }
         (None, None) => {}
@@ -171,6 +172,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 "--oidc-issuer and --oidc-audience go together; give both or neither".into(),
             );
         }
+    }
+    if let Some(oidc) = &config.oidc
+        && oidc.audience == oidc.cli_client_id
+    {
+        return Err(format!(
+            "--oidc-audience `{}` is the command line's client id: ID tokens would pass as access tokens; use the API's own audience",
+            oidc.audience
+        ));
     }
     if config.max_token_secs == 0 {
         return Err("--max-token-secs must be at least 1".into());

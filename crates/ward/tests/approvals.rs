@@ -319,6 +319,13 @@ async fn a_high_risk_token_is_granted_once_after_approval_and_within_its_limits(
         json!({"requested_scopes": [GIT, "secrets:read:db/main"], "approval_id": narrow}),
     )
     .await;
+    assert_error(status, &body, 403, "approval_insufficient");
+    let (status, body) = token_request(
+        &w.server,
+        &agent,
+        json!({"requested_scopes": [GIT, "files:read:/home/alice/projects/x"], "approval_id": narrow}),
+    )
+    .await;
     assert_error(status, &body, 403, "scope_not_approved");
     assert_eq!(body["error"]["field"], "requested_scopes[1]");
 

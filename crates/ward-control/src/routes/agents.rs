@@ -73,9 +73,11 @@ pub async fn create_enroll_token(
     let row = EnrollTokenRow {
         id: new_id("enr")?,
         tenant_id: tenant.clone(),
-        owner: body.owner,
+        // Emails compare case-insensitively (the owner may not approve).
+        owner: body.owner.to_lowercase(),
         profile: body.profile,
-        created_by: principal.actor(),
+        // Compared with approvers later, so the stable identity.
+        created_by: principal.identity(),
         created_at: rfc3339(now),
         expires_at: now / 1000 + ttl as i64,
         used_at: None,

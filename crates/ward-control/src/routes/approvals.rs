@@ -180,6 +180,15 @@ pub async fn token_gate(
                 .field("approval_id"));
             }
         }
+        if row.required < needed.required {
+            return refuse(
+                "approval_insufficient",
+                format!(
+                    "approval `{id}` had {} approver(s) but these scopes now need {}; ask again",
+                    row.required, needed.required
+                ),
+            );
+        }
         if row.action_hash.as_deref() != action_hash {
             return refuse(
                 "action_mismatch",
@@ -402,7 +411,8 @@ async fn decide(
         ));
     }
     let actor = principal.actor();
-    let person = principal.name.clone();
+    let identity = principal.identity();
+    let verified_email = principal.verified_email.clone();
     let mfa = principal.mfa;
     let action = if approve {
         "approval.approve"
@@ -428,6 +438,12 @@ async fn decide(
                 Ok(Err(error))
             };
             let now = now_ms() / 1000;
+            if row.kind == "enrolment" && (narrowed.is_some() || body.duration.is_some()) {
+                return Ok(Err(ApiError::invalid(
+                    "scopes",
+                    "an enrolment approval grants the whole profile; `scopes` and `duration` apply to token approvals",
+                )));
+            }
             if row.status != "pending" {
                 let error = ApiError::conflict("approval_decided", format!("approval `{id}` is {} already", row.status));
                 return refuse(ctx, error, draft);
@@ -436,14 +452,21 @@ async fn decide(
                 let error = ApiError::conflict("approval_expired", format!("approval `{id}` has expired"));
                 return refuse(ctx, error, draft);
             }
-            if row.requested_by == actor || row.owner == person {
+            // People are compared by their stable identity, and the owner
+            // (an email) only against a verified email, case-insensitively:
+            // without one we cannot tell the approver is not the owner.
+            let is_owner = match &verified_email {
+                Some(email) => row.owner.to_lowercase() == *email,
+                None => true,
+            };
+            if row.requested_by == identity || row.requested_by == actor || is_owner {
                 let error = ApiError::forbidden(
                     "self_approval",
-                    "the requester and the agent's owner cannot decide this approval; ask another approver",
+                    "the requester and the agent's owner cannot decide this approval (approvers need a verified email); ask another approver",
                 );
                 return refuse(ctx, error, draft);
             }
-            if ward_store::decisions(conn, &row.id)?.iter().any(|d| d.approver == actor) {
+            if ward_store::decisions(conn, &row.id)?.iter().any(|d| d.approver == identity) {
                 let error = ApiError::conflict("already_decided", format!("you decided approval `{id}` already"));
                 return refuse(ctx, error, draft);
             }
@@ -492,7 +515,7 @@ async fn decide(
                 conn,
                 &DecisionRow {
                     approval_id: row.id.clone(),
-                    approver: actor.clone(),
+                    approver: identity.clone(),
                     decision: if approve { "approve" } else { "deny" }.into(),
                     reason: body.reason.clone(),
                     mfa,

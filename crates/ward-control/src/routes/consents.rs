@@ -49,6 +49,7 @@ pub async fn record(
     headers: HeaderMap,
     Json(body): Json<RecordConsent>,
 ) -> Result<(StatusCode, JsonOut<Consent>), ApiError> {
+    super::id_field("agent_id", &body.agent_id)?;
     let now = now_ms();
     let denial = entry(
         &format!("agent:{}", body.agent_id),
@@ -88,6 +89,15 @@ pub async fn record(
         scopes.push(scope.to_string());
     }
     let agent = &agent.row;
+    if matches!(agent.state.as_str(), "revoked" | "uninstalled") {
+        let error = ApiError::forbidden(
+            "agent_not_active",
+            format!("agent `{}` is {}", agent.id, agent.state),
+        );
+        return Err(state
+            .deny(denial.tenant(Some(&agent.tenant_id)), error)
+            .await);
+    }
     let row = ConsentRow {
         id: new_id("con")?,
         tenant_id: agent.tenant_id.clone(),

@@ -96,3 +96,21 @@ pub fn page<R, T>(
     let next = if more { items.last().map(cursor) } else { None };
     (items, next)
 }
+
+/// Checks an id-shaped field (`agt_...` and the like) before it is used or
+/// recorded: at most 64 characters of lowercase letters, digits and `_`, so
+/// an anonymous caller cannot make the audit log store arbitrary text.
+pub fn id_field(field: &str, value: &str) -> Result<(), crate::ApiError> {
+    if (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        Ok(())
+    } else {
+        Err(crate::ApiError::invalid(
+            field,
+            format!("`{field}` is not an id: use the id Ward returned, e.g. `agt_01...`"),
+        ))
+    }
+}

@@ -45,6 +45,10 @@ pub async fn issue(
     headers: HeaderMap,
     Json(body): Json<TokenRequest>,
 ) -> Result<JsonOut<TokenResponse>, ApiError> {
+    super::id_field("agent_id", &body.agent_id)?;
+    if let Some(id) = &body.approval_id {
+        super::id_field("approval_id", id)?;
+    }
     let denial = entry(
         &format!("agent:{}", body.agent_id),
         "token.issue",
@@ -330,9 +334,11 @@ async fn decide(
     // the token's `iat` covered by its revocation rule. The approval is
     // marked used in the same transaction, so it grants one token only.
     let agent_id = agent.id.clone();
+    let consent_id_checked = consent_id.clone();
     state
         .store
         .write(move |ctx| {
+            let consent_id = consent_id_checked;
             let current = ward_store::agent_state(ctx.conn(), &agent_id)?;
             if current.as_deref() != Some(AgentState::Active.as_str()) {
                 return Ok(Err(ApiError::forbidden(
@@ -342,6 +348,15 @@ async fn decide(
                         current.as_deref().unwrap_or("gone")
                     ),
                 )));
+            }
+            if let Some(checked) = &consent_id {
+                let latest = ward_store::latest_consent(ctx.conn(), &agent_id)?;
+                if latest.as_ref().map(|c| &c.id) != Some(checked) {
+                    return Ok(Err(ApiError::forbidden(
+                        "consent_required",
+                        "the owner's consent changed while the token was being issued; ask again",
+                    )));
+                }
             }
             if let Some(id) = &approval
                 && !ward_store::set_approval_status(
