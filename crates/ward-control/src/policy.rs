@@ -17,6 +17,8 @@ use crate::error::ApiError;
 pub struct Policies {
     /// A bundle that no longer compiles is kept as its error: it denies.
     active: RwLock<HashMap<String, Arc<Result<Policy, String>>>>,
+    /// The stored id of each tenant's active bundle.
+    bundle_ids: RwLock<HashMap<String, String>>,
     tenant_names: RwLock<HashMap<String, String>>,
 }
 
@@ -41,19 +43,40 @@ impl Policies {
             if let Ok(mut active) = policies.active.write() {
                 active.insert(row.tenant_id.clone(), Arc::new(compiled));
             }
+            if let Ok(mut ids) = policies.bundle_ids.write() {
+                ids.insert(row.tenant_id.clone(), row.id.clone());
+            }
         }
         Ok(policies)
     }
 
-    /// Makes `policy` the tenant's active one.
-    pub fn set(&self, tenant: &str, policy: Policy) {
-        if let Ok(mut active) = self.active.write() {
-            active.insert(tenant.to_owned(), Arc::new(Ok(policy)));
+    /// Makes `policy` (stored as bundle `bundle_id`) the tenant's active
+    /// one, unless a later push got there first: bundle ids are
+    /// time-ordered, so concurrent pushes end with the newest in memory,
+    /// as in the store.
+    pub fn set(&self, tenant: &str, bundle_id: &str, policy: Policy) {
+        let Ok(mut active) = self.active.write() else {
+            return;
+        };
+        let Ok(mut ids) = self.bundle_ids.write() else {
+            return;
+        };
+        if ids
+            .get(tenant)
+            .is_some_and(|current| current.as_str() > bundle_id)
+        {
+            return;
         }
+        ids.insert(tenant.to_owned(), bundle_id.to_owned());
+        active.insert(tenant.to_owned(), Arc::new(Ok(policy)));
     }
 
     fn get(&self, tenant: &str) -> Option<Arc<Result<Policy, String>>> {
-        self.active.read().ok()?.get(tenant).cloned()
+        match self.active.read() {
+            Ok(active) => active.get(tenant).cloned(),
+            // Fail closed: unreadable policy state denies.
+            Err(_) => Some(Arc::new(Err("policy state unavailable".into()))),
+        }
     }
 
     async fn tenant_name(&self, store: &Store, tenant: &str) -> Result<String, ApiError> {

@@ -152,7 +152,9 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
         .and_then(Value::as_u64)
         .unwrap_or(600);
     eprintln!("To sign in, open {verification} and confirm the code {user_code}");
-    let deadline = Instant::now() + Duration::from_secs(expires_in);
+    // The provider's numbers are bounded before use: no overflow, no
+    // ten-year polling.
+    let deadline = Instant::now() + Duration::from_secs(expires_in.min(3600));
     let mut poll = vec![
         (
             "grant_type",
@@ -175,7 +177,7 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
             Ok(tokens) => break tokens,
             Err(error) => match error.as_str() {
                 "authorization_pending" => {}
-                "slow_down" => interval += 5,
+                "slow_down" => interval = (interval + 5).min(60),
                 "access_denied" => return Err("the sign-in was denied".into()),
                 "expired_token" => {
                     return Err(

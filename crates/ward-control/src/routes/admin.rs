@@ -123,6 +123,12 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, JsonOut<Tenant>), ApiError> {
     principal.require_bootstrap()?;
     check_name("name", &body.name)?;
+    if body.name.starts_with("ten_") {
+        return Err(ApiError::invalid(
+            "name",
+            "tenant names may not start with `ten_`, which tenant ids use",
+        ));
+    }
     let row = TenantRow {
         id: new_id("ten")?,
         name: body.name,

@@ -96,7 +96,7 @@ pub async fn push(
             Ok(())
         })
         .await?;
-    state.policies.set(&tenant, policy);
+    state.policies.set(&tenant, &row.id, policy);
     Ok((
         StatusCode::CREATED,
         JsonOut(bundle_out(&row, report.passed)),
