@@ -270,6 +270,31 @@ async fn a_high_risk_token_is_granted_once_after_approval_and_within_its_limits(
         granted["expires_in"], 120,
         "the approver shortened the lifetime"
     );
+    let (_, shown) = w.server.get(&w.admin, &format!("/v1/approvals/{id}")).await;
+    let steps = w
+        .server
+        .audit(
+            &w.admin,
+            &format!(
+                "correlation_id={}",
+                shown["correlation_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    let actions: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("approval.request", "success"),
+            ("token.issue", "denied"),
+            ("approval.approve", "success"),
+            ("token.issue", "success"),
+        ],
+        "request, refusal, decision and redemption share the original correlation id"
+    );
     let (status, body) = token_request(
         &w.server,
         &agent,

@@ -262,6 +262,7 @@ async fn decide(
         .await
         .map_err(fail)?;
     let mut approval = None;
+    let mut approval_correlation: Option<String> = None;
     if !high_risk.is_empty() || body.approval_id.is_some() {
         let needed = approvals::Needed {
             required: if two_person { 2 } else { 1 },
@@ -285,6 +286,7 @@ async fn decide(
             approvals::Gate::Redeem(row) => {
                 let granted = row.approved_duration.unwrap_or(row.duration).max(1) as u64;
                 duration = duration.min(granted);
+                approval_correlation = Some(row.correlation_id.clone());
                 approval = Some(row.id);
             }
         }
@@ -327,7 +329,14 @@ async fn decide(
             "matrix_digest": state.matrix.digest, "consent_id": consent_id,
             "approval_id": approval, "action_hash": action_hash,
             "policy": policy.as_ref().map(|p| p.log()),
+            "request_correlation_id": crate::error::correlation_id(),
         }));
+    // Redeeming an approval is one of its steps: it carries the correlation
+    // id of the request that asked for it.
+    let mut draft = draft;
+    if let Some(original) = approval_correlation {
+        draft.correlation_id = original;
+    }
     // The cached state above is a fast path; this check, in the transaction
     // that records the token, is the one that counts: a lifecycle change
     // committed before it refuses the token, one committed after it finds
