@@ -61,6 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Run the enforcing reverse proxy in front of a service, following
+    /// the control plane's push stream; `check` validates a config file.
+    Gateway(GatewayArgs),
     /// Print the HTTP API's OpenAPI document.
     Openapi,
     /// Work with capability matrix files.
@@ -127,6 +130,10 @@ pub struct ServeArgs {
     /// again (a retired key stops verifying after this), seconds [default: 300].
     #[arg(long)]
     pub oidc_jwks_max_age_secs: Option<u64>,
+    /// Accepted `typ` of access tokens (repeatable) [default: at+jwt]; add
+    /// `JWT` for providers whose access tokens do not follow RFC 9068.
+    #[arg(long)]
+    pub oidc_accept_typ: Vec<String>,
 }
 
 /// Where the server is and who we are.
@@ -402,6 +409,30 @@ pub enum AuditCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `ward gateway --config FILE` or `ward gateway check FILE`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GatewayArgs {
+    /// What to do instead of running.
+    #[command(subcommand)]
+    pub command: Option<GatewayCommand>,
+    /// YAML configuration file (see `examples/gateway.yaml`); schema paths
+    /// are relative to it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `ward gateway ...`.
+#[derive(Subcommand, Debug)]
+pub enum GatewayCommand {
+    /// Validate a gateway configuration file: its shape (errors name line
+    /// and column), the scope templates and the JSON Schemas.
+    Check {
+        /// The YAML file.
+        file: PathBuf,
     },
 }
 

@@ -98,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             .await
         }
         Command::Policy { command } => policy(command).await,
+        Command::Gateway(args) => crate::gateway::run(args).await,
         Command::Openapi => {
             println!("{}", ward_control::openapi_json());
             Ok(())

@@ -5,6 +5,7 @@
 mod agent;
 mod cli;
 mod commands;
+mod gateway;
 mod login;
 mod serve;
 

@@ -58,6 +58,7 @@ struct FileOidc {
     client_id: Option<String>,
     jwks_min_refresh_secs: Option<u64>,
     jwks_max_age_secs: Option<u64>,
+    accept_typ: Option<Vec<String>>,
 }
 
 /// Merges the command line over the `--config` file over the defaults.
@@ -98,6 +99,9 @@ fn resolve(mut args: ServeArgs) -> Result<ServeArgs, String> {
             .oidc_jwks_min_refresh_secs
             .or(oidc.jwks_min_refresh_secs);
         args.oidc_jwks_max_age_secs = args.oidc_jwks_max_age_secs.or(oidc.jwks_max_age_secs);
+        if args.oidc_accept_typ.is_empty() {
+            args.oidc_accept_typ = oidc.accept_typ.unwrap_or_default();
+        }
     }
     Ok(args)
 }
@@ -163,7 +167,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                     args.oidc_jwks_min_refresh_secs.unwrap_or(10),
                 ),
                 jwks_max_age: Duration::from_secs(args.oidc_jwks_max_age_secs.unwrap_or(300)),
-                accepted_typ: vec!["at+jwt".into(), "application/at+jwt".into()],
+                accepted_typ: if args.oidc_accept_typ.is_empty() {
+                    vec!["at+jwt".into(), "application/at+jwt".into()]
+                } else {
+                    args.oidc_accept_typ.clone()
+                },
             });
         }
         (None, None) => {}

@@ -1,0 +1,58 @@
+//! `ward gateway`: runs the enforcing reverse proxy from a YAML file, or
+//! checks such a file (`ward gateway check FILE`).
+
+use std::io::Write as _;
+
+use crate::cli::{GatewayArgs, GatewayCommand};
+
+/// Runs or checks, as the arguments say.
+pub async fn run(args: GatewayArgs) -> Result<(), String> {
+    match (args.command, args.config) {
+        (Some(GatewayCommand::Check { file }), _) => {
+            let loaded = ward_gateway::load(&file).map_err(|e| e.to_string())?;
+            let schemas = loaded.routes.iter().filter(|r| r.schema.is_some()).count();
+            println!(
+                "{}: ok ({} routes, {schemas} schemas)",
+                file.display(),
+                loaded.routes.len()
+            );
+            Ok(())
+        }
+        (None, Some(file)) => {
+            let loaded = ward_gateway::load(&file).map_err(|e| e.to_string())?;
+            ward_client::install_tls_provider();
+            ward_gateway::run(
+                loaded,
+                |local, public_url| {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "ward gateway listening on http://{local} (public URL {public_url})"
+                    );
+                    let _ = out.flush();
+                },
+                shutdown_signal(),
+            )
+            .await
+        }
+        (None, None) => Err(
+            "give a configuration file: `ward gateway --config FILE` (see examples/gateway.yaml)"
+                .into(),
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}
