@@ -173,7 +173,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
         .read(move |conn| ward_store::revocations_since(conn, horizon))
         .await?
     {
-        revocations.add(&row);
+        revocations.add(&revocation::rule_of(&row));
     }
     let oidc = config
         .oidc

@@ -2,6 +2,7 @@
 //! the agent lifecycle and the audit hash chain. Pure: no I/O, no async.
 
 pub mod audit;
+pub mod enforcement;
 pub mod lifecycle;
 pub mod matrix;
 pub mod roles;

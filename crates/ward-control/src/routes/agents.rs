@@ -574,7 +574,7 @@ async fn change(
         .await??;
     let (agent, revocation) = outcome;
     if let Some(row) = revocation {
-        state.revocations.add(&row);
+        state.revocations.add(&crate::revocation::rule_of(&row));
     }
     state.agents.invalidate(&agent.id);
     state.published();

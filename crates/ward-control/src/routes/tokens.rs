@@ -613,7 +613,7 @@ pub async fn revoke(
         })
         .await
         .map_err(|e: StoreError| ApiError::from(e))??;
-    state.revocations.add(&row);
+    state.revocations.add(&crate::revocation::rule_of(&row));
     state.published();
     Ok((
         StatusCode::CREATED,
