@@ -439,8 +439,18 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             }
             for e in &entries {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    e.seq, e.ts, e.actor, e.action, e.target, e.result, e.correlation_id, e.reason
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    e.seq,
+                    e.ts,
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.result,
+                    e.correlation_id,
+                    e.reason,
+                    // The decision log: why it was allowed (matrix entries,
+                    // policy rules and bundle, approval, consent).
+                    e.details
                 );
             }
             Ok(())
