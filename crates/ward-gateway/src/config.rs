@@ -1,0 +1,442 @@
+//! The gateway's YAML configuration: parsing (line/column errors), the
+//! checks `ward gateway check` runs, and the compiled form the request
+//! pipeline uses (path templates, scope templates, JSON Schema validators).
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use ward_model::scope::Scope;
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8443`.
+    pub listen: String,
+    /// The URL clients use to reach the gateway; DPoP proofs' `htu` must
+    /// start with it. Defaults to `http://` + the listening address.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The control plane to follow.
+    pub control_plane: ControlPlane,
+    /// The protected service, e.g. `http://127.0.0.1:9000`.
+    pub upstream: String,
+    /// Seconds without the push stream after which sensitive routes fail closed.
+    #[serde(default = "default_staleness")]
+    pub staleness_secs: u64,
+    /// Tolerated clock difference for `exp`, `nbf` and proof `iat`.
+    #[serde(default = "default_skew")]
+    pub clock_skew_secs: u64,
+    /// How old a DPoP proof may be.
+    #[serde(default = "default_proof_age")]
+    pub proof_max_age_secs: u64,
+    /// Largest accepted request body.
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+    /// A limit per client IP address, checked before anything else.
+    #[serde(default)]
+    pub ip_rate_limit: Option<RateLimitConfig>,
+    /// The allowlist of routes; anything else is refused with 404.
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_staleness() -> u64 {
+    30
+}
+fn default_skew() -> u64 {
+    5
+}
+fn default_proof_age() -> u64 {
+    60
+}
+fn default_body() -> usize {
+    64 * 1024
+}
+
+/// Where the control plane is and how to read its push stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// A token that may read `/v1/watch`: the bootstrap token or a tenant token.
+    pub token: String,
+    /// With a tenant token: that tenant's id. Tokens of other tenants are
+    /// refused, because their revocations are not in this stream.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// One allowed route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name, used in logs.
+    pub name: String,
+    /// Allowed methods, upper case.
+    pub methods: Vec<String>,
+    /// Path template, e.g. `/spreadsheets/{team}/rows`.
+    pub path: String,
+    /// Scope template the token must cover, e.g. `spreadsheets:write:/team/{team}`.
+    pub scope: String,
+    /// JSON Schema file for the request body, relative to the config file.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Keep unknown object members allowed where the schema does not say;
+    /// by default `additionalProperties: false` is applied.
+    #[serde(default)]
+    pub allow_unknown_fields: bool,
+    /// Needs an approval-bound token and fresh control plane state.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// A feature flag that must not be off.
+    #[serde(default)]
+    pub flag: Option<String>,
+    /// Per-agent rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Per-user (token `owner`) rate limit.
+    #[serde(default)]
+    pub user_rate_limit: Option<RateLimitConfig>,
+    /// Requests per agent per UTC day.
+    #[serde(default)]
+    pub daily_quota: Option<u64>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained rate.
+    pub per_second: f64,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// A configuration problem, with where it is and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// One segment of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Must equal the text.
+    Literal(String),
+    /// Captures one segment under a name.
+    Param(String),
+}
+
+/// A route ready for matching.
+pub struct Route {
+    /// The route as configured.
+    pub config: RouteConfig,
+    /// The parsed path template.
+    pub segments: Vec<Segment>,
+    /// The compiled body schema.
+    pub schema: Option<jsonschema::Validator>,
+}
+
+/// The whole configuration, checked and compiled.
+pub struct Loaded {
+    /// The file as written.
+    pub config: GatewayConfig,
+    /// Routes in file order.
+    pub routes: Vec<Route>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads, parses and checks a configuration file, loading the schemas
+/// relative to it.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read `{}`: {e}", path.display())))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&text, &base).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+}
+
+/// Parses and checks configuration text; schema paths are relative to `base`.
+pub fn load_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
+    let config: GatewayConfig =
+        ward_model::matrix::parse_yaml(text).map_err(|e| ConfigError(e.to_string()))?;
+    check_url("control_plane.url", &config.control_plane.url)?;
+    check_url("upstream", &config.upstream)?;
+    if !config.upstream.starts_with("http://") {
+        return Err(ConfigError(format!(
+            "upstream `{}`: only plain `http://` upstreams are supported so far; put the service on a loopback or private address",
+            config.upstream
+        )));
+    }
+    if let Some(url) = &config.public_url {
+        check_url("public_url", url)?;
+    }
+    if config.control_plane.token.trim().is_empty() {
+        return Err(ConfigError(
+            "control_plane.token is empty; give a token that may read /v1/watch".into(),
+        ));
+    }
+    if config.routes.is_empty() {
+        return Err(ConfigError(
+            "routes is empty; the gateway would refuse everything".into(),
+        ));
+    }
+    check_limit("ip_rate_limit", config.ip_rate_limit)?;
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (index, route) in config.routes.iter().enumerate() {
+        routes.push(compile_route(index, route, base)?);
+    }
+    Ok(Loaded { config, routes })
+}
+
+fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{name} `{url}` is not an absolute http(s) URL, e.g. `http://127.0.0.1:8080`"
+        )))
+    }
+}
+
+fn compile_route(index: usize, route: &RouteConfig, base: &Path) -> Result<Route, ConfigError> {
+    let at = format!("routes[{index}] (`{}`)", route.name);
+    if route.methods.is_empty() {
+        return Err(ConfigError(format!("{at}.methods is empty")));
+    }
+    for method in &route.methods {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError(format!(
+                "{at}.methods: `{method}` is not an upper-case method such as `GET` or `POST`"
+            )));
+        }
+    }
+    let segments = parse_template(&route.path)
+        .map_err(|reason| ConfigError(format!("{at}.path `{}`: {reason}", route.path)))?;
+    let params: Vec<&str> = segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+        .collect();
+    let sample = substitute(&route.scope, |name| {
+        params.contains(&name).then(|| "sample".to_owned())
+    })
+    .map_err(|reason| ConfigError(format!("{at}.scope `{}`: {reason}", route.scope)))?;
+    sample.parse::<Scope>().map_err(|e| {
+        ConfigError(format!(
+            "{at}.scope `{}` does not make a valid scope: {e}",
+            route.scope
+        ))
+    })?;
+    check_limit(&format!("{at}.rate_limit"), route.rate_limit)?;
+    check_limit(&format!("{at}.user_rate_limit"), route.user_rate_limit)?;
+    if route.daily_quota == Some(0) {
+        return Err(ConfigError(format!(
+            "{at}.daily_quota is 0; remove the route instead"
+        )));
+    }
+    let schema = match &route.schema {
+        Some(file) => Some(load_schema(
+            &base.join(file),
+            !route.allow_unknown_fields,
+            &at,
+        )?),
+        None => None,
+    };
+    Ok(Route {
+        config: route.clone(),
+        segments,
+        schema,
+    })
+}
+
+fn check_limit(at: &str, limit: Option<RateLimitConfig>) -> Result<(), ConfigError> {
+    match limit {
+        Some(limit)
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 =>
+        {
+            Err(ConfigError(format!(
+                "{at} needs per_second > 0 and burst >= 1"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn load_schema(
+    path: &PathBuf,
+    strict: bool,
+    at: &str,
+) -> Result<jsonschema::Validator, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "{at}.schema: cannot read `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let mut schema: Value = serde_json::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "{at}.schema: `{}` is not JSON: {e}",
+            path.display()
+        ))
+    })?;
+    if strict {
+        close_objects(&mut schema);
+    }
+    jsonschema::validator_for(&schema).map_err(|e| {
+        ConfigError(format!(
+            "{at}.schema: `{}` is not a valid JSON Schema: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Applies `additionalProperties: false` to every object schema that does
+/// not say what to do with unknown members. Branches of `allOf`, `anyOf`
+/// and `oneOf` are left alone: closing each branch would reject members
+/// another branch declares.
+pub fn close_objects(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    let is_object = map.get("type").is_some_and(|t| {
+        t == "object"
+            || t.as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "object"))
+    }) || map.contains_key("properties");
+    let composed = ["allOf", "anyOf", "oneOf", "$ref", "unevaluatedProperties"]
+        .iter()
+        .any(|k| map.contains_key(*k));
+    if is_object
+        && !composed
+        && !map.contains_key("additionalProperties")
+        && !map.contains_key("patternProperties")
+    {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for key in ["properties", "$defs", "definitions"] {
+        if let Some(Value::Object(children)) = map.get_mut(key) {
+            children.values_mut().for_each(close_objects);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = map.get_mut(key) {
+            close_objects(child);
+        }
+    }
+    if let Some(Value::Array(items)) = map.get_mut("prefixItems") {
+        items.iter_mut().for_each(close_objects);
+    }
+}
+
+/// Parses `/a/{b}/c` into segments.
+pub fn parse_template(path: &str) -> Result<Vec<Segment>, String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("must start with `/`".into());
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for part in rest.split('/') {
+        if part.is_empty() {
+            return Err("has an empty segment (`//` or a trailing `/`)".into());
+        }
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("`{{{name}}}` is not a valid parameter name"));
+            }
+            if names.iter().any(|n| n == name) {
+                return Err(format!("parameter `{name}` appears twice"));
+            }
+            names.push(name.to_owned());
+            out.push(Segment::Param(name.to_owned()));
+        } else if part.contains(['{', '}', '%', '*']) || part == "." || part == ".." {
+            return Err(format!(
+                "segment `{part}` must be literal text or a whole `{{name}}`"
+            ));
+        } else {
+            out.push(Segment::Literal(part.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces each `{name}` in `template` with `value(name)`; unknown names
+/// are an error.
+pub fn substitute(
+    template: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| "has an unclosed `{`".to_owned())?;
+        let name = &after[..close];
+        let replacement =
+            value(name).ok_or_else(|| format!("`{{{name}}}` is not a parameter of the path"))?;
+        out.push_str(&replacement);
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("has a `}` without `{`".into());
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_without_a_say_on_unknown_members_are_closed() {
+        let mut schema = json!({
+            "type": "object",
+            "properties": {"a": {"type": "object", "properties": {"b": {}}},
+                           "c": {"type": "object", "additionalProperties": true}},
+            "items": {"properties": {}}
+        });
+        close_objects(&mut schema);
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(schema["properties"]["c"]["additionalProperties"], true);
+        assert_eq!(schema["items"]["additionalProperties"], false);
+    }
+
+    #[test]
+    fn templates_substitute_only_path_parameters() {
+        assert_eq!(
+            substitute("x:write:/team/{team}", |n| (n == "team")
+                .then(|| "a".into()))
+            .unwrap(),
+            "x:write:/team/a"
+        );
+        assert!(substitute("x:write:/{other}", |_| None).is_err());
+        assert!(parse_template("/a//b").is_err());
+        assert!(parse_template("/a/{b}/{b}").is_err());
+        assert!(parse_template("/a/x{b}").is_err());
+    }
+
+    #[test]
+    fn a_config_with_an_unknown_key_names_its_line() {
+        let text = "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\ncontrol_plane: {url: http://127.0.0.1:2, token: t}\nroutes: []\nbogus: 1\n";
+        let error = load_str(text, Path::new(".")).unwrap_err();
+        assert!(error.0.contains("bogus"), "{error}");
+        assert!(error.0.contains('5') || error.0.contains("line"), "{error}");
+    }
+}

@@ -1,0 +1,229 @@
+//! Follows the control plane: fetches the snapshot, then reads the
+//! `GET /v1/watch` server-sent events and applies them in order,
+//! reconnecting with backoff and resuming from the last applied event.
+
+use std::sync::Arc;
+use std::time::Duration;
+use ward_api::{Jwks, WatchSnapshot};
+
+use crate::state::{ControlState, EventEffect};
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A stream that sends nothing (keep-alives come every 15 s) for this long
+/// is dropped and reopened.
+const READ_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// A client of the control plane's watch API.
+#[derive(Clone)]
+pub struct ControlClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl ControlClient {
+    /// A client for `base` with a bearer `token`.
+    pub fn new(base: &str, token: &str) -> Result<ControlClient, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(ControlClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
+    }
+
+    /// `GET /v1/watch/snapshot`.
+    pub async fn snapshot(&self) -> Result<WatchSnapshot, String> {
+        let response = self
+            .http
+            .get(format!("{}/v1/watch/snapshot", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the control plane at `{}`: {e}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!(
+                "the control plane answered {status} to GET /v1/watch/snapshot; check control_plane.token"
+            ));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| format!("unreadable snapshot from the control plane: {e}"))
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    pub async fn jwks(&self) -> Result<Jwks, String> {
+        let response = self
+            .http
+            .get(format!("{}/.well-known/jwks.json", self.base))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("cannot fetch the JWKS: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("the JWKS answered {}", response.status()));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| format!("unreadable JWKS: {e}"))
+    }
+}
+
+/// Follows the stream forever, applying events to `state`.
+pub async fn follow(client: ControlClient, state: Arc<ControlState>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow_once(&client, &state).await {
+            Ok(()) => {
+                eprintln!("ward gateway: the control plane closed the watch stream; reconnecting")
+            }
+            Err(error) => eprintln!("ward gateway: watch stream: {error}; reconnecting"),
+        }
+        if state.contact().1 {
+            backoff = Duration::from_millis(100);
+        }
+        state.set_connected(false);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn follow_once(client: &ControlClient, state: &ControlState) -> Result<(), String> {
+    let after = state.seq();
+    let mut response = client
+        .http
+        .get(format!("{}/v1/watch", client.base))
+        .bearer_auth(&client.token)
+        .header("Last-Event-ID", after.to_string())
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("the control plane answered {}", response.status()));
+    }
+    // Keys may have rotated while the stream was down; the rotation event
+    // is replayed too, but fetching now costs one request per reconnect.
+    if let Ok(jwks) = client.jwks().await {
+        state.set_keys(&jwks);
+    }
+    state.set_connected(true);
+    let mut parser = SseParser::default();
+    loop {
+        let chunk = tokio::time::timeout(READ_TIMEOUT, response.chunk())
+            .await
+            .map_err(|_| "no data or keep-alive for 45 s".to_owned())?
+            .map_err(|e| format!("read failed: {e}"))?;
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        state.touch();
+        for event in parser.push(&chunk) {
+            let Some(seq) = event.id.as_deref().and_then(|id| id.parse::<i64>().ok()) else {
+                continue;
+            };
+            match state.apply(seq, &event.kind, &event.data) {
+                EventEffect::Applied => {}
+                EventEffect::RefetchKeys => match client.jwks().await {
+                    Ok(jwks) => state.set_keys(&jwks),
+                    Err(error) => eprintln!("ward gateway: after a key rotation: {error}"),
+                },
+                EventEffect::Malformed => {
+                    eprintln!(
+                        "ward gateway: event {seq} (`{}`) is not JSON; skipped",
+                        event.kind
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// `id:`
+    pub id: Option<String>,
+    /// `event:` (`message` when absent).
+    pub kind: String,
+    /// `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// An incremental `text/event-stream` parser.
+#[derive(Default)]
+pub struct SseParser {
+    buffer: Vec<u8>,
+    current: SseEvent,
+    has_data: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buffer.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if self.has_data {
+                    let mut event = std::mem::take(&mut self.current);
+                    if event.kind.is_empty() {
+                        event.kind = "message".into();
+                    }
+                    events.push(event);
+                }
+                self.current = SseEvent::default();
+                self.has_data = false;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+                None => (line, ""),
+            };
+            match field {
+                "id" => self.current.id = Some(value.to_owned()),
+                "event" => self.current.kind = value.to_owned(),
+                "data" => {
+                    if self.has_data {
+                        self.current.data.push('\n');
+                    }
+                    self.current.data.push_str(value);
+                    self.has_data = true;
+                }
+                _ => {}
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_chunks_are_parsed_once_complete() {
+        let mut parser = SseParser::default();
+        assert!(parser.push(b": keep-alive\n\nid: 4\nevent: fl").is_empty());
+        let events = parser.push(b"ag\ndata: {\"a\":1}\n\nid: 5\r\nevent: x\r\ndata: 2\r\n\r\n");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].id.as_deref(), Some("4"));
+        assert_eq!(events[0].kind, "flag");
+        assert_eq!(events[0].data, "{\"a\":1}");
+        assert_eq!(events[1].data, "2");
+    }
+}

@@ -1,0 +1,125 @@
+//! `ward gateway`: the enforcing reverse proxy in front of a protected
+//! service. It follows the control plane's push stream (revocations, kill
+//! switches, flags, keys) and decides every request locally, without
+//! calling the control plane.
+//!
+//! - [`config`]: the YAML file, its checks, compiled routes and schemas.
+//! - [`state`]: the followed state (revocation rules, switches, flags,
+//!   keys, DPoP replay cache, staleness).
+//! - [`follower`]: snapshot, then the server-sent event stream.
+//! - [`pipeline`]: the per-request checks and the forward.
+//! - [`ratelimit`]: GCRA rate limits and daily quotas.
+//! - [`metrics`]: Prometheus text on `/metrics`.
+//! - [`error`]: the one error type and its JSON body.
+
+pub mod config;
+pub mod error;
+pub mod follower;
+pub mod metrics;
+pub mod pipeline;
+pub mod ratelimit;
+pub mod state;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+pub use config::{ConfigError, Loaded, load};
+pub use error::GatewayError;
+
+/// How long to keep trying to get the first snapshot before giving up.
+const FIRST_SNAPSHOT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs the gateway until `shutdown` completes. `on_listening` is called
+/// with the bound address and the public URL once the first snapshot is
+/// loaded and requests can be served.
+pub async fn run(
+    loaded: Loaded,
+    on_listening: impl FnOnce(SocketAddr, &str),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let config = &loaded.config;
+    let control =
+        follower::ControlClient::new(&config.control_plane.url, &config.control_plane.token)?;
+    let started = Instant::now();
+    let snapshot = loop {
+        match control.snapshot().await {
+            Ok(snapshot) => break snapshot,
+            Err(error) if started.elapsed() > FIRST_SNAPSHOT_DEADLINE => {
+                return Err(format!(
+                    "{error}; the gateway needs one snapshot before it can serve"
+                ));
+            }
+            Err(error) => {
+                eprintln!("ward gateway: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let state = Arc::new(state::ControlState::from_snapshot(
+        &snapshot,
+        Duration::from_secs(config.staleness_secs),
+    ));
+    state.set_connected(false);
+    let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on `{}`: {e}; choose another `listen` address",
+            config.listen
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None if local.ip().is_unspecified() => {
+            return Err(format!(
+                "listening on `{local}` needs `public_url`: DPoP proofs name the URL clients use, e.g. `https://gateway.example.com`"
+            ));
+        }
+        None => format!("http://{local}"),
+    };
+    let follow = tokio::spawn(follower::follow(control.clone(), Arc::clone(&state)));
+    let gateway = Arc::new(pipeline::Gateway::new(
+        loaded,
+        state,
+        control,
+        public_url.clone(),
+    ));
+    on_listening(local, &public_url);
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    eprintln!("ward gateway: accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = Arc::clone(&gateway);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let gateway = Arc::clone(&gateway);
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    follow.abort();
+    Ok(())
+}

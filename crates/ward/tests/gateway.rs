@@ -1,0 +1,1141 @@
+//! `ward gateway` as a black box: a real control plane, a real upstream on
+//! loopback that echoes what it received, and the gateway as a child
+//! process in between. Timings of revocations and kill switches are
+//! measured and printed; the tests assert the refusals, not the times.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use ward_auth::Keypair;
+
+const READ: &str = "files:read:/home/alice/projects/**";
+
+/// An HTTP/1.1 server that answers every request with the request it saw
+/// as JSON, except `/boom/...`, which fails with internals in its body.
+struct Upstream {
+    url: String,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve_connection(stream));
+            }
+        });
+        Upstream { url }
+    }
+}
+
+fn serve_connection(stream: TcpStream) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_owned();
+        let path = parts.next().unwrap_or_default().to_owned();
+        let mut headers = serde_json::Map::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap();
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            if name == "content-length" {
+                length = value.parse().unwrap();
+            }
+            let joined = match headers.get(&name) {
+                Some(Value::String(old)) => format!("{old}, {value}"),
+                _ => value,
+            };
+            headers.insert(name, Value::String(joined));
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        let (status, answer) = if path.starts_with("/boom/") {
+            (
+                "500 Internal Server Error",
+                "panic at db.rs:42: password=hunter2".to_owned(),
+            )
+        } else {
+            let echo = json!({"method": method, "path": path, "headers": headers,
+                "body": String::from_utf8_lossy(&body)});
+            ("200 OK", echo.to_string())
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A running `ward gateway` and the access log lines it printed.
+struct Gateway {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contract() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/contracts/search.json")
+        .display()
+        .to_string()
+}
+
+fn gateway_config(server: &Server, upstream: &Upstream, staleness: u64, extra: &str) -> String {
+    format!(
+        r#"listen: 127.0.0.1:0
+control_plane:
+  url: {cp}
+  token: {token}
+upstream: {up}
+staleness_secs: {staleness}
+max_body_bytes: 512
+{extra}
+routes:
+  - name: read-file
+    methods: [GET, HEAD]
+    path: /files/{{user}}/{{project}}/{{name}}
+    scope: files:read:/home/{{user}}/projects/{{project}}/{{name}}
+  - name: search
+    methods: [POST]
+    path: /projects/{{user}}/{{project}}/search
+    scope: files:read:/home/{{user}}/projects/{{project}}
+    schema: {schema}
+  - name: flagged
+    methods: [GET]
+    path: /flagged/{{user}}
+    scope: files:read:/home/{{user}}/projects/flagged
+    flag: project-search
+  - name: limited
+    methods: [GET]
+    path: /limited/{{user}}
+    scope: files:read:/home/{{user}}/projects/limited
+    rate_limit: {{per_second: 0.5, burst: 3}}
+  - name: secrets
+    methods: [GET]
+    path: /secrets/db/{{name}}
+    scope: secrets:read:db/{{name}}
+  - name: reports
+    methods: [GET]
+    path: /reports/{{user}}
+    scope: files:read:/home/{{user}}/projects/reports
+    sensitive: true
+  - name: boom
+    methods: [GET]
+    path: /boom/{{user}}
+    scope: files:read:/home/{{user}}/projects/boom
+  - name: quota
+    methods: [GET]
+    path: /quota/{{user}}
+    scope: files:read:/home/{{user}}/projects/quota
+    daily_quota: 2
+  - name: shared
+    methods: [GET]
+    path: /shared/{{user}}
+    scope: files:read:/home/{{user}}/projects/shared
+    user_rate_limit: {{per_second: 0.5, burst: 2}}
+"#,
+        cp = server.url,
+        token = server.bootstrap,
+        up = upstream.url,
+        schema = contract(),
+    )
+}
+
+impl Gateway {
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the Gateway owns the child and reaps it on drop"
+    )]
+    fn start(server: &Server, upstream: &Upstream, staleness: u64, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, gateway_config(server, upstream, staleness, extra)).unwrap();
+        let mut child = Command::new(ward_bin())
+            .args(["gateway", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ward gateway");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("ward gateway exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("ward gateway listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Gateway {
+            child,
+            url,
+            log,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A request with a fresh, correct proof by `key` for `token`.
+    fn request(
+        &self,
+        key: &Keypair,
+        token: &str,
+        method: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let proof = proof(key, token, method, &format!("{}{path}", self.url));
+        self.http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
+    }
+
+    async fn get(&self, key: &Keypair, token: &str, path: &str) -> (u16, Value) {
+        send(self.request(key, token, "GET", path)).await
+    }
+
+    async fn post(&self, key: &Keypair, token: &str, path: &str, body: Value) -> (u16, Value) {
+        send(self.request(key, token, "POST", path).json(&body)).await
+    }
+
+    async fn ready(&self) -> (u16, Value) {
+        send(self.http.get(format!("{}/readyz", self.url))).await
+    }
+
+    async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// Sends raw bytes (for paths a client library would rewrite).
+    fn raw(&self, request_line: &str) -> (u16, Value) {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "{request_line}\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}
+
+fn proof(key: &Keypair, token: &str, method: &str, url: &str) -> String {
+    let jti = ward_auth::dpop::new_jti().unwrap();
+    let ath = ward_auth::dpop::ath_for(token);
+    ward_auth::dpop::create_proof(key, method, url, now(), &jti, Some(&ath)).unwrap()
+}
+
+async fn put(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
+    send(
+        server
+            .request(reqwest::Method::PUT, path)
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await
+}
+
+/// A control plane with one tenant and reader agents, an upstream and a gateway.
+struct World {
+    server: Server,
+    admin: String,
+    upstream: Upstream,
+    gateway: Gateway,
+}
+
+impl World {
+    async fn start(staleness: u64) -> World {
+        let server = Server::start();
+        let (_, admin) = server.tenant("acme").await;
+        let upstream = Upstream::start();
+        let gateway = Gateway::start(&server, &upstream, staleness, "");
+        World {
+            server,
+            admin,
+            upstream,
+            gateway,
+        }
+    }
+
+    /// A fresh reader agent and a token for `scopes`.
+    async fn agent(&self, scopes: &[&str]) -> (Agent, String) {
+        let agent = self.server.agent(&self.admin, "reader").await;
+        let token = self.token(&agent, scopes).await;
+        (agent, token)
+    }
+
+    async fn token(&self, agent: &Agent, scopes: &[&str]) -> String {
+        let (status, body) = self.server.token(agent, scopes).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls `path` until the gateway refuses it with `status`; returns
+    /// how long that took.
+    async fn until_refused(
+        &self,
+        key: &Keypair,
+        token: &str,
+        path: &str,
+        status: u16,
+    ) -> (Duration, Value) {
+        let started = Instant::now();
+        loop {
+            let (got, body) = self.gateway.get(key, token, path).await;
+            if got == status {
+                return (started.elapsed(), body);
+            }
+            assert_eq!(got, 200, "{body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still allowed after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn claims(token: &str) -> Value {
+    ward_auth::jws::decode_unverified(token).unwrap().claims
+}
+
+/// The same claims re-signed by the control plane's own key with `edit`
+/// applied: a genuinely signed token the server never issued.
+fn resigned(server: &Server, token: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let decoded = ward_auth::jws::decode_unverified(token).unwrap();
+    let kid = decoded.header_str("kid").unwrap().to_owned();
+    let seed =
+        std::fs::read_to_string(server.data_dir().join("keys").join(format!("{kid}.key"))).unwrap();
+    let seed: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(seed.trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = Keypair::from_seed(&seed);
+    let mut claims = decoded.claims;
+    edit(&mut claims);
+    ward_auth::jws::sign(&key, &decoded.header, &claims).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_call_reaches_the_upstream_with_the_verified_identity_only() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let response = w
+        .gateway
+        .request(
+            &agent.key,
+            &token,
+            "GET",
+            "/files/alice/site/readme.md?rev=3",
+        )
+        .header("X-Ward-Agent-Id", "agt_forged")
+        .header("X-Ward-Tenant", "ten_forged")
+        .header("X-Ward-Scopes", "*:*:/**")
+        .header("X-Forwarded-For", "10.9.9.9")
+        .header("Forwarded", "for=10.9.9.9")
+        .header("X-Correlation-Id", "corr-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-correlation-id"], "corr-test-1");
+    let echo: Value = response.json().await.unwrap();
+    let headers = &echo["headers"];
+    assert_eq!(echo["path"], "/files/alice/site/readme.md?rev=3");
+    assert_eq!(headers["x-ward-agent-id"], agent.id.as_str(), "{echo}");
+    let facts = claims(&token);
+    assert_eq!(headers["x-ward-tenant"], facts["tenant"]);
+    assert_eq!(headers["x-ward-user"], "alice@example.com");
+    assert_eq!(headers["x-ward-device-id"], facts["device_id"]);
+    assert_eq!(headers["x-ward-scopes"], READ);
+    assert_eq!(headers["x-correlation-id"], "corr-test-1");
+    let traceparent = headers["traceparent"].as_str().unwrap();
+    assert_eq!(traceparent.len(), 55, "{traceparent}");
+    assert!(headers.get("authorization").is_none(), "{echo}");
+    assert!(headers.get("dpop").is_none(), "{echo}");
+    assert!(!echo.to_string().contains("forged"), "{echo}");
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{echo}");
+    assert!(headers.get("forwarded").is_none(), "{echo}");
+
+    // A valid incoming traceparent keeps its trace id.
+    let response = w
+        .gateway
+        .request(&agent.key, &token, "GET", "/files/alice/site/a")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    let echo: Value = response.json().await.unwrap();
+    assert!(
+        echo["headers"]["traceparent"]
+            .as_str()
+            .unwrap()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{echo}"
+    );
+
+    // A failing upstream's internals never reach the client.
+    let (status, body) = w.gateway.get(&agent.key, &token, "/boom/alice").await;
+    assert_error(status, &body, 502, "upstream_error");
+    assert!(!body.to_string().contains("hunter2"), "{body}");
+
+    // One JSON access log line per request, without the token.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = w.gateway.log.lock().unwrap().clone();
+    let line = log
+        .iter()
+        .find(|l| l.contains("corr-test-1"))
+        .expect("an access log line");
+    assert!(!line.contains(&token), "{line}");
+    let entry: Value = serde_json::from_str(line).unwrap();
+    for field in [
+        "ts",
+        "correlation_id",
+        "agent_id",
+        "user_id",
+        "device_id",
+        "tenant",
+        "route",
+        "action",
+        "target",
+        "result",
+        "status",
+        "duration_ms",
+        "bytes",
+    ] {
+        assert!(entry.get(field).is_some(), "{field} missing in {entry}");
+    }
+    assert_eq!(entry["agent_id"], agent.id.as_str());
+    assert_eq!(entry["route"], "read-file");
+    assert_eq!(entry["action"], "files:read");
+    assert_eq!(entry["target"], "/home/alice/projects/site/readme.md");
+    assert_eq!(entry["result"], "allowed");
+    assert_eq!(entry["status"], 200);
+    assert!(
+        !log.iter().any(|l| l.contains("rev=3")),
+        "no query strings in the log"
+    );
+    let (status, ready) = w.gateway.ready().await;
+    assert_eq!(status, 200, "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_and_proofs_that_do_not_verify_are_refused() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let path = "/files/alice/site/a";
+    let url = format!("{}{path}", w.gateway.url);
+    let http = &w.gateway.http;
+
+    let (status, body) = send(http.get(&url)).await;
+    assert_error(status, &body, 401, "missing_token");
+    let (status, body) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_error(status, &body, 401, "dpop_required");
+    let (status, body) = send(
+        http.get(&url)
+            .header("Authorization", format!("DPoP {token}")),
+    )
+    .await;
+    assert_error(status, &body, 401, "invalid_dpop_proof");
+
+    // Altered signature (a character in the middle of it).
+    let mut bad = token.clone().into_bytes();
+    let at = bad.len() - 20;
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let (status, body) = w.gateway.get(&agent.key, &bad, path).await;
+    assert_error(status, &body, 401, "bad_signature");
+
+    // Signed by a key the control plane does not publish.
+    let stranger = Keypair::generate().unwrap();
+    let decoded = ward_auth::jws::decode_unverified(&token).unwrap();
+    let forged = ward_auth::jws::sign(&stranger, &decoded.header, &decoded.claims).unwrap();
+    let (status, body) = w.gateway.get(&agent.key, &forged, path).await;
+    assert_error(status, &body, 401, "bad_signature");
+
+    // Expired (beyond the 5 s skew) and not yet valid, signed by the real key.
+    let expired = resigned(&w.server, &token, |c| {
+        c["iat"] = json!(now() - 600);
+        c["nbf"] = json!(now() - 600);
+        c["exp"] = json!(now() - 10);
+    });
+    let (status, body) = w.gateway.get(&agent.key, &expired, path).await;
+    assert_error(status, &body, 401, "token_expired");
+    let early = resigned(&w.server, &token, |c| c["nbf"] = json!(now() + 60));
+    let (status, body) = w.gateway.get(&agent.key, &early, path).await;
+    assert_error(status, &body, 401, "token_not_yet_valid");
+
+    // A proof by another key than the token's `cnf.jkt`.
+    let (status, body) = w.gateway.get(&stranger, &token, path).await;
+    assert_error(status, &body, 401, "dpop_key_mismatch");
+
+    // A replayed proof.
+    let once = proof(&agent.key, &token, "GET", &url);
+    let call = || {
+        http.get(&url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", once.clone())
+    };
+    assert_eq!(send(call()).await.0, 200);
+    let (status, body) = send(call()).await;
+    assert_error(status, &body, 401, "dpop_replay");
+
+    // `ath` for another token.
+    let (_, other_token) = w.agent(&[READ]).await;
+    let wrong_ath = proof(&agent.key, &other_token, "GET", &url);
+    let (status, body) = send(
+        http.get(&url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", wrong_ath),
+    )
+    .await;
+    assert_error(status, &body, 401, "dpop_ath_mismatch");
+
+    // A proof for another URL or method.
+    let elsewhere = proof(
+        &agent.key,
+        &token,
+        "GET",
+        &format!("{}/files/alice/site/b", w.gateway.url),
+    );
+    let (status, body) = send(
+        http.get(&url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", elsewhere),
+    )
+    .await;
+    assert_error(status, &body, 401, "dpop_url_mismatch");
+    let posted = proof(&agent.key, &token, "POST", &url);
+    let (status, body) = send(
+        http.get(&url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", posted),
+    )
+    .await;
+    assert_error(status, &body, 401, "dpop_method_mismatch");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocations_take_effect_while_the_gateway_runs() {
+    let w = World::start(30).await;
+    let path = "/files/alice/site/a";
+
+    let (by_jti, token) = w.agent(&[READ]).await;
+    let (kept, kept_token) = w.agent(&[READ]).await;
+    assert_eq!(w.gateway.get(&by_jti.key, &token, path).await.0, 200);
+    let jti = claims(&token)["jti"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let (status, body) = w
+        .server
+        .post(
+            &w.admin,
+            "/v1/tokens/revoke",
+            json!({"jti": jti, "reason": "leaked"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let answered = started.elapsed();
+    let (_, refused) = w.until_refused(&by_jti.key, &token, path, 401).await;
+    eprintln!(
+        "revocation by jti: refused {:?} after the revoke call (which answered after {answered:?})",
+        started.elapsed()
+    );
+    assert_error(401, &refused, 401, "token_revoked");
+    assert_eq!(w.gateway.get(&kept.key, &kept_token, path).await.0, 200);
+
+    let (by_agent, token) = w.agent(&[READ]).await;
+    assert_eq!(w.gateway.get(&by_agent.key, &token, path).await.0, 200);
+    let started = Instant::now();
+    let (status, body) = w
+        .server
+        .post(
+            &w.admin,
+            "/v1/tokens/revoke",
+            json!({"agent_id": by_agent.id, "reason": "lost laptop"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let answered = started.elapsed();
+    let (_, refused) = w.until_refused(&by_agent.key, &token, path, 401).await;
+    eprintln!(
+        "revocation by agent: refused {:?} after the revoke call (which answered after {answered:?})",
+        started.elapsed()
+    );
+    assert_error(401, &refused, 401, "token_revoked");
+    assert_eq!(w.gateway.get(&kept.key, &kept_token, path).await.0, 200);
+
+    let started = Instant::now();
+    let (status, body) = w
+        .server
+        .post(
+            &w.admin,
+            "/v1/tokens/revoke",
+            json!({"scope_prefix": "files:read:/home/alice", "reason": "bug"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let answered = started.elapsed();
+    let (_, refused) = w.until_refused(&kept.key, &kept_token, path, 401).await;
+    eprintln!(
+        "revocation by scope prefix: refused {:?} after the revoke call (which answered after {answered:?})",
+        started.elapsed()
+    );
+    assert_error(401, &refused, 401, "token_revoked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_switches_take_effect_while_the_gateway_runs() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let (other, other_token) = w.agent(&[READ]).await;
+    let read = "/files/alice/site/a";
+    let search = "/projects/alice/site/search";
+    let query = json!({"query": "todo"});
+    assert_eq!(
+        w.gateway
+            .post(&agent.key, &token, search, query.clone())
+            .await
+            .0,
+        200
+    );
+
+    let started = Instant::now();
+    let (status, body) = put(
+        &w.server,
+        &w.admin,
+        "/v1/killswitch",
+        json!({"scope": "agent", "target": agent.id, "mode": "read-only", "reason": "odd writes"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answered = started.elapsed();
+    let (status, body) = loop {
+        let (status, body) = w
+            .gateway
+            .post(&agent.key, &token, search, query.clone())
+            .await;
+        if status != 200 || started.elapsed() > Duration::from_secs(10) {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!(
+        "kill switch read-only: refused {:?} after the call (which answered after {answered:?})",
+        started.elapsed()
+    );
+    assert_error(status, &body, 403, "kill_switch_read_only");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("odd writes"),
+        "{body}"
+    );
+    assert_eq!(
+        w.gateway.get(&agent.key, &token, read).await.0,
+        200,
+        "reads pass"
+    );
+    assert_eq!(
+        w.gateway
+            .post(&other.key, &other_token, search, query.clone())
+            .await
+            .0,
+        200,
+        "other agents are untouched"
+    );
+
+    let started = Instant::now();
+    let (status, body) = put(
+        &w.server,
+        &w.admin,
+        "/v1/killswitch",
+        json!({"scope": "tenant", "mode": "offline", "reason": "incident 7"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answered = started.elapsed();
+    let (_, refused) = w.until_refused(&other.key, &other_token, read, 403).await;
+    eprintln!(
+        "kill switch offline: refused {:?} after the call (which answered after {answered:?})",
+        started.elapsed()
+    );
+    assert_error(403, &refused, 403, "kill_switch_offline");
+    let (status, body) = w.gateway.get(&agent.key, &token, read).await;
+    assert_error(status, &body, 403, "kill_switch_offline");
+
+    let (status, _) = put(
+        &w.server,
+        &w.admin,
+        "/v1/killswitch",
+        json!({"scope": "tenant", "mode": "normal", "reason": "resolved"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    loop {
+        if w.gateway.get(&other.key, &other_token, read).await.0 == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "release not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_paths_and_bodies_are_checked_against_the_contract() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let g = &w.gateway;
+    let search = "/projects/alice/site/search";
+
+    let (status, body) = g.get(&agent.key, &token, "/admin/users").await;
+    assert_error(status, &body, 404, "no_route");
+    let (status, body) = g.get(&agent.key, &token, search).await;
+    assert_error(status, &body, 405, "method_not_allowed");
+    for trick in [
+        "GET /files/alice/../bob/x HTTP/1.1",
+        "GET /files/alice/./site/x HTTP/1.1",
+        "GET /files/alice/site%2F..%2Fbob/x HTTP/1.1",
+        "GET /files/alice/%2e%2e/x HTTP/1.1",
+        "GET /files//alice/site/x HTTP/1.1",
+        "GET /files/alice/site\\x/y HTTP/1.1",
+        "GET /files/alice/*/x HTTP/1.1",
+    ] {
+        let (status, body) = g.raw(trick);
+        assert_error(status, &body, 400, "invalid_path");
+    }
+
+    // Scope not covered by the token.
+    let (status, body) = g.get(&agent.key, &token, "/secrets/db/main").await;
+    assert_error(status, &body, 403, "insufficient_scope");
+    let (status, body) = g.get(&agent.key, &token, "/files/bob/site/a").await;
+    assert_error(status, &body, 403, "insufficient_scope");
+
+    // Bodies.
+    let (status, echo) = g
+        .post(
+            &agent.key,
+            &token,
+            search,
+            json!({"query": "todo", "limit": 5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["body"], r#"{"limit":5,"query":"todo"}"#);
+    let (status, body) = send(
+        g.request(&agent.key, &token, "POST", search)
+            .header("Content-Type", "text/plain")
+            .body(r#"{"query":"todo"}"#),
+    )
+    .await;
+    assert_error(status, &body, 415, "unsupported_media_type");
+    let (status, body) = g
+        .post(
+            &agent.key,
+            &token,
+            search,
+            json!({"query": "todo", "sort": "asc"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "unknown_field");
+    assert_eq!(body["error"]["field"], "/sort");
+    let (status, body) = g
+        .post(
+            &agent.key,
+            &token,
+            search,
+            json!({"query": "todo", "filters": {"extension": "rs", "hidden": true}}),
+        )
+        .await;
+    assert_error(status, &body, 400, "unknown_field");
+    assert_eq!(body["error"]["field"], "/filters/hidden");
+    let (status, body) = g
+        .post(
+            &agent.key,
+            &token,
+            search,
+            json!({"query": "todo", "limit": 1000}),
+        )
+        .await;
+    assert_error(status, &body, 400, "schema_violation");
+    assert_eq!(body["error"]["field"], "/limit");
+    let (status, body) = g
+        .post(&agent.key, &token, search, json!({"limit": 3}))
+        .await;
+    assert_error(status, &body, 400, "schema_violation");
+    let (status, body) = send(
+        g.request(&agent.key, &token, "POST", search)
+            .header("Content-Type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_json");
+    let (status, body) = g
+        .post(
+            &agent.key,
+            &token,
+            search,
+            json!({"query": "x".repeat(600)}),
+        )
+        .await;
+    assert_error(status, &body, 413, "body_too_large");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let (other, other_token) = w.agent(&[READ]).await;
+    for _ in 0..3 {
+        assert_eq!(
+            w.gateway.get(&agent.key, &token, "/limited/alice").await.0,
+            200
+        );
+    }
+    let response = w
+        .gateway
+        .request(&agent.key, &token, "GET", "/limited/alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(response.headers()["ratelimit-limit"], "3");
+    assert_eq!(response.headers()["ratelimit-remaining"], "0");
+    let body: Value = response.json().await.unwrap();
+    assert_error(429, &body, 429, "rate_limited");
+    assert_eq!(
+        w.gateway
+            .get(&other.key, &other_token, "/limited/alice")
+            .await
+            .0,
+        200,
+        "the limit is per agent"
+    );
+
+    // A daily quota per agent.
+    for _ in 0..2 {
+        assert_eq!(
+            w.gateway.get(&agent.key, &token, "/quota/alice").await.0,
+            200
+        );
+    }
+    let response = w
+        .gateway
+        .request(&agent.key, &token, "GET", "/quota/alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    let body: Value = response.json().await.unwrap();
+    assert_error(429, &body, 429, "quota_exceeded");
+    assert_eq!(
+        w.gateway
+            .get(&other.key, &other_token, "/quota/alice")
+            .await
+            .0,
+        200
+    );
+
+    // A limit per user spans the user's agents.
+    assert_eq!(
+        w.gateway.get(&agent.key, &token, "/shared/alice").await.0,
+        200
+    );
+    assert_eq!(
+        w.gateway
+            .get(&other.key, &other_token, "/shared/alice")
+            .await
+            .0,
+        200
+    );
+    let (status, body) = w.gateway.get(&agent.key, &token, "/shared/alice").await;
+    assert_error(status, &body, 429, "rate_limited");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("user"),
+        "{body}"
+    );
+
+    // A limit per client address applies before the credentials are looked at.
+    let strict = Gateway::start(
+        &w.server,
+        &w.upstream,
+        30,
+        "ip_rate_limit: {per_second: 0.5, burst: 2}",
+    );
+    let url = format!("{}/files/alice/site/a", strict.url);
+    for _ in 0..2 {
+        assert_eq!(send(strict.http.get(&url)).await.0, 401);
+    }
+    let (status, body) = send(strict.http.get(&url)).await;
+    assert_error(status, &body, 429, "rate_limited");
+
+    let metrics = w.gateway.metrics().await;
+    assert!(
+        metrics.contains(r#"ward_gateway_requests_total{route="quota",result="denied",code="quota_exceeded",status="429"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ward_gateway_stream_connected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ward_gateway_request_duration_seconds_count{route=\"limited\"}"),
+        "{metrics}"
+    );
+
+    assert_eq!(
+        w.gateway.get(&agent.key, &token, "/flagged/alice").await.0,
+        200
+    );
+    let (status, body) = put(
+        &w.server,
+        &w.admin,
+        "/v1/flags/project-search",
+        json!({"enabled": false, "scope": "tenant", "reason": "bad release"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, refused) = w
+        .until_refused(&agent.key, &token, "/flagged/alice", 403)
+        .await;
+    assert_error(403, &refused, 403, "feature_disabled");
+    assert_eq!(
+        w.gateway
+            .get(&agent.key, &token, "/files/alice/site/a")
+            .await
+            .0,
+        200,
+        "routes without the flag are untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_control_plane_low_risk_routes_keep_working_and_sensitive_ones_fail_closed() {
+    let mut w = World::start(2).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let read = "/files/alice/site/a";
+    let (status, body) = w.gateway.get(&agent.key, &token, "/reports/alice").await;
+    assert_error(status, &body, 403, "approval_required");
+
+    w.server.child.kill().unwrap();
+    w.server.child.wait().unwrap();
+    let started = Instant::now();
+    let ready = loop {
+        let (status, ready) = w.gateway.ready().await;
+        if status == 503 {
+            break ready;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never stale: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["status"], "stale", "{ready}");
+    assert!(ready["staleness_secs"].as_f64().unwrap() > 2.0, "{ready}");
+    assert_eq!(
+        w.gateway.get(&agent.key, &token, read).await.0,
+        200,
+        "cached state serves low-risk routes"
+    );
+    let (status, body) = w.gateway.get(&agent.key, &token, "/reports/alice").await;
+    assert_error(status, &body, 503, "state_stale");
+    let metrics = w.gateway.metrics().await;
+    assert!(metrics.contains("ward_gateway_state_stale 1"), "{metrics}");
+    assert!(
+        metrics.contains("ward_gateway_stream_connected 0"),
+        "{metrics}"
+    );
+
+    // Revoke right after the restart, before the gateway's backoff
+    // reconnects: the event must arrive through the resumed stream.
+    w.server.kill_and_restart();
+    let started = Instant::now();
+    let (_, ready) = w.gateway.ready().await;
+    eprintln!("gateway before the revoke: {ready}");
+    let (status, body) = w
+        .server
+        .post(
+            &w.admin,
+            "/v1/tokens/revoke",
+            json!({"agent_id": agent.id, "reason": "lost laptop"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let answered = started.elapsed();
+    let (_, refused) = w.until_refused(&agent.key, &token, read, 401).await;
+    eprintln!(
+        "revocation during reconnect: refused {:?} after the revoke call (which answered after {answered:?})",
+        started.elapsed()
+    );
+    assert_error(401, &refused, 401, "token_revoked");
+    let (status, ready) = w.gateway.ready().await;
+    assert_eq!(status, 200, "{ready}");
+    let _ = &w.upstream;
+}
+
+#[test]
+fn gateway_check_accepts_the_example_and_names_the_line_of_a_mistake() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.yaml");
+    let out = Command::new(ward_bin())
+        .args(["gateway", "check"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ok (4 routes, 1 schemas)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let base = "listen: 127.0.0.1:0\ncontrol_plane: {url: 'http://127.0.0.1:1', token: t}\nupstream: http://127.0.0.1:2\n";
+    for (routes, expected) in [
+        (
+            "routes:\n  - name: a\n    methods: [GET]\n    path: /a\n    scope: x:read:/a\n    colour: red\n",
+            "line 9",
+        ),
+        (
+            "routes:\n  - name: a\n    methods: [GET]\n    path: /a/{id}\n    scope: x:read:/a/{other}\n",
+            "`{other}` is not a parameter",
+        ),
+        (
+            "routes:\n  - name: a\n    methods: [GET]\n    path: /a/{id}\n    scope: 'x:read:/a/../{id}'\n",
+            "does not make a valid scope",
+        ),
+        (
+            "routes:\n  - name: a\n    methods: [GET]\n    path: /a\n    scope: x:read:/a\n    schema: missing.json\n",
+            "cannot read",
+        ),
+    ] {
+        std::fs::write(&bad, format!("{base}{routes}")).unwrap();
+        let out = Command::new(ward_bin())
+            .args(["gateway", "check"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(expected),
+            "{expected}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_signed_by_a_rotated_key_verify_at_once() {
+    let w = World::start(30).await;
+    let (agent, old_token) = w.agent(&[READ]).await;
+    let path = "/files/alice/site/a";
+    assert_eq!(w.gateway.get(&agent.key, &old_token, path).await.0, 200);
+    let (status, body) = w
+        .server
+        .post(&w.server.bootstrap, "/v1/keys/rotate", json!({}))
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let new_token = w.token(&agent, &[READ]).await;
+    let old_kid = ward_auth::jws::decode_unverified(&old_token)
+        .unwrap()
+        .header_str("kid")
+        .unwrap()
+        .to_owned();
+    let new_kid = ward_auth::jws::decode_unverified(&new_token)
+        .unwrap()
+        .header_str("kid")
+        .unwrap()
+        .to_owned();
+    assert_ne!(old_kid, new_kid);
+    // Immediately: either the rotation event or the unknown `kid` refresh
+    // brings the new key.
+    let (status, body) = w.gateway.get(&agent.key, &new_token, path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        w.gateway.get(&agent.key, &old_token, path).await.0,
+        200,
+        "the previous key still verifies until it leaves the JWKS"
+    );
+}
