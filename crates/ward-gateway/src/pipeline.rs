@@ -51,7 +51,17 @@ pub struct Gateway {
     proof_max_age: i64,
     max_body: usize,
     last_jwks_refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// Tokens whose signature and claims were verified, by their exact
+    /// text: an agent presents the same token on many calls, and its
+    /// signature cannot change. Expiry is re-checked on every use;
+    /// revocations and switches are checked per request regardless.
+    verified: std::sync::Mutex<HashMap<String, Arc<Claims>>>,
+    /// Device keys already decoded, by thumbprint (`cnf.jkt`).
+    device_keys: std::sync::Mutex<HashMap<String, (ward_auth::Jwk, ward_auth::VerifyingKey)>>,
 }
+
+/// Verified tokens and decoded keys kept at most; past it a cache starts over.
+const CACHE_CAPACITY: usize = 100_000;
 
 /// The limits of one route.
 struct RouteLimits {
@@ -140,6 +150,8 @@ impl Gateway {
             control,
             client,
             last_jwks_refresh: tokio::sync::Mutex::new(None),
+            verified: std::sync::Mutex::new(HashMap::new()),
+            device_keys: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -347,7 +359,31 @@ impl Gateway {
         Err(error)
     }
 
-    async fn verify_token(&self, token: &str, now: i64) -> Result<Claims, GatewayError> {
+    async fn verify_token(&self, token: &str, now: i64) -> Result<Arc<Claims>, GatewayError> {
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(token).cloned());
+        if let Some(claims) = cached {
+            if now < claims.exp.saturating_add(self.skew) {
+                return Ok(claims);
+            }
+            if let Ok(mut cache) = self.verified.lock() {
+                cache.remove(token);
+            }
+        }
+        let claims = Arc::new(self.verify_token_fully(token, now).await?);
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(token.to_owned(), Arc::clone(&claims));
+        }
+        Ok(claims)
+    }
+
+    async fn verify_token_fully(&self, token: &str, now: i64) -> Result<Claims, GatewayError> {
         let verify = || ward_auth::verify_jwt(token, now, self.skew, |kid| self.state.key(kid));
         let (header, claims) = match verify() {
             Err(ward_auth::AuthError::UnknownKey(_)) if self.refresh_jwks().await => verify()?,
@@ -402,17 +438,37 @@ impl Gateway {
         now: i64,
     ) -> Result<(), GatewayError> {
         let htu = format!("{}{path}", self.public_url);
-        let verified = ward_auth::dpop::verify_proof(
-            proof,
-            &ward_auth::ProofExpectations {
-                htm: method.as_str(),
-                htu: &htu,
-                now,
-                max_age_secs: self.proof_max_age,
-                max_future_secs: self.skew,
-                access_token: Some(token),
-            },
-        )?;
+        let expectations = ward_auth::ProofExpectations {
+            htm: method.as_str(),
+            htu: &htu,
+            now,
+            max_age_secs: self.proof_max_age,
+            max_future_secs: self.skew,
+            access_token: Some(token),
+        };
+        let known = self
+            .device_keys
+            .lock()
+            .ok()
+            .and_then(|keys| keys.get(&claims.cnf.jkt).cloned());
+        let verified = match &known {
+            // A proof naming another key is checked in full and then fails
+            // the thumbprint comparison below.
+            Some((jwk, key)) => {
+                ward_auth::dpop::verify_proof_known(proof, &expectations, jwk, key)?
+            }
+            None => ward_auth::dpop::verify_proof(proof, &expectations)?,
+        };
+        if known.is_none()
+            && verified.jkt == claims.cnf.jkt
+            && let Ok(key) = verified.jwk.verifying_key()
+            && let Ok(mut keys) = self.device_keys.lock()
+        {
+            if keys.len() >= CACHE_CAPACITY {
+                keys.clear();
+            }
+            keys.insert(verified.jkt.clone(), (verified.jwk.clone(), key));
+        }
         if verified.jkt != claims.cnf.jkt {
             return Err(GatewayError::unauthorized(
                 "dpop_key_mismatch",
