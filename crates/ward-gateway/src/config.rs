@@ -33,6 +33,12 @@ pub struct GatewayConfig {
     /// Largest accepted request body.
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
+    /// A separate address for `/healthz`, `/readyz` and `/metrics`. With
+    /// it, the proxy listener answers none of them (they cannot shadow
+    /// upstream paths and agents cannot read the metrics); without it, the
+    /// proxy listener answers them.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
     /// A limit per client IP address, checked before anything else.
     #[serde(default)]
     pub ip_rate_limit: Option<RateLimitConfig>,

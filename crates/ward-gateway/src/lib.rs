@@ -85,12 +85,19 @@ pub async fn run(
         None => format!("http://{local}"),
     };
     let follow = tokio::spawn(follower::follow(control.clone(), Arc::clone(&state)));
+    let admin_listen = config.admin_listen.clone();
     let gateway = Arc::new(pipeline::Gateway::new(
         loaded,
         state,
         control,
         public_url.clone(),
     ));
+    if let Some(admin) = &admin_listen {
+        let admin_listener = TcpListener::bind(admin).await.map_err(|e| {
+            format!("cannot listen on `{admin}`: {e}; choose another `admin_listen` address")
+        })?;
+        tokio::spawn(serve_operations(admin_listener, Arc::clone(&gateway)));
+    }
     on_listening(local, &public_url);
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -122,4 +129,32 @@ pub async fn run(
     }
     follow.abort();
     Ok(())
+}
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` (404 for anything else)
+/// on the separate `admin_listen` address.
+async fn serve_operations(listener: TcpListener, gateway: Arc<pipeline::Gateway>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let gateway = Arc::clone(&gateway);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let gateway = Arc::clone(&gateway);
+                async move {
+                    let response = gateway
+                        .operations(request.uri().path())
+                        .unwrap_or_else(pipeline::Gateway::not_an_operation);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

@@ -56,6 +56,8 @@ pub struct Gateway {
     /// signature cannot change. Expiry is re-checked on every use;
     /// revocations and switches are checked per request regardless.
     verified: std::sync::Mutex<HashMap<String, Arc<Claims>>>,
+    /// Whether `/healthz`, `/readyz` and `/metrics` have their own listener.
+    separate_admin: bool,
     /// Device keys already decoded, by thumbprint (`cnf.jkt`).
     device_keys: std::sync::Mutex<HashMap<String, (ward_auth::Jwk, ward_auth::VerifyingKey)>>,
 }
@@ -151,6 +153,7 @@ impl Gateway {
             client,
             last_jwks_refresh: tokio::sync::Mutex::new(None),
             verified: std::sync::Mutex::new(HashMap::new()),
+            separate_admin: config.admin_listen.is_some(),
             device_keys: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -234,11 +237,10 @@ impl Gateway {
         record: &mut Record,
     ) -> Result<Response<Body>, GatewayError> {
         let path = request.uri().path().to_owned();
-        match path.as_str() {
-            "/healthz" => return Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
-            "/readyz" => return Ok(self.readiness()),
-            "/metrics" => return Ok(self.metrics_response()),
-            _ => {}
+        if !self.separate_admin
+            && let Some(response) = self.operations(&path)
+        {
+            return Ok(response);
         }
         if let Some(limiter) = &self.ip_limit {
             rate_limit(limiter, &peer.ip().to_string(), "this address")?;
@@ -299,6 +301,28 @@ impl Gateway {
             }
         }
         Ok(response)
+    }
+
+    /// `/healthz`, `/readyz` and `/metrics`, on whichever listener serves them.
+    pub fn operations(&self, path: &str) -> Option<Response<Body>> {
+        match path {
+            "/healthz" => Some(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            "/readyz" => Some(self.readiness()),
+            "/metrics" => Some(self.metrics_response()),
+            _ => None,
+        }
+    }
+
+    /// The answer of the `admin_listen` address to anything else.
+    pub fn not_an_operation() -> Response<Body> {
+        box_full(
+            GatewayError::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "this address serves /healthz, /readyz and /metrics only",
+            )
+            .into_response(""),
+        )
     }
 
     fn metrics_response(&self) -> Response<Body> {

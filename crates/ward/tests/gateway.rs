@@ -1139,3 +1139,56 @@ async fn tokens_signed_by_a_rotated_key_verify_at_once() {
         "the previous key still verifies until it leaves the JWKS"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_separate_admin_address_keeps_metrics_away_from_agents() {
+    let server = Server::start();
+    server.tenant("acme").await;
+    let upstream = Upstream::start();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gateway = Gateway::start(
+        &server,
+        &upstream,
+        30,
+        &format!("admin_listen: 127.0.0.1:{admin_port}"),
+    );
+    let on_proxy = gateway
+        .http
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_proxy.status(),
+        404,
+        "the proxy listener does not answer /metrics"
+    );
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let metrics = gateway
+        .http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("# TYPE"), "{text}");
+    let ready = gateway
+        .http
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let other = gateway
+        .http
+        .get(format!("{admin}/files/a/b/c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
