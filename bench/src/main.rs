@@ -21,11 +21,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use ward_api::{
-    CreateApiToken, CreateEnrollToken, DeviceInfo, DeviceKey, EnrollAgent, TokenRequest,
-};
+use std::time::{Duration, Instant};
+use ward_api::TokenRequest;
 use ward_auth::Keypair;
+use ward_bench::{clock_ticks_per_sec, command_output, machine_info, ms, percentile, s, unix_now};
 use ward_client::Client;
 
 type BResult<T> = Result<T, String>;
@@ -313,16 +312,6 @@ fn context_switches(pid: u32) -> u64 {
     total
 }
 
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
-
 /// Established TCP connections whose remote end is `port` (our clients).
 fn established_to(port: u16) -> usize {
     let Ok(text) = std::fs::read_to_string("/proc/net/tcp") else {
@@ -394,85 +383,20 @@ async fn setup(
     agents: usize,
     policy: Option<&std::path::Path>,
 ) -> BResult<Vec<Agent>> {
-    let admin = Client::new(&server.base, Some(server.bootstrap.clone())).map_err(s)?;
-    let tenant = admin.create_tenant("bench").await.map_err(s)?;
-    let api = admin
-        .create_api_token(&CreateApiToken {
-            tenant: tenant.id.clone(),
-            role: "admin".into(),
-            description: Some("ward-bench".into()),
-        })
-        .await
-        .map_err(s)?;
-    let tenant_admin = Client::new(&server.base, Some(api.token)).map_err(s)?;
-    if let Some(dir) = policy {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(s)? {
-            let path = entry.map_err(s)?.path();
-            if path.extension().is_some_and(|e| e == "rego") {
-                let text = std::fs::read_to_string(&path).map_err(s)?;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                files.push(ward_api::PolicyFile { path: name, text });
-            }
-        }
-        let pushed = tenant_admin
-            .push_policy(&ward_api::PushPolicy { files })
-            .await
-            .map_err(|e| format!("policy push failed: {e}"))?;
-        eprintln!("ward-bench: policy bundle {} active", pushed.hash);
-    }
+    let enrolled =
+        ward_bench::enrol_agents(&server.base, &server.bootstrap, "bench", agents, policy).await?;
     let anonymous = Client::new(&server.base, None).map_err(s)?;
     let mut out = Vec::with_capacity(agents);
-    for i in 0..agents {
-        let enroll = tenant_admin
-            .create_enroll_token(&CreateEnrollToken {
-                owner: format!("bench{i}@example.com"),
-                profile: "reader".into(),
-                ttl_seconds: None,
-            })
-            .await
-            .map_err(s)?;
-        let key = Keypair::generate().map_err(s)?;
-        let jwk = key.public_jwk();
-        let agent = anonymous
-            .enroll(&EnrollAgent {
-                enroll_token: enroll.token,
-                device_key: DeviceKey {
-                    kty: jwk.kty,
-                    crv: jwk.crv,
-                    x: jwk.x,
-                },
-                device: DeviceInfo {
-                    // An approved release, so the example policies grant.
-                    os: "linux 6.1".into(),
-                    agent_version: "1.4.0".into(),
-                    host_id: format!("bench-host-{i}"),
-                },
-            })
-            .await
-            .map_err(s)?;
-        if agent.state != "active" {
-            return Err(format!(
-                "agent {} enrolled as `{}`, not active",
-                agent.id, agent.state
-            ));
-        }
+    for (id, key) in enrolled {
         let body = serde_json::to_string(&TokenRequest {
-            agent_id: agent.id.clone(),
+            agent_id: id.clone(),
             requested_scopes: vec![SCOPE.into()],
             requested_duration: None,
             approval_id: None,
             action: None,
         })
         .map_err(s)?;
-        out.push(Agent {
-            id: agent.id,
-            key,
-            body,
-        });
+        out.push(Agent { id, key, body });
     }
     // One token through the typed client proves the set-up is right.
     if let Some(first) = out.first() {
@@ -494,17 +418,6 @@ async fn setup(
         }
     }
     Ok(out)
-}
-
-fn s(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn sign_proof(key: &Keypair, htu: &str) -> BResult<String> {
@@ -699,14 +612,6 @@ struct RunResult {
     fsyncs: Option<u64>,
     /// Server rchar, wchar, syscr, syscw over the window.
     io: [u64; 4],
-}
-
-fn percentile(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 struct Bench<'a> {
@@ -981,43 +886,6 @@ async fn count_issued(server: &Server) -> BResult<(u64, u64)> {
 // ---------------------------------------------------------------------------
 // Reporting.
 
-fn machine_info() -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemTotal"))
-        .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu_model": model,
-        "kernel": kernel,
-        "memory": mem,
-    })
-}
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn filesystem_of(path: &Path) -> String {
     let out = command_output("df", &["-T", &path.display().to_string()]);
     out.lines()
@@ -1031,10 +899,6 @@ fn filesystem_of(path: &Path) -> String {
             )
         })
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn ms(us: u32) -> String {
-    format!("{:.2}", f64::from(us) / 1000.0)
 }
 
 fn result_json(r: &RunResult) -> Value {

@@ -33,12 +33,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use ward_api::{
-    CreateApiToken, CreateEnrollToken, DeviceInfo, DeviceKey, EnrollAgent, TokenRequest,
-};
+use ward_api::TokenRequest;
 use ward_auth::Keypair;
+use ward_bench::{clock_ticks_per_sec, command_output, machine_info, ms, percentile, s, unix_now};
 use ward_client::Client;
 
 type BResult<T> = Result<T, String>;
@@ -147,10 +146,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn s(e: impl std::fmt::Display) -> String {
-    e.to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -692,54 +687,16 @@ struct Agent {
 }
 
 async fn setup_agents(cp: &ControlPlane, count: usize) -> BResult<Vec<Agent>> {
-    let admin = Client::new(&cp.base, Some(cp.bootstrap.clone())).map_err(s)?;
-    let tenant = admin.create_tenant("bench-gateway").await.map_err(s)?;
-    let api = admin
-        .create_api_token(&CreateApiToken {
-            tenant: tenant.id.clone(),
-            role: "admin".into(),
-            description: Some("ward-bench-gateway".into()),
-        })
-        .await
-        .map_err(s)?;
-    let tenant_admin = Client::new(&cp.base, Some(api.token)).map_err(s)?;
+    let enrolled =
+        ward_bench::enrol_agents(&cp.base, &cp.bootstrap, "bench-gateway", count, None).await?;
     let anonymous = Client::new(&cp.base, None).map_err(s)?;
     let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let enroll = tenant_admin
-            .create_enroll_token(&CreateEnrollToken {
-                owner: format!("bench{i}@example.com"),
-                profile: "reader".into(),
-                ttl_seconds: None,
-            })
-            .await
-            .map_err(s)?;
-        let key = Keypair::generate().map_err(s)?;
-        let jwk = key.public_jwk();
-        let agent = anonymous
-            .enroll(&EnrollAgent {
-                enroll_token: enroll.token,
-                device_key: DeviceKey {
-                    kty: jwk.kty,
-                    crv: jwk.crv,
-                    x: jwk.x,
-                },
-                device: DeviceInfo {
-                    os: "linux 6.1".into(),
-                    agent_version: "1.4.0".into(),
-                    host_id: format!("bench-gw-host-{i}"),
-                },
-            })
-            .await
-            .map_err(s)?;
-        if agent.state != "active" {
-            return Err(format!("agent {} enrolled as `{}`", agent.id, agent.state));
-        }
+    for (i, (id, key)) in enrolled.into_iter().enumerate() {
         let token = anonymous
             .request_token(
                 &key,
                 &TokenRequest {
-                    agent_id: agent.id.clone(),
+                    agent_id: id.clone(),
                     requested_scopes: vec![SCOPE.into()],
                     requested_duration: None,
                     approval_id: None,
@@ -753,13 +710,6 @@ async fn setup_agents(cp: &ControlPlane, count: usize) -> BResult<Vec<Agent>> {
         out.push(Agent { key, token, ath });
     }
     Ok(out)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn sign(agent: &Agent, htu: &str) -> BResult<String> {
@@ -1012,20 +962,6 @@ fn ticks_of(pids: &[u32]) -> u64 {
         .sum()
 }
 
-fn clock_ticks_per_sec() -> f64 {
-    command_output("getconf", &["CLK_TCK"])
-        .parse::<f64>()
-        .unwrap_or(100.0)
-}
-
-fn percentile(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// The processes whose CPU a run reports.
 struct Watched {
     proxy: Vec<u32>,
@@ -1239,43 +1175,6 @@ async fn sanity(addr: SocketAddr, auth: Option<(&Agent, &str)>) -> BResult<()> {
 
 // ---------------------------------------------------------------------------
 // Reporting.
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn machine_info() -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemTotal"))
-        .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
-        .unwrap_or_default();
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu_model": model,
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        "memory": mem,
-    })
-}
-
-fn ms(us: u32) -> String {
-    format!("{:.2}", f64::from(us) / 1000.0)
-}
 
 fn result_json(r: &RunResult) -> Value {
     let per_req = |cpu: f64| {

@@ -1,0 +1,158 @@
+//! What Ward's benchmark binaries share: small helpers for timing,
+//! percentiles and describing the machine a result was measured on.
+
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Any displayable error as the benchmarks' error string.
+pub fn s(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The `q` quantile (0..=1) of sorted microsecond latencies.
+pub fn percentile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Microseconds as milliseconds with two decimals.
+pub fn ms(us: u32) -> String {
+    format!("{:.2}", f64::from(us) / 1000.0)
+}
+
+/// A command's trimmed standard output, empty when it fails.
+pub fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Kernel clock ticks per second (for `/proc/*/stat` CPU times).
+pub fn clock_ticks_per_sec() -> f64 {
+    command_output("getconf", &["CLK_TCK"])
+        .parse::<f64>()
+        .unwrap_or(100.0)
+}
+
+/// Cores, CPU model, kernel and memory of this machine.
+pub fn machine_info() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
+        .unwrap_or_default();
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": model,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "memory": mem,
+    })
+}
+
+/// Creates tenant `tenant` with an admin API token (using the bootstrap
+/// token), pushes the `.rego` files of `policy` as its policy if given, and
+/// enrols `count` active agents of profile `reader` (release 1.4.0 on
+/// Linux, so the example policies grant). Returns each agent's id and key.
+pub async fn enrol_agents(
+    base: &str,
+    bootstrap: &str,
+    tenant: &str,
+    count: usize,
+    policy: Option<&std::path::Path>,
+) -> Result<Vec<(String, ward_auth::Keypair)>, String> {
+    use ward_api::{CreateApiToken, CreateEnrollToken, DeviceInfo, DeviceKey, EnrollAgent};
+    use ward_client::Client;
+    let admin = Client::new(base, Some(bootstrap.to_owned())).map_err(s)?;
+    let created = admin.create_tenant(tenant).await.map_err(s)?;
+    let api = admin
+        .create_api_token(&CreateApiToken {
+            tenant: created.id.clone(),
+            role: "admin".into(),
+            description: Some(format!("benchmark `{tenant}`")),
+        })
+        .await
+        .map_err(s)?;
+    let tenant_admin = Client::new(base, Some(api.token)).map_err(s)?;
+    if let Some(dir) = policy {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(s)? {
+            let path = entry.map_err(s)?.path();
+            if path.extension().is_some_and(|e| e == "rego") {
+                let text = std::fs::read_to_string(&path).map_err(s)?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.push(ward_api::PolicyFile { path: name, text });
+            }
+        }
+        let pushed = tenant_admin
+            .push_policy(&ward_api::PushPolicy { files })
+            .await
+            .map_err(|e| format!("policy push failed: {e}"))?;
+        eprintln!("benchmark: policy bundle {} active", pushed.hash);
+    }
+    let anonymous = Client::new(base, None).map_err(s)?;
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let enroll = tenant_admin
+            .create_enroll_token(&CreateEnrollToken {
+                owner: format!("bench{i}@example.com"),
+                profile: "reader".into(),
+                ttl_seconds: None,
+            })
+            .await
+            .map_err(s)?;
+        let key = ward_auth::Keypair::generate().map_err(s)?;
+        let jwk = key.public_jwk();
+        let agent = anonymous
+            .enroll(&EnrollAgent {
+                enroll_token: enroll.token,
+                device_key: DeviceKey {
+                    kty: jwk.kty,
+                    crv: jwk.crv,
+                    x: jwk.x,
+                },
+                device: DeviceInfo {
+                    os: "linux 6.1".into(),
+                    agent_version: "1.4.0".into(),
+                    host_id: format!("{tenant}-host-{i}"),
+                },
+            })
+            .await
+            .map_err(s)?;
+        if agent.state != "active" {
+            return Err(format!(
+                "agent {} enrolled as `{}`, not active",
+                agent.id, agent.state
+            ));
+        }
+        out.push((agent.id, key));
+    }
+    Ok(out)
+}
