@@ -21,6 +21,10 @@ pub struct GatewayConfig {
     pub control_plane: ControlPlane,
     /// The protected service, e.g. `http://127.0.0.1:9000`.
     pub upstream: String,
+    /// Speak HTTP/2 to the upstream (cleartext, prior knowledge: `h2c`)
+    /// instead of HTTP/1.1.
+    #[serde(default)]
+    pub upstream_http2: bool,
     /// Seconds without the push stream after which sensitive routes fail closed.
     #[serde(default = "default_staleness")]
     pub staleness_secs: u64,

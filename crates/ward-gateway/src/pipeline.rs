@@ -136,7 +136,9 @@ impl Gateway {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(config.upstream_http2)
+            .build(connector);
         Gateway {
             upstream: config.upstream.trim_end_matches('/').to_owned(),
             public_url: public_url.trim_end_matches('/').to_owned(),

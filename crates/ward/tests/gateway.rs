@@ -1192,3 +1192,54 @@ async fn a_separate_admin_address_keeps_metrics_away_from_agents() {
         .unwrap();
     assert_eq!(other.status(), 404);
 }
+
+/// An HTTP/2-only (h2c) upstream answering with the protocol it was spoken
+/// to in and the agent header it received.
+async fn start_h2_upstream() -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = serde_json::json!({
+                        "version": format!("{:?}", request.version()),
+                        "agent": request.headers().get("x-ward-agent-id").and_then(|v| v.to_str().ok()),
+                    })
+                    .to_string();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    Upstream { url }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_upstream_is_spoken_to_in_http2() {
+    let server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let upstream = start_h2_upstream().await;
+    let gateway = Gateway::start(&server, &upstream, 30, "upstream_http2: true");
+    let agent = server.agent(&admin, "reader").await;
+    let (status, granted) = server.token(&agent, &[READ]).await;
+    assert_eq!(status, 200, "{granted}");
+    let token = granted["token"].as_str().unwrap();
+    let (status, echo) = gateway
+        .get(&agent.key, token, "/files/alice/site/readme.md")
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["version"], "HTTP/2.0");
+    assert_eq!(echo["agent"], agent.id.as_str());
+}
