@@ -156,3 +156,37 @@ pub async fn enrol_agents(
     }
     Ok(out)
 }
+
+/// Percentiles, maximum and mean of microsecond latencies.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Latencies {
+    /// Median.
+    pub p50: u32,
+    /// 90th percentile.
+    pub p90: u32,
+    /// 99th percentile.
+    pub p99: u32,
+    /// 99.9th percentile.
+    pub p999: u32,
+    /// Maximum.
+    pub max: u32,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Sorts `lat` and summarises it.
+pub fn summarize(lat: &mut [u32]) -> Latencies {
+    lat.sort_unstable();
+    Latencies {
+        p50: percentile(lat, 0.50),
+        p90: percentile(lat, 0.90),
+        p99: percentile(lat, 0.99),
+        p999: percentile(lat, 0.999),
+        max: lat.last().copied().unwrap_or(0),
+        mean: if lat.is_empty() {
+            0.0
+        } else {
+            lat.iter().map(|&v| f64::from(v)).sum::<f64>() / lat.len() as f64
+        },
+    }
+}

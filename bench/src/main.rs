@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ward_api::TokenRequest;
 use ward_auth::Keypair;
-use ward_bench::{clock_ticks_per_sec, command_output, machine_info, ms, percentile, s, unix_now};
+use ward_bench::{clock_ticks_per_sec, command_output, machine_info, ms, s, unix_now};
 use ward_client::Client;
 
 type BResult<T> = Result<T, String>;
@@ -804,19 +804,15 @@ impl Bench<'_> {
             lat.extend_from_slice(&out.lat_us);
             let _ = out.warm_ok;
         }
-        lat.sort_unstable();
+        let summary = ward_bench::summarize(&mut lat);
         let window = (timing.end - timing.measure_start).as_secs_f64();
         result.rate = result.ok as f64 / window;
-        result.p50_us = percentile(&lat, 0.50);
-        result.p90_us = percentile(&lat, 0.90);
-        result.p99_us = percentile(&lat, 0.99);
-        result.p999_us = percentile(&lat, 0.999);
-        result.max_us = lat.last().copied().unwrap_or(0);
-        result.mean_us = if lat.is_empty() {
-            0.0
-        } else {
-            lat.iter().map(|&v| f64::from(v)).sum::<f64>() / lat.len() as f64
-        };
+        result.p50_us = summary.p50;
+        result.p90_us = summary.p90;
+        result.p99_us = summary.p99;
+        result.p999_us = summary.p999;
+        result.max_us = summary.max;
+        result.mean_us = summary.mean;
         result.server_threads = thread_split(&before, &after, self.server.writer_tid, self.tick);
         Ok(result)
     }
