@@ -65,21 +65,6 @@ impl World {
     }
 }
 
-/// Records the owner's consent, as the agent does, with a DPoP proof.
-pub async fn consent(server: &Server, agent: &Agent, scopes: &[&str], decision: &str) -> Value {
-    let proof = server.proof(&agent.key, "POST", "/v1/consents");
-    let body = json!({"agent_id": agent.id, "scopes": scopes, "decision": decision, "text_version": "2026-11"});
-    let (status, answer) = send(
-        server
-            .request(reqwest::Method::POST, "/v1/consents")
-            .header("DPoP", proof)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
-    answer
-}
-
 async fn token_request(server: &Server, agent: &Agent, body: Value) -> (u16, Value) {
     let proof = server.proof(&agent.key, "POST", "/v1/tokens");
     let mut request = json!({"agent_id": agent.id});
@@ -310,7 +295,11 @@ async fn a_high_risk_token_is_granted_once_after_approval_and_within_its_limits(
     )
     .await;
     assert_error(status, &body, 403, "consent_required");
-    consent(&w.server, &agent, &["secrets:read:db/*"], "granted").await;
+    let (status, _) = w
+        .server
+        .consent(&agent, &["secrets:read:db/*"], "granted")
+        .await;
+    assert_eq!(status, 201);
     let (_, body) = token_request(
         &w.server,
         &agent,

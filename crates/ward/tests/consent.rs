@@ -10,19 +10,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-async fn consent(server: &Server, agent: &Agent, scopes: &[&str], decision: &str) -> (u16, Value) {
-    let proof = server.proof(&agent.key, "POST", "/v1/consents");
-    let body = json!({"agent_id": agent.id, "scopes": scopes, "decision": decision, "text_version": "2026-11"});
-    send(
-        server
-            .request(reqwest::Method::POST, "/v1/consents")
-            .header("DPoP", proof)
-            .json(&body),
-    )
-    .await
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consented_scopes_are_granted_and_wider_ones_need_consent_again() {
@@ -39,13 +27,13 @@ async fn consented_scopes_are_granted_and_wider_ones_need_consent_again() {
         "reading needs no consent, writing does"
     );
 
-    let (status, recorded) = consent(
-        &server,
-        &agent,
-        &["files:write:/home/alice/projects/docs/**"],
-        "granted",
-    )
-    .await;
+    let (status, recorded) = server
+        .consent(
+            &agent,
+            &["files:write:/home/alice/projects/docs/**"],
+            "granted",
+        )
+        .await;
     assert_eq!(status, 201, "{recorded}");
     assert_eq!(recorded["owner"], "alice@example.com");
     assert_eq!(recorded["device_id"], "host-77");
@@ -64,13 +52,9 @@ async fn consented_scopes_are_granted_and_wider_ones_need_consent_again() {
         "{body}"
     );
 
-    let (status, _) = consent(
-        &server,
-        &agent,
-        &["files:write:/home/alice/projects/**"],
-        "refused",
-    )
-    .await;
+    let (status, _) = server
+        .consent(&agent, &["files:write:/home/alice/projects/**"], "refused")
+        .await;
     assert_eq!(status, 201);
     let (status, body) = server.token(&agent, &[docs]).await;
     assert_error(status, &body, 403, "consent_required");
@@ -134,16 +118,12 @@ async fn consent_is_recorded_only_by_the_agent_itself() {
     )
     .await;
     assert_error(status, &answer, 401, "dpop_url_mismatch");
-    let (status, answer) = consent(
-        &server,
-        &agent,
-        &["files:write:/home/alice/../bob/**"],
-        "granted",
-    )
-    .await;
+    let (status, answer) = server
+        .consent(&agent, &["files:write:/home/alice/../bob/**"], "granted")
+        .await;
     assert_error(status, &answer, 400, "invalid_field");
     assert_eq!(answer["error"]["field"], "scopes[0]");
-    let (status, answer) = consent(&server, &agent, &["files:write:/a"], "maybe").await;
+    let (status, answer) = server.consent(&agent, &["files:write:/a"], "maybe").await;
     assert_error(status, &answer, 400, "invalid_field");
     assert_eq!(answer["error"]["field"], "decision");
 }

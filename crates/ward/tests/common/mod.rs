@@ -192,6 +192,18 @@ impl Server {
         self.token_with_proof(&agent.id, &proof, scopes).await
     }
 
+    /// Records the owner's consent as the agent does, with a DPoP proof.
+    pub async fn consent(&self, agent: &Agent, scopes: &[&str], decision: &str) -> (u16, Value) {
+        let proof = self.proof(&agent.key, "POST", "/v1/consents");
+        let body = json!({"agent_id": agent.id, "scopes": scopes, "decision": decision, "text_version": "2026-11"});
+        send(
+            self.request(reqwest::Method::POST, "/v1/consents")
+                .header("DPoP", proof)
+                .json(&body),
+        )
+        .await
+    }
+
     /// Introspects a token as `admin`; returns the `active` flag and body.
     pub async fn introspect(&self, admin: &str, token: &str) -> (bool, Value) {
         let (status, body) = self
