@@ -153,3 +153,23 @@ async fn garbage_bearer_tokens_do_not_reach_the_provider() {
         assert_error(status, &body, 401, "unauthenticated");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_approver_cannot_see_or_decide_an_approval() {
+    let w = world().await;
+    w.server.tenant("globex").await;
+    w.idp.user("gina", &["ward:globex:approver"], true).await;
+    let (agent, id) = w.pending_developer().await;
+    let token = w.idp.token("gina", json!({})).await;
+    let (status, body) = w.server.get(&token, &format!("/v1/approvals/{id}")).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = w.decide("gina", &id).await;
+    assert_error(status, &body, 404, "not_found");
+    let (_, list) = w.server.get(&token, "/v1/approvals").await;
+    assert_eq!(list["approvals"], json!([]));
+    let (_, shown) = w
+        .server
+        .get(&w.admin, &format!("/v1/agents/{}", agent.id))
+        .await;
+    assert_eq!(shown["state"], "pending_approval");
+}
