@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ward_model::scope::Scope;
 
@@ -19,12 +20,25 @@ pub struct GatewayConfig {
     pub public_url: Option<String>,
     /// The control plane to follow.
     pub control_plane: ControlPlane,
-    /// The protected service, e.g. `http://127.0.0.1:9000`.
-    pub upstream: String,
-    /// Speak HTTP/2 to the upstream (cleartext, prior knowledge: `h2c`)
-    /// instead of HTTP/1.1.
+    /// The protected service routes go to unless they name another, e.g.
+    /// `http://127.0.0.1:9000` or `https://files.internal`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Speak HTTP/2 to the default upstream (`h2c` over `http://`, ALPN
+    /// over `https://`) instead of HTTP/1.1.
     #[serde(default)]
     pub upstream_http2: bool,
+    /// Trust anchors (PEM) for an `https://` default upstream instead of
+    /// the system's roots.
+    #[serde(default)]
+    pub upstream_ca_file: Option<String>,
+    /// Further protected services, by name; a route picks one with
+    /// `upstream: <name>`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Serve agents over TLS with this certificate and key.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Seconds without the push stream after which sensitive routes fail closed.
     #[serde(default = "default_staleness")]
     pub staleness_secs: u64,
@@ -77,6 +91,38 @@ pub struct ControlPlane {
     pub tenant: Option<String>,
 }
 
+/// A protected service the gateway forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL, `http://` or `https://`.
+    pub url: String,
+    /// Speak HTTP/2 (`h2c` over `http://`, ALPN over `https://`).
+    #[serde(default)]
+    pub http2: bool,
+    /// Trust anchors (PEM) for `https://` instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// A client certificate chain (PEM) the gateway presents to the
+    /// upstream, so the upstream can trust the identity headers only from
+    /// the gateway (mutual TLS).
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// The private key (PEM) of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+}
+
+/// The gateway's own certificate for serving agents over TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: String,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+}
+
 /// One allowed route.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +135,9 @@ pub struct RouteConfig {
     pub path: String,
     /// Scope template the token must cover, e.g. `spreadsheets:write:/team/{team}`.
     pub scope: String,
+    /// The name of an entry of `upstreams`; without it, `upstream`.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// JSON Schema file for the request body, relative to the config file.
     #[serde(default)]
     pub schema: Option<String>,
@@ -145,6 +194,17 @@ pub struct Route {
     pub segments: Vec<Segment>,
     /// The compiled body schema.
     pub schema: Option<jsonschema::Validator>,
+    /// Index into [`Loaded::upstreams`].
+    pub upstream: usize,
+}
+
+/// An upstream with its files resolved against the configuration's folder.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `default` for `upstream`, else the key in `upstreams`.
+    pub name: String,
+    /// The configuration, with absolute file paths.
+    pub config: UpstreamConfig,
 }
 
 /// The whole configuration, checked and compiled.
@@ -153,6 +213,10 @@ pub struct Loaded {
     pub config: GatewayConfig,
     /// Routes in file order.
     pub routes: Vec<Route>,
+    /// The upstreams routes refer to, the default first when there is one.
+    pub upstreams: Vec<Upstream>,
+    /// The serving certificate, with absolute file paths.
+    pub tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -177,12 +241,13 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
     let config: GatewayConfig =
         ward_model::matrix::parse_yaml(text).map_err(|e| ConfigError(e.to_string()))?;
     check_url("control_plane.url", &config.control_plane.url)?;
-    check_url("upstream", &config.upstream)?;
-    if !config.upstream.starts_with("http://") {
-        return Err(ConfigError(format!(
-            "upstream `{}`: only plain `http://` upstreams are supported so far; put the service on a loopback or private address",
-            config.upstream
-        )));
+    let upstreams = upstreams(&config, base)?;
+    let tls = config.tls.as_ref().map(|tls| TlsConfig {
+        cert_file: resolve(base, &tls.cert_file),
+        key_file: resolve(base, &tls.key_file),
+    });
+    if let Some(tls) = &tls {
+        crate::tls::server_config(tls).map_err(|e| ConfigError(format!("tls: {e}")))?;
     }
     if let Some(url) = &config.public_url {
         check_url("public_url", url)?;
@@ -200,9 +265,100 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
     check_limit("ip_rate_limit", config.ip_rate_limit)?;
     let mut routes = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
-        routes.push(compile_route(index, route, base)?);
+        routes.push(compile_route(index, route, base, &upstreams)?);
     }
-    Ok(Loaded { config, routes })
+    Ok(Loaded {
+        config,
+        routes,
+        upstreams,
+        tls,
+    })
+}
+
+/// The default upstream and the named ones, checked, with their files
+/// resolved and their TLS settings loaded once to find mistakes now.
+fn upstreams(config: &GatewayConfig, base: &Path) -> Result<Vec<Upstream>, ConfigError> {
+    let default = config.upstream.as_ref().map(|url| {
+        (
+            "default".to_owned(),
+            "upstream".to_owned(),
+            UpstreamConfig {
+                url: url.clone(),
+                http2: config.upstream_http2,
+                ca_file: config.upstream_ca_file.clone(),
+                client_cert_file: None,
+                client_key_file: None,
+            },
+        )
+    });
+    if default.is_none() && (config.upstream_http2 || config.upstream_ca_file.is_some()) {
+        return Err(ConfigError(
+            "upstream_http2 and upstream_ca_file describe `upstream`, which is not set".into(),
+        ));
+    }
+    let named = config
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| (name.clone(), format!("upstreams.{name}"), upstream.clone()));
+    let mut out = Vec::new();
+    for (name, at, mut upstream) in default.into_iter().chain(named) {
+        if !ward_model::matrix::is_valid_name(&name) {
+            return Err(ConfigError(format!(
+                "{at}: `{name}` is not a valid name (lower-case letters, digits, `.`, `-` and `_`)"
+            )));
+        }
+        check_url(&format!("{at}.url"), &upstream.url)?;
+        if upstream.url.contains(['?', '#']) {
+            return Err(ConfigError(format!(
+                "{at}.url `{}` has a query or fragment; give the service's base URL",
+                upstream.url
+            )));
+        }
+        let https = upstream.url.starts_with("https://");
+        let tls_files = [
+            ("ca_file", &upstream.ca_file),
+            ("client_cert_file", &upstream.client_cert_file),
+            ("client_key_file", &upstream.client_key_file),
+        ];
+        for (field, file) in tls_files {
+            if file.is_some() && !https {
+                return Err(ConfigError(format!(
+                    "{at}.{field} is set but `{}` is not an `https://` URL",
+                    upstream.url
+                )));
+            }
+        }
+        if upstream.client_cert_file.is_some() != upstream.client_key_file.is_some() {
+            return Err(ConfigError(format!(
+                "{at}: client_cert_file and client_key_file go together"
+            )));
+        }
+        for path in [
+            &mut upstream.ca_file,
+            &mut upstream.client_cert_file,
+            &mut upstream.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = resolve(base, path);
+        }
+        crate::tls::client_config(&upstream).map_err(|e| ConfigError(format!("{at}: {e}")))?;
+        out.push(Upstream {
+            name,
+            config: upstream,
+        });
+    }
+    if out.is_empty() {
+        return Err(ConfigError(
+            "no upstream: set `upstream` (the default) or `upstreams`".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn resolve(base: &Path, file: &str) -> String {
+    base.join(file).display().to_string()
 }
 
 fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
@@ -217,8 +373,25 @@ fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn compile_route(index: usize, route: &RouteConfig, base: &Path) -> Result<Route, ConfigError> {
+fn compile_route(
+    index: usize,
+    route: &RouteConfig,
+    base: &Path,
+    upstreams: &[Upstream],
+) -> Result<Route, ConfigError> {
     let at = format!("routes[{index}] (`{}`)", route.name);
+    let wanted = route.upstream.as_deref().unwrap_or("default");
+    let upstream = upstreams
+        .iter()
+        .position(|u| u.name == wanted)
+        .ok_or_else(|| match &route.upstream {
+            Some(name) => ConfigError(format!(
+                "{at}.upstream `{name}` is not a key of `upstreams`"
+            )),
+            None => ConfigError(format!(
+                "{at} names no `upstream` and there is no default `upstream`"
+            )),
+        })?;
     if route.methods.is_empty() {
         return Err(ConfigError(format!("{at}.methods is empty")));
     }
@@ -267,6 +440,7 @@ fn compile_route(index: usize, route: &RouteConfig, base: &Path) -> Result<Route
         config: route.clone(),
         segments,
         schema,
+        upstream,
     })
 }
 

@@ -19,12 +19,12 @@ pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod state;
+pub mod tls;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -32,15 +32,18 @@ use tokio::net::TcpListener;
 pub use config::{ConfigError, Loaded, load};
 pub use error::GatewayError;
 
+/// How long a client may take for the TLS handshake or a request's headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long to keep trying to get the first snapshot before giving up.
 const FIRST_SNAPSHOT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs the gateway until `shutdown` completes. `on_listening` is called
-/// with the bound address and the public URL once the first snapshot is
+/// with the URL of the bound address and the public URL once the first snapshot is
 /// loaded and requests can be served.
 pub async fn run(
     loaded: Loaded,
-    on_listening: impl FnOnce(SocketAddr, &str),
+    on_listening: impl FnOnce(&str, &str),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let config = &loaded.config;
@@ -75,6 +78,11 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let acceptor = match &loaded.tls {
+        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(tls)?)),
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let public_url = match &config.public_url {
         Some(url) => url.clone(),
         None if local.ip().is_unspecified() => {
@@ -82,7 +90,7 @@ pub async fn run(
                 "listening on `{local}` needs `public_url`: DPoP proofs name the URL clients use, e.g. `https://gateway.example.com`"
             ));
         }
-        None => format!("http://{local}"),
+        None => format!("{scheme}://{local}"),
     };
     let follow = tokio::spawn(follower::follow(control.clone(), Arc::clone(&state)));
     let admin_listen = config.admin_listen.clone();
@@ -91,14 +99,14 @@ pub async fn run(
         state,
         control,
         public_url.clone(),
-    ));
+    )?);
     if let Some(admin) = &admin_listen {
         let admin_listener = TcpListener::bind(admin).await.map_err(|e| {
             format!("cannot listen on `{admin}`: {e}; choose another `admin_listen` address")
         })?;
         tokio::spawn(serve_operations(admin_listener, Arc::clone(&gateway)));
     }
-    on_listening(local, &public_url);
+    on_listening(&format!("{scheme}://{local}"), &public_url);
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -115,16 +123,22 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let gateway = Arc::clone(&gateway);
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gateway = Arc::clone(&gateway);
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
             });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match acceptor {
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        serve_http1(stream, service).await;
+                    }
+                }
+                None => serve_http1(stream, service).await,
+            }
         });
     }
     follow.abort();
@@ -150,11 +164,25 @@ async fn serve_operations(listener: TcpListener, gateway: Arc<pipeline::Gateway>
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            serve_http1(stream, service).await;
         });
     }
+}
+
+/// Serves HTTP/1.1 on one connection, with a deadline for each request's headers.
+async fn serve_http1<S, F>(stream: S, service: F)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<pipeline::Body>,
+            Error = std::convert::Infallible,
+        >,
+    F::Future: Send + 'static,
+{
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }

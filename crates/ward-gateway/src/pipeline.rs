@@ -10,8 +10,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -26,6 +24,7 @@ use crate::follower::ControlClient;
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limiter, Quota};
 use crate::state::{ControlState, Mode, TokenFacts};
+use crate::tls::UpstreamClient;
 
 /// The response body type of the gateway.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -43,8 +42,8 @@ pub struct Gateway {
     metrics: Metrics,
     state: Arc<ControlState>,
     control: ControlClient,
-    client: Client<HttpConnector, Full<Bytes>>,
-    upstream: String,
+    /// One client per upstream, indexed like [`crate::config::Loaded::upstreams`].
+    upstreams: Vec<(String, UpstreamClient)>,
     public_url: String,
     tenant: Option<String>,
     skew: i64,
@@ -121,7 +120,7 @@ impl Gateway {
         state: Arc<ControlState>,
         control: ControlClient,
         public_url: String,
-    ) -> Gateway {
+    ) -> Result<Gateway, String> {
         let config = &loaded.config;
         let limits = loaded
             .routes
@@ -133,14 +132,17 @@ impl Gateway {
             })
             .collect();
         let ip_limit = config.ip_rate_limit.map(Limiter::new);
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(config.upstream_http2)
-            .build(connector);
-        Gateway {
-            upstream: config.upstream.trim_end_matches('/').to_owned(),
+        let upstreams = loaded
+            .upstreams
+            .iter()
+            .map(|u| {
+                let client = crate::tls::upstream_client(&u.config)
+                    .map_err(|e| format!("upstream `{}`: {e}", u.name))?;
+                Ok((u.config.url.trim_end_matches('/').to_owned(), client))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Gateway {
+            upstreams,
             public_url: public_url.trim_end_matches('/').to_owned(),
             tenant: config.control_plane.tenant.clone(),
             skew: i64::try_from(config.clock_skew_secs).unwrap_or(i64::MAX),
@@ -152,12 +154,11 @@ impl Gateway {
             metrics: Metrics::default(),
             state,
             control,
-            client,
             last_jwks_refresh: tokio::sync::Mutex::new(None),
             verified: std::sync::Mutex::new(HashMap::new()),
             separate_admin: config.admin_listen.is_some(),
             device_keys: std::sync::Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Serves one request: refuses it or forwards it, and logs it.
@@ -692,11 +693,10 @@ impl Gateway {
         peer: SocketAddr,
     ) -> Result<Response<Body>, GatewayError> {
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("{}{path_and_query}", self.upstream)
-            .parse()
-            .map_err(|_| {
-                GatewayError::bad_request("invalid_path", "the request target is not a valid URI")
-            })?;
+        let (base, client) = &self.upstreams[route.upstream];
+        let uri: Uri = format!("{base}{path_and_query}").parse().map_err(|_| {
+            GatewayError::bad_request("invalid_path", "the request target is not a valid URI")
+        })?;
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         let incoming_trace = headers
@@ -759,7 +759,7 @@ impl Gateway {
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
-        let response = tokio::time::timeout(UPSTREAM_TIMEOUT, self.client.request(upstream))
+        let response = tokio::time::timeout(UPSTREAM_TIMEOUT, client.request(upstream))
             .await
             .map_err(|_| {
                 GatewayError::new(

@@ -12,9 +12,10 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
             let loaded = ward_gateway::load(&file).map_err(|e| e.to_string())?;
             let schemas = loaded.routes.iter().filter(|r| r.schema.is_some()).count();
             println!(
-                "{}: ok ({} routes, {schemas} schemas)",
+                "{}: ok ({} routes, {schemas} contracts, {} upstreams)",
                 file.display(),
-                loaded.routes.len()
+                loaded.routes.len(),
+                loaded.upstreams.len()
             );
             Ok(())
         }
@@ -23,11 +24,11 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
             ward_client::install_tls_provider();
             ward_gateway::run(
                 loaded,
-                |local, public_url| {
+                |listening, public_url| {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(
                         out,
-                        "ward gateway listening on http://{local} (public URL {public_url})"
+                        "ward gateway listening on {listening} (public URL {public_url})"
                     );
                     let _ = out.flush();
                 },

@@ -79,6 +79,12 @@ fn serve_connection(stream: TcpStream) {
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).unwrap();
+        if path.starts_with("/stream/") {
+            if stream_in_two_parts(&mut writer).is_err() {
+                return;
+            }
+            continue;
+        }
         let (status, answer) = if path.starts_with("/boom/") {
             (
                 "500 Internal Server Error",
@@ -97,6 +103,27 @@ fn serve_connection(stream: TcpStream) {
             return;
         }
     }
+}
+
+/// Lets `/stream/...` send its second part.
+static RELEASE_STREAM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A chunked answer whose first part is sent at once and whose second part
+/// waits for [`RELEASE_STREAM`]: a client sees the first part through the
+/// gateway only if the gateway streams.
+fn stream_in_two_parts(writer: &mut TcpStream) -> std::io::Result<()> {
+    writer.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n",
+    )?;
+    writer.flush()?;
+    let waiting = Instant::now();
+    while !RELEASE_STREAM.load(std::sync::atomic::Ordering::SeqCst)
+        && waiting.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    writer.write_all(b"5\r\nlast\n\r\n0\r\n\r\n")?;
+    writer.flush()
 }
 
 /// A running `ward gateway` and the access log lines it printed.
@@ -175,6 +202,10 @@ routes:
     path: /shared/{{user}}
     scope: files:read:/home/{{user}}/projects/shared
     user_rate_limit: {{per_second: 0.5, burst: 2}}
+  - name: stream
+    methods: [GET]
+    path: /stream/{{user}}
+    scope: files:read:/home/{{user}}/projects/stream
 "#,
         cp = server.url,
         token = server.bootstrap,
@@ -190,8 +221,16 @@ impl Gateway {
     )]
     fn start(server: &Server, upstream: &Upstream, staleness: u64, extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, gateway_config(server, upstream, staleness, extra)).unwrap();
+        let config = gateway_config(server, upstream, staleness, extra);
+        Gateway::launch(dir, &config, reqwest::Client::new())
+    }
+
+    /// Starts `ward gateway` on `config`, written into `dir`; `http` is the
+    /// client the test speaks to it with.
+    fn launch(dir: tempfile::TempDir, config: &str, http: reqwest::Client) -> Gateway {
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, config).unwrap();
+        let config = path;
         let mut child = Command::new(ward_bin())
             .args(["gateway", "--config"])
             .arg(&config)
@@ -220,7 +259,7 @@ impl Gateway {
             child,
             url,
             log,
-            http: reqwest::Client::new(),
+            http,
             _dir: dir,
         }
     }
@@ -1065,7 +1104,7 @@ fn gateway_check_accepts_the_example_and_names_the_line_of_a_mistake() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("ok (4 routes, 1 schemas)"),
+        stdout(&out).contains("ok (4 routes, 1 contracts, 1 upstreams)"),
         "{}",
         stdout(&out)
     );
@@ -1242,4 +1281,325 @@ async fn an_http2_upstream_is_spoken_to_in_http2() {
     assert_eq!(status, 200, "{echo}");
     assert_eq!(echo["version"], "HTTP/2.0");
     assert_eq!(echo["agent"], agent.id.as_str());
+}
+
+/// Runs `openssl` in `dir` and fails the test with its output if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the `openssl` command (Debian package openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// A self-signed P-256 CA in `dir`: `<name>.pem` and `<name>.key`.
+fn test_ca(dir: &Path, name: &str) -> String {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Ward test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    dir.join(pem).display().to_string()
+}
+
+/// A certificate for 127.0.0.1, usable by a server and a client, signed by
+/// the CA `ca`: the paths of `<name>.pem` and `<name>.key`.
+fn test_cert(dir: &Path, ca: &str, name: &str) -> (String, String) {
+    let (key, csr, pem, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ],
+    );
+    let path = |file: &str| dir.join(file).display().to_string();
+    (path(&pem), path(&key))
+}
+
+/// An HTTPS upstream speaking HTTP/2 only and requiring a client
+/// certificate issued by `ca`; it answers with the protocol, whether a
+/// client certificate was presented and the agent header.
+async fn start_tls_upstream(ca: &str, cert: &str, key: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let client_cert = stream.get_ref().1.peer_certificates().is_some();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = json!({
+                            "version": format!("{:?}", request.version()),
+                            "client_cert": client_cert,
+                            "path": request.uri().path(),
+                            "agent": request.headers().get("x-ward-agent-id").and_then(|v| v.to_str().ok()),
+                        })
+                        .to_string();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_on_both_sides_one_upstream_per_route_and_streamed_responses() {
+    ward_client::install_tls_provider();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = test_ca(pki.path(), "ca");
+    let (server_cert, server_key) = test_cert(pki.path(), "ca", "server");
+    let (client_cert, client_key) = test_cert(pki.path(), "ca", "client");
+    let other_ca = test_ca(pki.path(), "other");
+    let secure = start_tls_upstream(&ca, &server_cert, &server_key).await;
+
+    let server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let plain = Upstream::start();
+    let extra = format!(
+        "tls: {{cert_file: '{server_cert}', key_file: '{server_key}'}}
+upstreams:
+  secure: {{url: '{secure}', http2: true, ca_file: '{ca}', client_cert_file: '{client_cert}', client_key_file: '{client_key}'}}
+  untrusted: {{url: '{secure}', http2: true, ca_file: '{other_ca}', client_cert_file: '{client_cert}', client_key_file: '{client_key}'}}
+  anonymous: {{url: '{secure}', http2: true, ca_file: '{ca}'}}"
+    );
+    let mut config = gateway_config(&server, &plain, 30, &extra);
+    for name in ["secure", "untrusted", "anonymous"] {
+        config.push_str(&format!(
+            "  - name: {name}\n    methods: [GET]\n    path: /{name}/{{user}}\n    scope: files:read:/home/{{user}}/projects/{name}\n    upstream: {name}\n"
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let gateway = Gateway::launch(tempfile::tempdir().unwrap(), &config, http);
+    assert!(
+        gateway.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        gateway.url
+    );
+
+    let agent = server.agent(&admin, "reader").await;
+    let (status, granted) = server.token(&agent, &[READ]).await;
+    assert_eq!(status, 200, "{granted}");
+    let token = granted["token"].as_str().unwrap();
+
+    // Routes without `upstream` go to the default one, over TLS from the agent.
+    let (status, echo) = gateway.get(&agent.key, token, "/files/alice/site/a").await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["path"], "/files/alice/site/a");
+
+    // A named upstream over HTTPS, HTTP/2 by ALPN, with the gateway's client certificate.
+    let (status, echo) = gateway.get(&agent.key, token, "/secure/alice").await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["version"], "HTTP/2.0");
+    assert_eq!(echo["client_cert"], true);
+    assert_eq!(echo["path"], "/secure/alice");
+    assert_eq!(echo["agent"], agent.id.as_str());
+
+    // An upstream whose certificate the gateway does not trust, and one
+    // that refuses a gateway without a client certificate: 502, no details.
+    for path in ["/untrusted/alice", "/anonymous/alice"] {
+        let (status, body) = gateway.get(&agent.key, token, path).await;
+        assert_error(status, &body, 502, "upstream_unavailable");
+        assert!(!body.to_string().contains("certificate"), "{body}");
+    }
+
+    // Plain HTTP to the TLS listener gets no answer from the pipeline.
+    let plain_http = reqwest::Client::new()
+        .get(gateway.url.replace("https://", "http://") + "/files/alice/site/a")
+        .send()
+        .await;
+    assert!(
+        plain_http.is_err() || plain_http.is_ok_and(|r| r.status() != 200),
+        "plain HTTP must not be served"
+    );
+
+    // The response is streamed: the first part arrives while the upstream
+    // still holds back the second.
+    let mut response = gateway
+        .request(&agent.key, token, "GET", "/stream/alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("the first part arrives before the upstream finishes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first\n");
+    RELEASE_STREAM.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(response.text().await.unwrap(), "last\n");
+}
+
+#[test]
+fn gateway_check_names_tls_and_upstream_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path(), "ca");
+    let (cert, key) = test_cert(dir.path(), "ca", "server");
+    let (_, other_key) = test_cert(dir.path(), "ca", "other");
+    let route = "routes:\n  - {name: a, methods: [GET], path: /a, scope: 'x:read:/a'";
+    let head = "listen: 127.0.0.1:0\ncontrol_plane: {url: 'http://127.0.0.1:1', token: t}\n";
+    let bad = dir.path().join("bad.yaml");
+    for (text, expected) in [
+        (format!("{head}{route}}}\n"), "no upstream"),
+        (
+            format!("{head}upstream: http://127.0.0.1:2\n{route}, upstream: billing}}\n"),
+            "`billing` is not a key of `upstreams`",
+        ),
+        (
+            format!(
+                "{head}upstreams: {{b: {{url: 'http://127.0.0.1:2', ca_file: '{ca}'}}}}\n{route}, upstream: b}}\n"
+            ),
+            "is not an `https://` URL",
+        ),
+        (
+            format!(
+                "{head}upstreams: {{b: {{url: 'https://127.0.0.1:2', client_cert_file: '{cert}'}}}}\n{route}, upstream: b}}\n"
+            ),
+            "go together",
+        ),
+        (
+            format!(
+                "{head}upstreams: {{b: {{url: 'https://127.0.0.1:2', ca_file: missing.pem}}}}\n{route}, upstream: b}}\n"
+            ),
+            "missing.pem",
+        ),
+        (
+            format!(
+                "{head}upstream: http://127.0.0.1:2\ntls: {{cert_file: '{cert}', key_file: '{other_key}'}}\n{route}}}\n"
+            ),
+            "do not make a usable certificate",
+        ),
+        (
+            format!(
+                "{head}upstream: http://127.0.0.1:2\ntls: {{cert_file: '{key}', key_file: '{key}'}}\n{route}}}\n"
+            ),
+            "holds no PEM certificate",
+        ),
+    ] {
+        std::fs::write(&bad, &text).unwrap();
+        let out = Command::new(ward_bin())
+            .args(["gateway", "check"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{text}\n{}", stdout(&out));
+        assert!(stderr(&out).contains(expected), "{text}\n{}", stderr(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    }
+    let good = format!(
+        "{head}upstream: http://127.0.0.1:2\nupstreams: {{b: {{url: 'https://127.0.0.1:3', http2: true, ca_file: '{ca}'}}}}\ntls: {{cert_file: '{cert}', key_file: '{key}'}}\n{route}, upstream: b}}\n"
+    );
+    std::fs::write(&bad, good).unwrap();
+    let out = Command::new(ward_bin())
+        .args(["gateway", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 upstreams"), "{}", stdout(&out));
 }
