@@ -5,7 +5,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::contract::OpenApi;
 use ward_model::scope::Scope;
 
 /// The configuration file as written.
@@ -141,6 +144,15 @@ pub struct RouteConfig {
     /// JSON Schema file for the request body, relative to the config file.
     #[serde(default)]
     pub schema: Option<String>,
+    /// OpenAPI 3.0/3.1 document (YAML or JSON) describing this route: each
+    /// of the route's methods must be an operation on its path there, and
+    /// that operation's JSON request body is the contract.
+    #[serde(default)]
+    pub openapi: Option<String>,
+    /// With `openapi`: the operation's `operationId`, when the route has
+    /// one method and the path alone is ambiguous or named differently.
+    #[serde(default)]
+    pub operation_id: Option<String>,
     /// Keep unknown object members allowed where the schema does not say;
     /// by default `additionalProperties: false` is applied.
     #[serde(default)]
@@ -192,10 +204,42 @@ pub struct Route {
     pub config: RouteConfig,
     /// The parsed path template.
     pub segments: Vec<Segment>,
-    /// The compiled body schema.
-    pub schema: Option<jsonschema::Validator>,
+    /// What each method's request body must be, by method.
+    pub bodies: Vec<(String, BodyRule)>,
     /// Index into [`Loaded::upstreams`].
     pub upstream: usize,
+}
+
+/// What a request body must be.
+pub enum BodyRule {
+    /// Absent, or any JSON document (the route has no contract).
+    AnyJson,
+    /// Valid against the contract's schema; absent only if not `required`.
+    Schema {
+        /// The compiled schema.
+        validator: Arc<jsonschema::Validator>,
+        /// Whether a request without a body is refused.
+        required: bool,
+    },
+    /// Absent: the contract's operation takes no request body.
+    Empty,
+}
+
+impl Route {
+    /// The rule for a request body sent with `method`.
+    pub fn body_rule(&self, method: &str) -> &BodyRule {
+        self.bodies
+            .iter()
+            .find(|(m, _)| m == method)
+            .map_or(&BodyRule::AnyJson, |(_, rule)| rule)
+    }
+
+    /// Whether any method of the route has a body contract.
+    pub fn has_contract(&self) -> bool {
+        self.bodies
+            .iter()
+            .any(|(_, rule)| !matches!(rule, BodyRule::AnyJson))
+    }
 }
 
 /// An upstream with its files resolved against the configuration's folder.
@@ -428,20 +472,85 @@ fn compile_route(
             "{at}.daily_quota is 0; remove the route instead"
         )));
     }
-    let schema = match &route.schema {
-        Some(file) => Some(load_schema(
-            &base.join(file),
-            !route.allow_unknown_fields,
-            &at,
-        )?),
-        None => None,
-    };
+    let bodies = body_rules(route, base, &at)?;
     Ok(Route {
         config: route.clone(),
         segments,
-        schema,
+        bodies,
         upstream,
     })
+}
+
+/// The body rule of each of the route's methods, from `schema` or `openapi`.
+fn body_rules(
+    route: &RouteConfig,
+    base: &Path,
+    at: &str,
+) -> Result<Vec<(String, BodyRule)>, ConfigError> {
+    let strict = !route.allow_unknown_fields;
+    let compile = |schema: Value, origin: &str| {
+        let validator = compile_schema(schema, strict)
+            .map_err(|e| ConfigError(format!("{at}: {origin} is not a valid JSON Schema: {e}")))?;
+        Ok::<_, ConfigError>(Arc::new(validator))
+    };
+    match (&route.schema, &route.openapi) {
+        (Some(_), Some(_)) => Err(ConfigError(format!(
+            "{at}: give either `schema` or `openapi`, not both"
+        ))),
+        (None, None) if route.operation_id.is_some() => {
+            Err(ConfigError(format!("{at}.operation_id needs `openapi`")))
+        }
+        (None, None) => Ok(Vec::new()),
+        (Some(file), None) => {
+            let path = base.join(file);
+            let text = read(&path, &format!("{at}.schema"))?;
+            let schema: Value = serde_json::from_str(&text).map_err(|e| {
+                ConfigError(format!(
+                    "{at}.schema: `{}` is not JSON: {e}",
+                    path.display()
+                ))
+            })?;
+            let validator = compile(schema, &format!("`{}`", path.display()))?;
+            Ok(route
+                .methods
+                .iter()
+                .map(|method| {
+                    let rule = BodyRule::Schema {
+                        validator: Arc::clone(&validator),
+                        required: true,
+                    };
+                    (method.clone(), rule)
+                })
+                .collect())
+        }
+        (None, Some(file)) => {
+            let path = base.join(file);
+            let at = format!("{at}.openapi `{}`", path.display());
+            let text = read(&path, &at)?;
+            let api = OpenApi::parse(&text).map_err(|e| ConfigError(format!("{at}: {e}")))?;
+            if route.operation_id.is_some() && route.methods.len() > 1 {
+                return Err(ConfigError(format!(
+                    "{at}: operation_id names one operation but the route has {} methods; split the route",
+                    route.methods.len()
+                )));
+            }
+            let mut rules = Vec::new();
+            for method in &route.methods {
+                let body = api
+                    .request_body(method, &route.path, route.operation_id.as_deref())
+                    .map_err(|e| ConfigError(format!("{at}: {e}")))?;
+                let rule = match body {
+                    Some(body) => BodyRule::Schema {
+                        validator: compile(body.schema, &format!("the {method} request body"))?,
+                        required: body.required,
+                    },
+                    None => BodyRule::Empty,
+                };
+                rules.push((method.clone(), rule));
+            }
+            Ok(rules)
+        }
+    }
 }
 
 fn check_limit(at: &str, limit: Option<RateLimitConfig>) -> Result<(), ConfigError> {
@@ -457,32 +566,16 @@ fn check_limit(at: &str, limit: Option<RateLimitConfig>) -> Result<(), ConfigErr
     }
 }
 
-fn load_schema(
-    path: &PathBuf,
-    strict: bool,
-    at: &str,
-) -> Result<jsonschema::Validator, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!(
-            "{at}.schema: cannot read `{}`: {e}",
-            path.display()
-        ))
-    })?;
-    let mut schema: Value = serde_json::from_str(&text).map_err(|e| {
-        ConfigError(format!(
-            "{at}.schema: `{}` is not JSON: {e}",
-            path.display()
-        ))
-    })?;
+fn read(path: &Path, at: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{at}: cannot read `{}`: {e}", path.display())))
+}
+
+fn compile_schema(mut schema: Value, strict: bool) -> Result<jsonschema::Validator, String> {
     if strict {
         close_objects(&mut schema);
     }
-    jsonschema::validator_for(&schema).map_err(|e| {
-        ConfigError(format!(
-            "{at}.schema: `{}` is not a valid JSON Schema: {e}",
-            path.display()
-        ))
-    })
+    jsonschema::validator_for(&schema).map_err(|e| e.to_string())
 }
 
 /// Applies `additionalProperties: false` to every object schema that does

@@ -4,6 +4,8 @@
 //! calling the control plane.
 //!
 //! - [`config`]: the YAML file, its checks, compiled routes and schemas.
+//! - [`contract`]: OpenAPI 3 documents turned into request body schemas.
+//! - [`tls`]: the serving certificate and the clients towards upstreams.
 //! - [`state`]: the followed state (revocation rules, switches, flags,
 //!   keys, DPoP replay cache, staleness).
 //! - [`follower`]: snapshot, then the server-sent event stream.
@@ -13,6 +15,7 @@
 //! - [`error`]: the one error type and its JSON body.
 
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod follower;
 pub mod metrics;

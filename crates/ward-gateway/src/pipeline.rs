@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ward_model::scope::Scope;
 
-use crate::config::{Loaded, Route, Segment, substitute};
+use crate::config::{BodyRule, Loaded, Route, Segment, substitute};
 use crate::error::GatewayError;
 use crate::follower::ControlClient;
 use crate::metrics::Metrics;
@@ -289,7 +289,9 @@ impl Gateway {
         }
 
         let (parts, body) = request.into_parts();
-        let body = self.read_body(route, &parts.headers, body).await?;
+        let body = self
+            .read_body(route, &parts.method, &parts.headers, body)
+            .await?;
         if let Some(quota) = &limits.quota {
             take_quota(quota, &claims.sub, now)?;
         }
@@ -603,6 +605,7 @@ impl Gateway {
     async fn read_body(
         &self,
         route: &Route,
+        method: &Method,
         headers: &HeaderMap,
         body: Incoming,
     ) -> Result<Bytes, GatewayError> {
@@ -610,11 +613,24 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let has_body = declared.is_some_and(|n| n > 0)
-            || headers.contains_key(header::TRANSFER_ENCODING)
-            || route.schema.is_some();
-        if !has_body {
-            return Ok(Bytes::new());
+        let rule = route.body_rule(method.as_str());
+        let sent =
+            declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+        match rule {
+            BodyRule::Empty if sent => {
+                return Err(GatewayError::bad_request(
+                    "unexpected_body",
+                    format!("{method} on this route takes no request body"),
+                ));
+            }
+            BodyRule::Schema { required: true, .. } if !sent => {
+                return Err(GatewayError::bad_request(
+                    "body_required",
+                    "this route needs a JSON request body",
+                ));
+            }
+            _ if !sent => return Ok(Bytes::new()),
+            _ => {}
         }
         let mut types = headers.get_all(header::CONTENT_TYPE).iter();
         let json_type = match (types.next(), types.next()) {
@@ -653,8 +669,8 @@ impl Gateway {
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             GatewayError::bad_request("invalid_json", format!("the request body is not JSON: {e}"))
         })?;
-        if let Some(schema) = &route.schema
-            && let Err(error) = schema.validate(&value)
+        if let BodyRule::Schema { validator, .. } = rule
+            && let Err(error) = validator.validate(&value)
         {
             let pointer = error.instance_path().as_str().to_owned();
             let field = if pointer.is_empty() {
@@ -673,6 +689,11 @@ impl Gateway {
                     )
                     .field(format!("{}/{name}", field.trim_end_matches('/')))
                 }
+                jsonschema::error::ValidationErrorKind::FalseSchema => GatewayError::bad_request(
+                    "forbidden_field",
+                    format!("`{field}` may not be sent; the contract of this route marks it read-only or forbidden"),
+                )
+                .field(field),
                 _ => GatewayError::bad_request(
                     "schema_violation",
                     format!("the request body does not match the route's contract: {error}"),

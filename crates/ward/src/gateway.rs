@@ -10,7 +10,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
     match (args.command, args.config) {
         (Some(GatewayCommand::Check { file }), _) => {
             let loaded = ward_gateway::load(&file).map_err(|e| e.to_string())?;
-            let schemas = loaded.routes.iter().filter(|r| r.schema.is_some()).count();
+            let schemas = loaded.routes.iter().filter(|r| r.has_contract()).count();
             println!(
                 "{}: ok ({} routes, {schemas} contracts, {} upstreams)",
                 file.display(),

@@ -143,8 +143,14 @@ impl Drop for Gateway {
 }
 
 fn contract() -> String {
+    example("contracts/search.json")
+}
+
+/// The absolute path of a file under `examples/`.
+fn example(file: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/contracts/search.json")
+        .join("../../examples")
+        .join(file)
         .display()
         .to_string()
 }
@@ -206,11 +212,17 @@ routes:
     methods: [GET]
     path: /stream/{{user}}
     scope: files:read:/home/{{user}}/projects/stream
+  - name: notes
+    methods: [GET, POST]
+    path: /notes/{{user}}
+    scope: files:read:/home/{{user}}/projects/notes
+    openapi: {notes}
 "#,
         cp = server.url,
         token = server.bootstrap,
         up = upstream.url,
         schema = contract(),
+        notes = example("contracts/notes.openapi.yaml"),
     )
 }
 
@@ -890,6 +902,62 @@ async fn routes_paths_and_bodies_are_checked_against_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_openapi_document_is_the_contract_of_each_method() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let (k, t) = (&agent.key, token.as_str());
+    let good = json!({"title": "Plan", "due": null,
+        "tags": [{"name": "q3", "colour": "red"}]});
+    let (status, echo) = w.gateway.post(k, t, "/notes/alice", good).await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["method"], "POST");
+
+    for (body, code, field) in [
+        // Read-only in the document: only the service sets it.
+        (
+            json!({"title": "x", "id": "note_9"}),
+            "forbidden_field",
+            "/id",
+        ),
+        // Not in the document, at the top and inside a referenced schema.
+        (
+            json!({"title": "x", "owner": "bob"}),
+            "unknown_field",
+            "/owner",
+        ),
+        (
+            json!({"title": "x", "tags": [{"name": "a", "admin": true}]}),
+            "unknown_field",
+            "/tags/0/admin",
+        ),
+        (json!({"title": ""}), "schema_violation", "/title"),
+        (json!({"title": "x", "due": 5}), "schema_violation", "/due"),
+        (
+            json!({"title": "x", "tags": [{"name": "A B"}]}),
+            "schema_violation",
+            "/tags/0/name",
+        ),
+        (json!({"body": "no title"}), "schema_violation", "/"),
+    ] {
+        let (status, error) = w.gateway.post(k, t, "/notes/alice", body.clone()).await;
+        assert_error(status, &error, 400, code);
+        assert_eq!(error["error"]["field"], field, "{body}: {error}");
+    }
+    // The document says the body is required for POST...
+    let (status, error) = send(w.gateway.request(k, t, "POST", "/notes/alice")).await;
+    assert_error(status, &error, 400, "body_required");
+    // ...and that GET takes none.
+    let (status, echo) = w.gateway.get(k, t, "/notes/alice").await;
+    assert_eq!(status, 200, "{echo}");
+    let smuggled = w
+        .gateway
+        .request(k, t, "GET", "/notes/alice")
+        .json(&json!({"smuggled": true}));
+    let (status, error) = send(smuggled).await;
+    assert_error(status, &error, 400, "unexpected_body");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
     let w = World::start(30).await;
     let (agent, token) = w.agent(&[READ]).await;
@@ -1096,15 +1164,14 @@ async fn without_the_control_plane_low_risk_routes_keep_working_and_sensitive_on
 
 #[test]
 fn gateway_check_accepts_the_example_and_names_the_line_of_a_mistake() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.yaml");
     let out = Command::new(ward_bin())
         .args(["gateway", "check"])
-        .arg(&example)
+        .arg(example("gateway.yaml"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("ok (4 routes, 1 contracts, 1 upstreams)"),
+        stdout(&out).contains("ok (5 routes, 2 contracts, 1 upstreams)"),
         "{}",
         stdout(&out)
     );
@@ -1129,7 +1196,27 @@ fn gateway_check_accepts_the_example_and_names_the_line_of_a_mistake() {
             "routes:\n  - name: a\n    methods: [GET]\n    path: /a\n    scope: x:read:/a\n    schema: missing.json\n",
             "cannot read",
         ),
-    ] {
+    ]
+    .map(|(routes, expected)| (routes.to_owned(), expected))
+    .into_iter()
+    .chain(
+        [
+            ("[DELETE], path: '/notes/{u}'", "no `DELETE` operation on `/notes/{owner}`"),
+            ("[POST], path: '/notes/{u}/x'", "path `/notes/{u}/x` is not in the OpenAPI document"),
+            (
+                "[POST], path: '/notes/{u}', operation_id: listNotes",
+                "operationId `listNotes` is `GET /notes/{owner}`",
+            ),
+            ("[POST], path: '/notes/{u}', schema: x.json", "either `schema` or `openapi`"),
+        ]
+        .map(|(route, expected)| {
+            let notes = example("contracts/notes.openapi.yaml");
+            let routes = format!(
+                "routes:\n  - {{name: a, scope: 'x:read:/a', openapi: '{notes}', methods: {route}}}\n"
+            );
+            (routes, expected)
+        }),
+    ) {
         std::fs::write(&bad, format!("{base}{routes}")).unwrap();
         let out = Command::new(ward_bin())
             .args(["gateway", "check"])
