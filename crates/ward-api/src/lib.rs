@@ -691,4 +691,8 @@ pub struct WatchSnapshot {
     pub flags: Vec<Flag>,
     /// The signing keys.
     pub jwks: Jwks,
+    /// The scopes of the capability matrix's high-risk features: a gateway
+    /// whose state is stale refuses requests needing one of them.
+    #[serde(default)]
+    pub high_risk_scopes: Vec<String>,
 }

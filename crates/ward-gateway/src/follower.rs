@@ -115,6 +115,12 @@ async fn follow_once(client: &ControlClient, state: &ControlState) -> Result<(),
     if let Ok(jwks) = client.jwks().await {
         state.set_keys(&jwks);
     }
+    // Only the matrix's high-risk scopes are taken from this snapshot; the
+    // rest of the state comes from the stream, in order.
+    match client.snapshot().await {
+        Ok(snapshot) => state.set_high_risk(&snapshot.high_risk_scopes),
+        Err(error) => return Err(error),
+    }
     state.set_connected(true);
     let mut parser = SseParser::default();
     loop {

@@ -579,25 +579,31 @@ impl Gateway {
                 format!("the token has no scope covering `{required}`; request a token with it"),
             ));
         }
-        if route.config.sensitive {
-            if let Some(stale) = self.state.stale_for() {
-                let mut error = GatewayError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "state_stale",
-                    format!(
-                        "this route needs current revocation state and the control plane has been unreachable for {} s; try again later",
-                        stale.as_secs()
-                    ),
-                );
-                error.retry_after = Some(5);
-                return Err(error);
-            }
-            if claims.approval_id.is_none() {
-                return Err(GatewayError::forbidden(
-                    "approval_required",
-                    "this route needs an approval-bound token; request one with an approved `approval_id`",
-                ));
-            }
+        let high_risk = self.state.is_high_risk(required);
+        if (route.config.sensitive || high_risk)
+            && let Some(stale) = self.state.stale_for()
+        {
+            let what = if route.config.sensitive {
+                "this route"
+            } else {
+                "a high-risk scope"
+            };
+            let mut error = GatewayError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_stale",
+                format!(
+                    "{what} needs current revocation state and the control plane has been unreachable for {} s; try again later",
+                    stale.as_secs()
+                ),
+            );
+            error.retry_after = Some(5);
+            return Err(error);
+        }
+        if route.config.sensitive && claims.approval_id.is_none() {
+            return Err(GatewayError::forbidden(
+                "approval_required",
+                "this route needs an approval-bound token; request one with an approved `approval_id`",
+            ));
         }
         Ok(())
     }

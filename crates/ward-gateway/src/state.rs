@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ward_api::{Jwks, WatchSnapshot};
 use ward_auth::{Jwk, VerifyingKey};
 use ward_model::enforcement::{KillSwitch, KillSwitches, ReplayCache, RevocationRule, Revocations};
+use ward_model::scope::Scope;
 
 pub use ward_model::enforcement::{Mode, TokenFacts};
 
@@ -28,6 +29,8 @@ struct Rules {
     seq: i64,
     flags: Vec<FlagValue>,
     keys: HashMap<String, VerifyingKey>,
+    /// The matrix's high-risk scopes.
+    high_risk: Vec<Scope>,
 }
 
 /// Stream health, for staleness.
@@ -89,6 +92,7 @@ impl ControlState {
                 })
                 .collect(),
             keys: keys_of(&snapshot.jwks),
+            high_risk: scopes_of(&snapshot.high_risk_scopes),
         };
         ControlState {
             rules: RwLock::new(rules),
@@ -111,6 +115,25 @@ impl ControlState {
     /// The verification key for `kid`.
     pub fn key(&self, kid: &str) -> Option<VerifyingKey> {
         self.rules.read().ok()?.keys.get(kid).copied()
+    }
+
+    /// Replaces the matrix's high-risk scopes (refreshed on every reconnect:
+    /// a restarted control plane may run another matrix).
+    pub fn set_high_risk(&self, scopes: &[String]) {
+        if let Ok(mut rules) = self.rules.write() {
+            rules.high_risk = scopes_of(scopes);
+        }
+    }
+
+    /// Whether a request needing `required` touches a high-risk scope: one
+    /// of them covers it, or it covers one of them. Fails closed.
+    pub fn is_high_risk(&self, required: &Scope) -> bool {
+        self.rules.read().map_or(true, |rules| {
+            rules
+                .high_risk
+                .iter()
+                .any(|risky| risky.covers(required) || required.covers(risky))
+        })
     }
 
     /// Replaces the signing keys.
@@ -277,6 +300,12 @@ fn keys_of(jwks: &Jwks) -> HashMap<String, VerifyingKey> {
         .collect()
 }
 
+/// Parses scopes; ones this version cannot read are left out (the control
+/// plane checked them when it loaded the matrix).
+fn scopes_of(scopes: &[String]) -> Vec<Scope> {
+    scopes.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
@@ -289,8 +318,23 @@ mod tests {
             killswitches: vec![],
             flags: vec![],
             jwks: Jwks { keys: vec![] },
+            high_risk_scopes: vec!["secrets:read:db/*".into(), "exec:run:/usr/bin/git".into()],
         };
         ControlState::from_snapshot(&snapshot, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn high_risk_scopes_are_those_overlapping_the_matrix_ones() {
+        let state = empty();
+        let risky = |s: &str| state.is_high_risk(&s.parse().unwrap());
+        assert!(risky("secrets:read:db/main"));
+        assert!(risky("secrets:read:**"));
+        assert!(risky("exec:run:/usr/bin/git"));
+        assert!(!risky("secrets:read:kv/main"));
+        assert!(!risky("files:read:/home/alice/projects/a"));
+        state.set_high_risk(&["files:read:/home/*/projects/**".into()]);
+        assert!(risky("files:read:/home/alice/projects/a"));
+        assert!(!risky("secrets:read:db/main"));
     }
 
     #[test]

@@ -1098,12 +1098,21 @@ async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_the_control_plane_low_risk_routes_keep_working_and_sensitive_ones_fail_closed() {
+async fn without_the_control_plane_low_risk_routes_keep_working_and_sensitive_or_high_risk_ones_fail_closed()
+ {
     let mut w = World::start(2).await;
     let (agent, token) = w.agent(&[READ]).await;
     let read = "/files/alice/site/a";
     let (status, body) = w.gateway.get(&agent.key, &token, "/reports/alice").await;
     assert_error(status, &body, 403, "approval_required");
+    // A route not marked sensitive, whose scope is one of the matrix's
+    // high-risk features (`read-db-secrets`); a genuinely signed token for it.
+    let risky = resigned(&w.server, &token, |c| {
+        c["scopes"] = json!([READ, "secrets:read:db/main"]);
+    });
+    let secret = "/secrets/db/main";
+    let (status, body) = w.gateway.get(&agent.key, &risky, secret).await;
+    assert_eq!(status, 200, "{body}");
 
     w.server.child.kill().unwrap();
     w.server.child.wait().unwrap();
@@ -1128,6 +1137,15 @@ async fn without_the_control_plane_low_risk_routes_keep_working_and_sensitive_on
     );
     let (status, body) = w.gateway.get(&agent.key, &token, "/reports/alice").await;
     assert_error(status, &body, 503, "state_stale");
+    let (status, body) = w.gateway.get(&agent.key, &risky, secret).await;
+    assert_error(status, &body, 503, "state_stale");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("high-risk"),
+        "{body}"
+    );
     let metrics = w.gateway.metrics().await;
     assert!(metrics.contains("ward_gateway_state_stale 1"), "{metrics}");
     assert!(

@@ -75,6 +75,13 @@ pub async fn snapshot(
             .map(super::switches::flag_out)
             .collect(),
         jwks: state.keys.jwks(now_ms()),
+        high_risk_scopes: state
+            .matrix
+            .matrix
+            .features()
+            .filter(|f| f.risk == ward_model::matrix::Risk::High)
+            .flat_map(|f| f.scopes.iter().map(ToString::to_string))
+            .collect(),
     }))
 }
 
