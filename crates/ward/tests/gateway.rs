@@ -1058,6 +1058,7 @@ async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
     assert_error(status, &body, 429, "rate_limited");
 
     let metrics = w.gateway.metrics().await;
+    promtool_check(&metrics);
     assert!(
         metrics.contains(r#"ward_gateway_requests_total{route="quota",result="denied",code="quota_exceeded",status="429"} 1"#),
         "{metrics}"
@@ -1386,6 +1387,36 @@ async fn an_http2_upstream_is_spoken_to_in_http2() {
     assert_eq!(status, 200, "{echo}");
     assert_eq!(echo["version"], "HTTP/2.0");
     assert_eq!(echo["agent"], agent.id.as_str());
+}
+
+/// Checks a metrics page with Prometheus' own linter, `promtool check
+/// metrics` (`$PROMTOOL`, else `promtool` on the path; `scripts/test`
+/// provides it). Without it, says so and checks nothing.
+fn promtool_check(metrics: &str) {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIPPED: promtool not found (set PROMTOOL); /metrics not linted");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 /// Runs `openssl` in `dir` and fails the test with its output if it fails.
