@@ -55,6 +55,10 @@ pub struct Gateway {
     /// signature cannot change. Expiry is re-checked on every use;
     /// revocations and switches are checked per request regardless.
     verified: std::sync::Mutex<HashMap<String, Arc<Claims>>>,
+    /// When this process started (Unix seconds): proofs and single-use
+    /// tokens from before it cannot be checked against the in-memory
+    /// records of what was used.
+    started: i64,
     /// Whether `/healthz`, `/readyz` and `/metrics` have their own listener.
     separate_admin: bool,
     /// Device keys already decoded, by thumbprint (`cnf.jkt`).
@@ -156,6 +160,7 @@ impl Gateway {
             control,
             last_jwks_refresh: tokio::sync::Mutex::new(None),
             verified: std::sync::Mutex::new(HashMap::new()),
+            started: unix_now(),
             separate_admin: config.admin_listen.is_some(),
             device_keys: std::sync::Mutex::new(HashMap::new()),
         })
@@ -265,6 +270,14 @@ impl Gateway {
         record.tenant = Some(claims.tenant.clone());
         self.verify_proof(proof, token, request.method(), &path, &claims, now)?;
         self.authorize(route, &required, &claims, request.method())?;
+        // The record of spent tokens starts empty with the process: a
+        // single-use token minted before the start may have been spent.
+        if claims.single_use && claims.iat < self.started.saturating_sub(self.skew) {
+            return Err(GatewayError::unauthorized(
+                "token_used",
+                "this single-use token predates the gateway's start and may have been used; request a new approval",
+            ));
+        }
         // INVARIANT: a single-use (approved, action-bound) token is spent
         // only once every other check passed, so a refusal does not burn it.
         if claims.single_use
@@ -502,6 +515,14 @@ impl Gateway {
             return Err(GatewayError::unauthorized(
                 "dpop_key_mismatch",
                 "the dpop proof is signed by another key than the one the token is bound to (`cnf.jkt`)",
+            ));
+        }
+        // The replay cache starts empty: a proof made before this process
+        // started may have been used with the previous one.
+        if verified.iat < self.started.saturating_sub(self.skew) {
+            return Err(GatewayError::unauthorized(
+                "dpop_proof_stale",
+                "the dpop proof predates the gateway's start and cannot be checked for replay; send a fresh proof",
             ));
         }
         let expires = verified

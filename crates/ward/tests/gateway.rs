@@ -1286,6 +1286,63 @@ async fn tokens_signed_by_a_rotated_key_verify_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn proofs_and_single_use_tokens_from_before_a_restart_are_refused() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = gateway_config(&w.server, &w.upstream, 30, "clock_skew_secs: 0")
+        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
+    let start = || {
+        Gateway::launch(
+            tempfile::tempdir().unwrap(),
+            &config,
+            reqwest::Client::new(),
+        )
+    };
+    let path = "/files/alice/site/a";
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let replay = proof(&agent.key, &token, "GET", &url);
+    // An approval-bound single-use token, genuinely signed (the broker's
+    // approval flow is tested elsewhere).
+    let single = resigned(&w.server, &token, |c| {
+        c["single_use"] = json!(true);
+        c["approval_id"] = json!("apr_test");
+    });
+    let call = |gateway: &Gateway, token: &str, proof: String| {
+        send(
+            gateway
+                .http
+                .get(&url)
+                .header("Authorization", format!("DPoP {token}"))
+                .header("DPoP", proof),
+        )
+    };
+
+    let first = start();
+    let (status, body) = call(&first, &token, replay.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&first, &token, replay.clone()).await;
+    assert_error(status, &body, 401, "dpop_replay");
+    let (status, body) = call(&first, &single, proof(&agent.key, &single, "GET", &url)).await;
+    assert_eq!(status, 200, "{body}");
+    drop(first);
+
+    // A new process has an empty replay cache: what it cannot check, it refuses.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = start();
+    let (status, body) = call(&second, &token, replay).await;
+    assert_error(status, &body, 401, "dpop_proof_stale");
+    let (status, body) = call(&second, &single, proof(&agent.key, &single, "GET", &url)).await;
+    assert_error(status, &body, 401, "token_used");
+    let (status, body) = second.get(&agent.key, &token, path).await;
+    assert_eq!(status, 200, "a fresh proof passes: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_separate_admin_address_keeps_metrics_away_from_agents() {
     let server = Server::start();
     server.tenant("acme").await;
