@@ -695,4 +695,10 @@ pub struct WatchSnapshot {
     /// whose state is stale refuses requests needing one of them.
     #[serde(default)]
     pub high_risk_scopes: Vec<String>,
+    /// The one tenant this stream covers (a tenant token's), or none for
+    /// the whole instance (the bootstrap token). A gateway following one
+    /// tenant must refuse every other tenant's tokens: their revocations
+    /// are not in its stream.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }

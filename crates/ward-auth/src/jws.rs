@@ -7,7 +7,6 @@
 //! [`MAX_TOKEN_BYTES`]. Anything else is rejected before any key is used.
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{AuthError, Keypair, b64};
@@ -224,44 +223,14 @@ pub(crate) fn int_claim(claims: &Value, name: &str) -> Result<Option<i64>, AuthE
     }
 }
 
-/// Parses a JSON object, rejecting duplicate top-level members (RFC 7515
-/// §5.2 allows rejecting them; accepting "last wins" invites confusion).
+/// Parses a JSON object, rejecting duplicate members (RFC 7515 §5.2 allows
+/// rejecting them; accepting "last wins" invites confusion).
 fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, AuthError> {
-    serde_json::from_slice::<UniqueObject>(bytes)
-        .map(|o| o.0)
-        .map_err(|e| AuthError::Malformed(format!("{what} is not a json object: {e}")))
-}
-
-/// A JSON object whose top-level member names are unique.
-struct UniqueObject(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for UniqueObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = UniqueObject;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a json object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut access: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut map = Map::new();
-                while let Some(key) = access.next_key::<String>()? {
-                    let value = access.next_value::<Value>()?;
-                    if map.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "duplicate member `{key}`"
-                        )));
-                    }
-                    map.insert(key, value);
-                }
-                Ok(UniqueObject(map))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
+    match crate::json::parse_unique(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AuthError::Malformed(format!("{what} is not a json object"))),
+        Err(e) => Err(AuthError::Malformed(format!(
+            "{what} is not a json object: {e}"
+        ))),
     }
 }

@@ -14,6 +14,7 @@ mod b64;
 pub mod dpop;
 mod error;
 pub mod issuer;
+pub mod json;
 pub mod jwk;
 pub mod jws;
 

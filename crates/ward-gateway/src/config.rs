@@ -572,48 +572,109 @@ fn read(path: &Path, at: &str) -> Result<String, ConfigError> {
 }
 
 fn compile_schema(mut schema: Value, strict: bool) -> Result<jsonschema::Validator, String> {
-    if strict {
-        close_objects(&mut schema);
+    if strict && close_objects(&mut schema) && declares_old_draft(&schema) {
+        return Err(
+            "it combines schemas (allOf/anyOf/oneOf/$ref), and unknown fields can then be refused only with `unevaluatedProperties` of draft 2019-09 or later; declare `\"$schema\": \"https://json-schema.org/draft/2020-12/schema\"`, or set `additionalProperties` where the objects are combined".into(),
+        );
     }
     jsonschema::validator_for(&schema).map_err(|e| e.to_string())
 }
 
-/// Applies `additionalProperties: false` to every object schema that does
-/// not say what to do with unknown members. Branches of `allOf`, `anyOf`
-/// and `oneOf` are left alone: closing each branch would reject members
-/// another branch declares.
-pub fn close_objects(schema: &mut Value) {
+/// Refuses unknown object members wherever the contract does not say what
+/// to do with them, and returns whether it used `unevaluatedProperties`
+/// (which only drafts 2019-09 and later understand):
+///
+/// - a plain object schema (`type: object`, `properties` or
+///   `patternProperties`) gets `additionalProperties: false`;
+/// - a schema that combines others (`allOf`, `anyOf`, `oneOf`, `$ref`,
+///   `then`/`else`, `dependentSchemas`) gets `unevaluatedProperties:
+///   false`, so members declared by any branch that applied are known and
+///   all others refused;
+/// - the branches themselves and `$defs` entries (reached through `$ref`,
+///   also from branches) stay open at their top level, since closing one
+///   would refuse what a sibling declares, but everything nested inside
+///   them is closed by these rules;
+/// - nothing under `not` or `if` is touched: closing a condition or a
+///   negation would change which documents pass in either direction.
+///
+/// A schema that already has `additionalProperties` or
+/// `unevaluatedProperties` is left as written.
+pub fn close_objects(schema: &mut Value) -> bool {
+    close(schema, false)
+}
+
+fn close(schema: &mut Value, branch: bool) -> bool {
+    const COMBINING: [&str; 7] = [
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "$ref",
+        "then",
+        "else",
+        "dependentSchemas",
+    ];
     let Value::Object(map) = schema else {
-        return;
+        return false;
     };
-    let is_object = map.get("type").is_some_and(|t| {
+    let decided =
+        map.contains_key("additionalProperties") || map.contains_key("unevaluatedProperties");
+    let combining = COMBINING.iter().any(|k| map.contains_key(*k));
+    let object = map.get("type").is_some_and(|t| {
         t == "object"
             || t.as_array()
                 .is_some_and(|a| a.iter().any(|v| v == "object"))
-    }) || map.contains_key("properties");
-    let composed = ["allOf", "anyOf", "oneOf", "$ref", "unevaluatedProperties"]
-        .iter()
-        .any(|k| map.contains_key(*k));
-    if is_object
-        && !composed
-        && !map.contains_key("additionalProperties")
-        && !map.contains_key("patternProperties")
-    {
-        map.insert("additionalProperties".into(), Value::Bool(false));
-    }
-    for key in ["properties", "$defs", "definitions"] {
-        if let Some(Value::Object(children)) = map.get_mut(key) {
-            children.values_mut().for_each(close_objects);
+    }) || map.contains_key("properties")
+        || map.contains_key("patternProperties");
+    let mut unevaluated = false;
+    if !branch && !decided {
+        if combining {
+            map.insert("unevaluatedProperties".into(), Value::Bool(false));
+            unevaluated = true;
+        } else if object {
+            map.insert("additionalProperties".into(), Value::Bool(false));
         }
     }
-    for key in ["items", "additionalProperties"] {
-        if let Some(child) = map.get_mut(key) {
-            close_objects(child);
+    for (key, child) in map.iter_mut() {
+        let as_branch = match key.as_str() {
+            "properties" | "patternProperties" => Some((false, true)),
+            "$defs" | "definitions" | "dependentSchemas" => Some((true, true)),
+            "allOf" | "anyOf" | "oneOf" => Some((true, false)),
+            "then" | "else" => Some((true, false)),
+            "items"
+            | "prefixItems"
+            | "additionalItems"
+            | "unevaluatedItems"
+            | "contains"
+            | "additionalProperties"
+            | "unevaluatedProperties" => Some((false, false)),
+            _ => None,
+        };
+        let Some((branch, named)) = as_branch else {
+            continue;
+        };
+        let children: Vec<&mut Value> = match child {
+            Value::Object(named_children) if named => named_children.values_mut().collect(),
+            Value::Array(list) => list.iter_mut().collect(),
+            single => vec![single],
+        };
+        for child in children {
+            unevaluated |= close(child, branch);
         }
     }
-    if let Some(Value::Array(items)) = map.get_mut("prefixItems") {
-        items.iter_mut().for_each(close_objects);
-    }
+    unevaluated
+}
+
+/// Whether a schema declares a draft older than 2019-09, which ignores
+/// `unevaluatedProperties`.
+fn declares_old_draft(schema: &Value) -> bool {
+    schema
+        .get("$schema")
+        .and_then(Value::as_str)
+        .is_some_and(|s| {
+            ["draft-03", "draft-04", "draft-06", "draft-07"]
+                .iter()
+                .any(|d| s.contains(d))
+        })
 }
 
 /// Parses `/a/{b}/c` into segments.
@@ -693,6 +754,90 @@ mod tests {
         assert_eq!(schema["properties"]["a"]["additionalProperties"], false);
         assert_eq!(schema["properties"]["c"]["additionalProperties"], true);
         assert_eq!(schema["items"]["additionalProperties"], false);
+    }
+
+    /// The schema closed, then each document checked: `(document, passes)`.
+    fn closed_accepts(schema: Value, cases: &[(Value, bool)]) {
+        let validator = compile_schema(schema.clone(), true).unwrap();
+        for (document, passes) in cases {
+            assert_eq!(
+                validator.is_valid(document),
+                *passes,
+                "{document} against {schema}"
+            );
+        }
+    }
+
+    #[test]
+    fn combined_schemas_refuse_members_no_applying_branch_declares() {
+        let object = |name: &str| json!({"type": "object", "properties": {name: {}}});
+        let required =
+            |name: &str| json!({"type": "object", "properties": {name: {}}, "required": [name]});
+        closed_accepts(
+            json!({"oneOf": [required("path"), required("url")]}),
+            &[
+                (json!({"path": "a"}), true),
+                (json!({"path": "a", "isAdmin": true}), false),
+            ],
+        );
+        closed_accepts(
+            json!({"type": "object", "properties": {"q": {}}, "patternProperties": {"^x-": {}}}),
+            &[
+                (json!({"q": "a", "x-trace": 1}), true),
+                (json!({"q": "a", "isAdmin": true}), false),
+            ],
+        );
+        closed_accepts(
+            json!({"type": "object", "properties": {
+                "filter": {"anyOf": [object("ext"), {"type": "null"}]}}}),
+            &[
+                (json!({"filter": null}), true),
+                (json!({"filter": {"ext": "md"}}), true),
+                (json!({"filter": {"ext": "md", "isAdmin": true}}), false),
+            ],
+        );
+        // Inheritance: a base in `$defs` extended by a sibling branch.
+        closed_accepts(
+            json!({"$defs": {"Base": object("a")},
+                   "allOf": [{"$ref": "#/$defs/Base"}, object("b")]}),
+            &[
+                (json!({"a": 1, "b": 2}), true),
+                (json!({"a": 1, "c": 3}), false),
+            ],
+        );
+        // A reference in a property position, and a recursive one.
+        closed_accepts(
+            json!({"$defs": {"Node": {"type": "object", "properties": {
+                       "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+                   "type": "object", "properties": {"root": {"$ref": "#/$defs/Node"}}}),
+            &[
+                (json!({"root": {"children": [{"children": []}]}}), true),
+                (json!({"root": {"children": [{"leaf": 1}]}}), false),
+            ],
+        );
+        // `not` and `if` are left as written: closing them would widen
+        // or shift what passes.
+        closed_accepts(
+            json!({"type": "object", "properties": {"a": {}},
+                   "not": {"type": "object", "properties": {"a": {"const": 1}}, "required": ["a"]}}),
+            &[(json!({"a": 2}), true), (json!({"a": 1}), false)],
+        );
+    }
+
+    #[test]
+    fn an_old_draft_that_cannot_refuse_unknown_members_of_combined_schemas_is_refused() {
+        let schema = json!({"$schema": "http://json-schema.org/draft-07/schema#",
+                            "allOf": [{"type": "object", "properties": {"a": {}}}]});
+        let error = compile_schema(schema.clone(), true).unwrap_err();
+        assert!(error.contains("2020-12"), "{error}");
+        assert!(compile_schema(schema, false).is_ok());
+        let plain = json!({"$schema": "http://json-schema.org/draft-07/schema#",
+                           "type": "object", "properties": {"a": {}}});
+        assert!(
+            !compile_schema(plain, true)
+                .unwrap()
+                .is_valid(&json!({"b": 1}))
+        );
     }
 
     #[test]

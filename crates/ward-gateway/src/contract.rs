@@ -293,17 +293,34 @@ impl Converter<'_> {
         Ok(format!("#/$defs/{rest}"))
     }
 
-    /// `readOnly: true` on the property, or on the component it references.
+    /// `readOnly: true` on the property, or on what it takes on through
+    /// `$ref` or `allOf` (an `allOf` member's annotations apply to the
+    /// whole), followed to a bounded depth.
     fn read_only(&self, property: &Value) -> bool {
-        let target = property
+        self.read_only_within(property, 32)
+    }
+
+    fn read_only_within(&self, schema: &Value, depth: u8) -> bool {
+        if depth == 0 {
+            return false;
+        }
+        if schema.get("readOnly") == Some(&Value::Bool(true)) {
+            return true;
+        }
+        let referenced = schema
             .get("$ref")
             .and_then(Value::as_str)
             .and_then(|r| r.strip_prefix('#'))
             .and_then(|pointer| self.api.doc.pointer(pointer));
-        [Some(property), target]
+        let members = schema
+            .get("allOf")
+            .and_then(Value::as_array)
             .into_iter()
-            .flatten()
-            .any(|s| s.get("readOnly") == Some(&Value::Bool(true)))
+            .flatten();
+        referenced
+            .into_iter()
+            .chain(members)
+            .any(|s| self.read_only_within(s, depth - 1))
     }
 }
 
@@ -497,9 +514,11 @@ components:
           "components": {"schemas": {
             "Patch": {"type": "object", "properties": {
               "id": {"$ref": "#/components/schemas/Id"},
+              "ref": {"allOf": [{"$ref": "#/components/schemas/Ref"}]},
               "example": {"type": ["string", "null"], "x-note": 1},
               "count": {"$ref": "#/components/schemas/Count", "maximum": 10}}},
             "Id": {"type": "string", "readOnly": true},
+            "Ref": {"$ref": "#/components/schemas/Id"},
             "Count": {"$schema": "https://json-schema.org/draft/2020-12/schema",
                       "type": "integer", "exclusiveMinimum": 0}}}
         }"##;
@@ -512,6 +531,7 @@ components:
             json!({"count": 0}),
             json!({"count": 11}),
             json!({"id": 1}),
+            json!({"ref": "x"}),
             json!({"x": 1}),
         ];
         for bad in bad {

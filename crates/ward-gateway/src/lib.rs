@@ -67,6 +67,15 @@ pub async fn run(
             }
         }
     };
+    let tenant = match (&snapshot.tenant, &config.control_plane.tenant) {
+        (Some(streamed), Some(configured)) if streamed != configured => {
+            return Err(format!(
+                "control_plane.tenant is `{configured}` but control_plane.token belongs to tenant `{streamed}`"
+            ));
+        }
+        (Some(streamed), _) => Some(streamed.clone()),
+        (None, configured) => configured.clone(),
+    };
     let state = Arc::new(state::ControlState::from_snapshot(
         &snapshot,
         Duration::from_secs(config.staleness_secs),
@@ -102,6 +111,7 @@ pub async fn run(
         state,
         control,
         public_url.clone(),
+        tenant,
     )?);
     if let Some(admin) = &admin_listen {
         let admin_listener = TcpListener::bind(admin).await.map_err(|e| {

@@ -29,6 +29,8 @@ use crate::tls::UpstreamClient;
 /// The response body type of the gateway.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
+/// How long a client may take to send its request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the upstream may take to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Unknown `kid`s trigger at most one JWKS fetch per this interval.
@@ -89,6 +91,9 @@ struct Claims {
     #[serde(default)]
     agent_version: String,
     scopes: Vec<String>,
+    /// `scopes`, parsed once when the token is first verified.
+    #[serde(skip)]
+    granted: Vec<Scope>,
     cnf: Cnf,
     #[serde(default)]
     approval_id: Option<String>,
@@ -117,13 +122,15 @@ struct Record {
 }
 
 impl Gateway {
-    /// Builds the gateway from a checked configuration, the followed state
-    /// and the public URL clients address.
+    /// Builds the gateway from a checked configuration, the followed state,
+    /// the public URL clients address and the one tenant it serves, if the
+    /// stream covers only one.
     pub fn new(
         loaded: Loaded,
         state: Arc<ControlState>,
         control: ControlClient,
         public_url: String,
+        tenant: Option<String>,
     ) -> Result<Gateway, String> {
         let config = &loaded.config;
         let limits = loaded
@@ -148,7 +155,7 @@ impl Gateway {
         Ok(Gateway {
             upstreams,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            tenant: config.control_plane.tenant.clone(),
+            tenant,
             skew: i64::try_from(config.clock_skew_secs).unwrap_or(i64::MAX),
             proof_max_age: i64::try_from(config.proof_max_age_secs).unwrap_or(i64::MAX),
             max_body: config.max_body_bytes,
@@ -245,13 +252,13 @@ impl Gateway {
         record: &mut Record,
     ) -> Result<Response<Body>, GatewayError> {
         let path = request.uri().path().to_owned();
+        if let Some(limiter) = &self.ip_limit {
+            rate_limit(limiter, &peer.ip().to_string(), "this address")?;
+        }
         if !self.separate_admin
             && let Some(response) = self.operations(&path)
         {
             return Ok(response);
-        }
-        if let Some(limiter) = &self.ip_limit {
-            rate_limit(limiter, &peer.ip().to_string(), "this address")?;
         }
         let segments = clean_path(&path)?;
         let (index, params) = self.find_route(&segments, request.method())?;
@@ -270,28 +277,6 @@ impl Gateway {
         record.tenant = Some(claims.tenant.clone());
         self.verify_proof(proof, token, request.method(), &path, &claims, now)?;
         self.authorize(route, &required, &claims, request.method())?;
-        // The record of spent tokens starts empty with the process: a
-        // single-use token minted before the start may have been spent.
-        if claims.single_use && claims.iat < self.started.saturating_sub(self.skew) {
-            return Err(GatewayError::unauthorized(
-                "token_used",
-                "this single-use token predates the gateway's start and may have been used; request a new approval",
-            ));
-        }
-        // INVARIANT: a single-use (approved, action-bound) token is spent
-        // only once every other check passed, so a refusal does not burn it.
-        if claims.single_use
-            && !self.state.first_use(
-                format!("token:{}", claims.jti),
-                now,
-                claims.exp.saturating_add(self.skew).saturating_add(1),
-            )
-        {
-            return Err(GatewayError::unauthorized(
-                "token_used",
-                "this single-use token was already used; request a new approval",
-            ));
-        }
         let limits = &self.limits[index];
         let rate = match &limits.agent {
             Some(limiter) => Some(rate_limit(limiter, &claims.sub, "this agent")?),
@@ -307,6 +292,29 @@ impl Gateway {
             .await?;
         if let Some(quota) = &limits.quota {
             take_quota(quota, &claims.sub, now)?;
+        }
+        // The record of spent tokens starts empty with the process: a
+        // single-use token minted before the start may have been spent.
+        if claims.single_use && claims.iat < self.started {
+            return Err(GatewayError::unauthorized(
+                "token_used",
+                "this single-use token predates the gateway's start and may have been used; request a new approval",
+            ));
+        }
+        // INVARIANT: a single-use (approved, action-bound) token is spent
+        // only once every other check passed (body and quota
+        // included), so a refusal does not burn it.
+        if claims.single_use
+            && !self.state.first_use(
+                format!("token:{}", claims.jti),
+                now,
+                claims.exp.saturating_add(self.skew).saturating_add(1),
+            )
+        {
+            return Err(GatewayError::unauthorized(
+                "token_used",
+                "this single-use token was already used; request a new approval",
+            ));
         }
         let mut response = self
             .forward(parts, body, route, &claims, correlation_id, peer)
@@ -437,12 +445,26 @@ impl Gateway {
                 "the token's header `typ` must be `at+jwt`; present a Ward access token",
             ));
         }
-        let claims: Claims = serde_json::from_value(claims).map_err(|e| {
+        let mut claims: Claims = serde_json::from_value(claims).map_err(|e| {
             GatewayError::unauthorized(
                 "malformed_token",
                 format!("the token's claims are not those of a Ward access token: {e}"),
             )
         })?;
+        // Every scope must parse: the parser refuses the separators
+        // (whitespace, `,`) that would let one scope forge another in the
+        // `X-Ward-Scopes` header.
+        claims.granted = claims
+            .scopes
+            .iter()
+            .map(|s| s.parse::<Scope>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                GatewayError::unauthorized(
+                    "malformed_token",
+                    format!("the token carries an invalid scope: {e}"),
+                )
+            })?;
         if let Some(tenant) = &self.tenant
             && *tenant != claims.tenant
         {
@@ -519,7 +541,7 @@ impl Gateway {
         }
         // The replay cache starts empty: a proof made before this process
         // started may have been used with the previous one.
-        if verified.iat < self.started.saturating_sub(self.skew) {
+        if verified.iat < self.started {
             return Err(GatewayError::unauthorized(
                 "dpop_proof_stale",
                 "the dpop proof predates the gateway's start and cannot be checked for replay; send a fresh proof",
@@ -590,9 +612,8 @@ impl Gateway {
             ));
         }
         let covered = claims
-            .scopes
+            .granted
             .iter()
-            .filter_map(|s| s.parse::<Scope>().ok())
             .any(|granted| granted.covers(required));
         if !covered {
             return Err(GatewayError::forbidden(
@@ -682,9 +703,20 @@ impl Gateway {
         if declared.is_some_and(|n| n > self.max_body as u64) {
             return Err(too_large());
         }
-        let bytes = Limited::new(body, self.max_body)
-            .collect()
-            .await
+        let collected =
+            tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, self.max_body).collect())
+                .await
+                .map_err(|_| {
+                    GatewayError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        format!(
+                            "the request body did not arrive within {} s",
+                            BODY_TIMEOUT.as_secs()
+                        ),
+                    )
+                })?;
+        let bytes = collected
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     too_large()
@@ -693,8 +725,8 @@ impl Gateway {
                 }
             })?
             .to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            GatewayError::bad_request("invalid_json", format!("the request body is not JSON: {e}"))
+        let value = ward_auth::json::parse_unique(&bytes).map_err(|e| {
+            GatewayError::bad_request("invalid_json", format!("the request body is not acceptable JSON (one document, no duplicate member names): {e}"))
         })?;
         if let BodyRule::Schema { validator, .. } = rule
             && let Err(error) = validator.validate(&value)
@@ -706,7 +738,8 @@ impl Gateway {
                 pointer
             };
             return Err(match error.kind() {
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected }
+                | jsonschema::error::ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                     let name = unexpected.first().cloned().unwrap_or_default();
                     GatewayError::bad_request(
                         "unknown_field",
@@ -753,22 +786,7 @@ impl Gateway {
             .and_then(next_traceparent);
         let names: Vec<HeaderName> = headers.keys().cloned().collect();
         for name in names {
-            let lower = name.as_str();
-            if lower.starts_with("x-ward-")
-                || lower.starts_with("x-forwarded-")
-                || matches!(
-                    lower,
-                    "authorization"
-                        | "dpop"
-                        | "forwarded"
-                        | "x-real-ip"
-                        | "x-correlation-id"
-                        | "traceparent"
-                        | "tracestate"
-                        | "host"
-                        | "content-length"
-                )
-            {
+            if is_stripped(name.as_str()) {
                 headers.remove(&name);
             }
         }
@@ -948,6 +966,32 @@ pub fn clean_path(path: &str) -> Result<Vec<&str>, GatewayError> {
             return Err(refuse("it contains an encoded `/`, `.`, `\\`, `%` or NUL"));
         }
     }
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut bytes = path.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte != b'%' {
+            decoded.push(byte);
+            continue;
+        }
+        let escaped = match (bytes.next(), bytes.next()) {
+            (Some(high), Some(low)) => hex_digit(high).zip(hex_digit(low)).map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        let Some(escaped) = escaped else {
+            return Err(refuse("it has a `%` not followed by two hex digits"));
+        };
+        // RFC 3986 §2.3: `%67` is `g`, so it could spell a scope two ways.
+        if escaped.is_ascii_alphanumeric() || matches!(escaped, b'-' | b'_' | b'~') {
+            return Err(refuse("it percent-encodes an unreserved character"));
+        }
+        if escaped.is_ascii_control() {
+            return Err(refuse("it encodes a control character"));
+        }
+        decoded.push(escaped);
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        return Err(refuse("its escapes do not decode to UTF-8"));
+    }
     let segments: Vec<&str> = rest.split('/').collect();
     for segment in &segments {
         match *segment {
@@ -999,6 +1043,12 @@ fn match_template(
     Ok(Some(params))
 }
 
+fn hex_digit(byte: u8) -> Option<u8> {
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
 fn required_scope(route: &Route, params: &HashMap<String, String>) -> Result<Scope, GatewayError> {
     let text = substitute(&route.config.scope, |name| params.get(name).cloned()).map_err(|_| {
         GatewayError::new(
@@ -1031,6 +1081,41 @@ fn is_json_content_type(value: &str) -> bool {
     })
 }
 
+/// Whether an incoming request header must not reach the upstream: the
+/// credentials, what the gateway itself sets (identity, forwarding, trace),
+/// headers that make frameworks change the method, path or client address
+/// behind the route's back, and any name with `_` (CGI-style servers read
+/// `X_Ward_User` as `X-Ward-User`; nginx drops them too).
+fn is_stripped(name: &str) -> bool {
+    name.contains('_')
+        || name.starts_with("x-ward-")
+        || name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "authorization"
+                | "dpop"
+                | "forwarded"
+                | "x-real-ip"
+                | "x-correlation-id"
+                | "traceparent"
+                | "tracestate"
+                | "host"
+                | "content-length"
+                | "x-http-method-override"
+                | "x-http-method"
+                | "x-method-override"
+                | "x-original-method"
+                | "x-original-url"
+                | "x-rewrite-url"
+                | "x-original-uri"
+                | "true-client-ip"
+                | "x-client-ip"
+                | "x-cluster-client-ip"
+                | "cf-connecting-ip"
+                | "fastly-client-ip"
+        )
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -1039,6 +1124,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
     for name in named {
+        // The body's type was checked against the contract: a client
+        // cannot make it disappear by calling it hop-by-hop.
+        if name == "content-type" {
+            continue;
+        }
         if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
             headers.remove(name);
         }
@@ -1169,10 +1259,23 @@ mod tests {
             "/a/%5c",
             "/a\\b",
             "/a/b/",
+            "/exec/%67it",
+            "/a/%7E",
+            "/a/%C0%AE",
+            "/a/%ff",
+            "/a/%0a",
+            "/a/%zz",
+            "/a/%4",
+            "/a/%+1",
         ] {
             assert_eq!(clean_path(path).unwrap_err().code, "invalid_path", "{path}");
         }
         assert_eq!(clean_path("/a/b.c/d").unwrap(), vec!["a", "b.c", "d"]);
+        assert_eq!(
+            clean_path("/a/%C3%A9t%C3%A9").unwrap(),
+            vec!["a", "%C3%A9t%C3%A9"]
+        );
+        assert_eq!(clean_path("/a/x%20y").unwrap(), vec!["a", "x%20y"]);
     }
 
     #[test]

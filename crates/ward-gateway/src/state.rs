@@ -319,6 +319,7 @@ mod tests {
             flags: vec![],
             jwks: Jwks { keys: vec![] },
             high_risk_scopes: vec!["secrets:read:db/*".into(), "exec:run:/usr/bin/git".into()],
+            tenant: None,
         };
         ControlState::from_snapshot(&snapshot, Duration::from_secs(30))
     }

@@ -274,6 +274,17 @@ fn normalise_pattern(pattern: &str) -> Result<String, String> {
             return Err(format!("`{c}` is not supported; use `*`"));
         }
     }
+    // Scopes travel in space-separated lists (the `scope` claim, the
+    // gateway's `X-Ward-Scopes` header) and comma-joined headers: a
+    // separator inside one scope would forge another.
+    if pattern.chars().any(char::is_whitespace) {
+        return Err("whitespace is not allowed; write a space as `%20`".to_owned());
+    }
+    for (c, escape) in [(',', "%2C"), ('"', "%22")] {
+        if pattern.contains(c) {
+            return Err(format!("`{c}` is not allowed; write it as `{escape}`"));
+        }
+    }
 
     let (prefix, path) = match url {
         Some((scheme, rest)) => {
@@ -287,7 +298,7 @@ fn normalise_pattern(pattern: &str) -> Result<String, String> {
     for segment in &segments {
         check_segment(segment)?;
     }
-    let joined = segments.join("/");
+    let joined = upper_case_escapes(&segments.join("/"));
     Ok(match prefix {
         Some(authority) if joined.is_empty() => authority,
         Some(authority) => format!("{authority}/{joined}"),
@@ -356,14 +367,48 @@ fn check_percent_escapes(pattern: &str) -> Result<(), String> {
         let (Some(high), Some(low)) = (hex_value(window[1]), hex_value(window[2])) else {
             continue;
         };
-        if matches!(high * 16 + low, 0x2e | 0x2f | 0x5c | 0x00 | 0x25) {
-            let escape = pattern.get(index..index + 3).unwrap_or("%");
+        let decoded = high * 16 + low;
+        let escape = pattern.get(index..index + 3).unwrap_or("%");
+        if matches!(decoded, 0x2e | 0x2f | 0x5c | 0x00 | 0x25) {
             return Err(format!(
                 "`{escape}` encodes `.`, `/`, `\\`, `%` or NUL, which is ambiguous; use the decoded path"
             ));
         }
+        // RFC 3986 §2.3: an escaped unreserved character means the same as
+        // the character, so two spellings would name one target.
+        if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'_' | b'~') {
+            return Err(format!(
+                "`{escape}` encodes the unreserved `{}`; write it unescaped",
+                char::from(decoded)
+            ));
+        }
     }
     Ok(())
+}
+
+/// `%2c` and `%2C` are one character (RFC 3986 §6.2.2.1): the canonical
+/// form has upper-case hex digits.
+fn upper_case_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escape = rest
+            .get(at..at + 3)
+            .filter(|e| e.bytes().skip(1).all(|b| b.is_ascii_hexdigit()));
+        match escape {
+            Some(escape) => {
+                out.push_str(&escape.to_ascii_uppercase());
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

@@ -94,7 +94,8 @@ fn encoded_dots_slashes_and_percents_are_rejected() {
 
 #[test]
 fn other_percent_escapes_are_kept_verbatim() -> TestResult {
-    check_canonical("files:read:/a%20b/%41", "files:read:/a%20b/%41")?;
+    check_canonical("files:read:/a%20b/%c3%a9", "files:read:/a%20b/%C3%A9")?;
+    check_canonical("files:read:/a%2cb", "files:read:/a%2Cb")?;
     assert!(parse("files:read:/a%20b")?.matches("files", "read", "/a%20b"));
     assert!(!parse("files:read:/a%20b")?.matches("files", "read", "/a b"));
     Ok(())
@@ -295,6 +296,28 @@ fn malformed_scopes_say_how_to_fix_them() {
     check_rejected(
         "files:read:/a\tb",
         "the pattern contains a control character; remove it",
+    );
+    // Separators of scope lists and headers cannot hide inside one scope.
+    check_rejected(
+        "files:read:/x files:write:/**",
+        "whitespace is not allowed; write a space as `%20`",
+    );
+    check_rejected(
+        "files:read:/x\u{a0}y",
+        "whitespace is not allowed; write a space as `%20`",
+    );
+    check_rejected(
+        "files:read:/x,files:write:/**",
+        "`,` is not allowed; write it as `%2C`",
+    );
+    check_rejected(
+        "files:read:/\"x\"",
+        "`\"` is not allowed; write it as `%22`",
+    );
+    // An escaped unreserved character is the character: one spelling only.
+    check_rejected(
+        "exec:run:/usr/bin/%67it",
+        "`%67` encodes the unreserved `g`; write it unescaped",
     );
     check_rejected(
         &format!("files:read:/{}", "a".repeat(1024)),

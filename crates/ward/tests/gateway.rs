@@ -1286,6 +1286,140 @@ async fn tokens_signed_by_a_rotated_key_verify_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn smuggling_tricks_are_refused_or_neutralised() {
+    let w = World::start(30).await;
+    let (agent, token) = w.agent(&[READ]).await;
+    let (k, t) = (&agent.key, token.as_str());
+    let search = "/projects/alice/site/search";
+
+    // Headers some frameworks read as identity, method, path or client
+    // address never reach the upstream; nor do names with `_`.
+    let response = w
+        .gateway
+        .request(k, t, "GET", "/files/alice/site/a")
+        .header("X_Ward_User", "mallory@example.com")
+        .header("X-Ward_Approval_Id", "apr_forged")
+        .header("X_Forwarded_For", "10.9.9.9")
+        .header("X-HTTP-Method-Override", "DELETE")
+        .header("X-Method-Override", "DELETE")
+        .header("X-Original-URL", "/secrets/db/prod")
+        .header("X-Rewrite-URL", "/secrets/db/prod")
+        .header("True-Client-IP", "10.9.9.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    for name in [
+        "x_ward_user",
+        "x-ward_approval_id",
+        "x_forwarded_for",
+        "x-http-method-override",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "true-client-ip",
+    ] {
+        assert!(echo["headers"].get(name).is_none(), "{name}: {echo}");
+    }
+    assert_eq!(echo["method"], "GET");
+
+    // The body's type, checked by the gateway, cannot be dropped by
+    // naming it hop-by-hop.
+    let response = w
+        .gateway
+        .request(k, t, "POST", search)
+        .header("Connection", "content-type")
+        .json(&json!({"query": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(
+        echo["headers"]["content-type"], "application/json",
+        "{echo}"
+    );
+
+    // A document two parsers would read differently is refused.
+    let (status, body) = send(
+        w.gateway
+            .request(k, t, "POST", search)
+            .header("Content-Type", "application/json")
+            .body(r#"{"query": "x", "limit": 100000, "limit": 5}"#),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_json");
+    assert!(body.to_string().contains("duplicate member"), "{body}");
+
+    // `%67` is `g`: one target, one spelling.
+    let (status, body) = w.gateway.get(k, t, "/files/alice/site/%72eadme").await;
+    assert_error(status, &body, 400, "invalid_path");
+    let (status, body) = w.gateway.get(k, t, "/files/alice/site/%C0%AE").await;
+    assert_error(status, &body, 400, "invalid_path");
+
+    // One scope cannot carry another past the matrix by a separator: the
+    // broker refuses it, and the gateway refuses a token that carries one.
+    let forged = "files:read:/home/alice/projects/x files:write:/home/alice/projects/**";
+    let (status, body) = w.server.token(&agent, &[READ, forged]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("whitespace"), "{body}");
+    let smuggled = resigned(&w.server, t, |c| c["scopes"] = json!([READ, forged]));
+    let (status, body) = w.gateway.get(k, &smuggled, "/files/alice/site/a").await;
+    assert_error(status, &body, 401, "malformed_token");
+
+    // A single-use token is spent only by a request that passes every check.
+    let single = resigned(&w.server, t, |c| {
+        c["single_use"] = json!(true);
+        c["approval_id"] = json!("apr_test");
+    });
+    let (status, body) = w
+        .gateway
+        .post(k, &single, search, json!({"query": "x", "limit": 1000}))
+        .await;
+    assert_error(status, &body, 400, "schema_violation");
+    let (status, body) = w
+        .gateway
+        .post(k, &single, search, json!({"query": "x"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = w
+        .gateway
+        .post(k, &single, search, json!({"query": "x"}))
+        .await;
+    assert_error(status, &body, 401, "token_used");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_following_one_tenant_refuses_other_tenants_tokens() {
+    let server = Server::start();
+    let (_, acme_admin) = server.tenant("acme").await;
+    let (_, beta_admin) = server.tenant("beta").await;
+    let upstream = Upstream::start();
+    // A tenant token, and no `tenant:` in the file: the stream says which.
+    let config = gateway_config(&server, &upstream, 30, "").replace(
+        &format!("token: {}", server.bootstrap),
+        &format!("token: {acme_admin}"),
+    );
+    let gateway = Gateway::launch(
+        tempfile::tempdir().unwrap(),
+        &config,
+        reqwest::Client::new(),
+    );
+    for (admin, expected) in [(&acme_admin, 200), (&beta_admin, 403)] {
+        let agent = server.agent(admin, "reader").await;
+        let (status, granted) = server.token(&agent, &[READ]).await;
+        assert_eq!(status, 200, "{granted}");
+        let token = granted["token"].as_str().unwrap();
+        let (status, body) = gateway.get(&agent.key, token, "/files/alice/site/a").await;
+        assert_eq!(status, expected, "{body}");
+        if expected == 403 {
+            assert_error(status, &body, 403, "wrong_tenant");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn proofs_and_single_use_tokens_from_before_a_restart_are_refused() {
     let w = World::start(30).await;
     let (agent, token) = w.agent(&[READ]).await;

@@ -82,6 +82,7 @@ pub async fn snapshot(
             .filter(|f| f.risk == ward_model::matrix::Risk::High)
             .flat_map(|f| f.scopes.iter().map(ToString::to_string))
             .collect(),
+        tenant,
     }))
 }
 
