@@ -1529,6 +1529,32 @@ async fn a_separate_admin_address_keeps_metrics_away_from_agents() {
     assert_eq!(other.status(), 404);
 }
 
+/// Serves HTTP/2 on one connection, answering every request with the
+/// protocol, the path, the agent header and whether the client presented a
+/// certificate.
+async fn serve_h2_echo<S>(stream: S, client_cert: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(
+        move |request: hyper::Request<hyper::body::Incoming>| async move {
+            let body = json!({
+                "version": format!("{:?}", request.version()),
+                "client_cert": client_cert,
+                "path": request.uri().path(),
+                "agent": request.headers().get("x-ward-agent-id").and_then(|v| v.to_str().ok()),
+            })
+            .to_string();
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(body),
+            )))
+        },
+    );
+    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
+}
+
 /// An HTTP/2-only (h2c) upstream answering with the protocol it was spoken
 /// to in and the agent header it received.
 async fn start_h2_upstream() -> Upstream {
@@ -1539,24 +1565,7 @@ async fn start_h2_upstream() -> Upstream {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |request: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = serde_json::json!({
-                        "version": format!("{:?}", request.version()),
-                        "agent": request.headers().get("x-ward-agent-id").and_then(|v| v.to_str().ok()),
-                    })
-                    .to_string();
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(body)),
-                        ))
-                    },
-                );
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-            });
+            tokio::spawn(serve_h2_echo(stream, false));
         }
     });
     Upstream { url }
@@ -1747,24 +1756,7 @@ async fn start_tls_upstream(ca: &str, cert: &str, key: &str) -> String {
                     return;
                 };
                 let client_cert = stream.get_ref().1.peer_certificates().is_some();
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = json!({
-                            "version": format!("{:?}", request.version()),
-                            "client_cert": client_cert,
-                            "path": request.uri().path(),
-                            "agent": request.headers().get("x-ward-agent-id").and_then(|v| v.to_str().ok()),
-                        })
-                        .to_string();
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(body)),
-                        ))
-                    },
-                );
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                serve_h2_echo(stream, client_cert).await;
             });
         }
     });
