@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::contract::OpenApi;
+use crate::contract::{OpenApi, QueryParam};
 use ward_model::scope::Scope;
 
 /// The configuration file as written.
@@ -206,6 +206,9 @@ pub struct Route {
     pub segments: Vec<Segment>,
     /// What each method's request body must be, by method.
     pub bodies: Vec<(String, BodyRule)>,
+    /// What each method's query string may hold, by method (routes with an
+    /// OpenAPI contract; others pass the query on unchecked).
+    pub queries: Vec<(String, QueryRule)>,
     /// Index into [`Loaded::upstreams`].
     pub upstream: usize,
 }
@@ -225,7 +228,23 @@ pub enum BodyRule {
     Empty,
 }
 
+/// The query parameters a method of a route accepts.
+pub struct QueryRule {
+    /// The declared parameters and how their text is read.
+    pub params: Vec<QueryParam>,
+    /// The compiled schema of the object the query is read into.
+    pub validator: jsonschema::Validator,
+}
+
 impl Route {
+    /// The query rule for `method`, if the route's contract has one.
+    pub fn query_rule(&self, method: &str) -> Option<&QueryRule> {
+        self.queries
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, rule)| rule)
+    }
+
     /// The rule for a request body sent with `method`.
     pub fn body_rule(&self, method: &str) -> &BodyRule {
         self.bodies
@@ -472,21 +491,27 @@ fn compile_route(
             "{at}.daily_quota is 0; remove the route instead"
         )));
     }
-    let bodies = body_rules(route, base, &at)?;
+    let (bodies, queries) = contract_rules(route, base, &at)?;
     Ok(Route {
         config: route.clone(),
         segments,
         bodies,
+        queries,
         upstream,
     })
 }
 
-/// The body rule of each of the route's methods, from `schema` or `openapi`.
-fn body_rules(
+/// The body rule of each of the route's methods, from `schema` or
+/// `openapi`, and with `openapi` their query rules.
+#[allow(
+    clippy::type_complexity,
+    reason = "two lists by method, built together from one document"
+)]
+fn contract_rules(
     route: &RouteConfig,
     base: &Path,
     at: &str,
-) -> Result<Vec<(String, BodyRule)>, ConfigError> {
+) -> Result<(Vec<(String, BodyRule)>, Vec<(String, QueryRule)>), ConfigError> {
     let strict = !route.allow_unknown_fields;
     let compile = |schema: Value, origin: &str| {
         let validator = compile_schema(schema, strict)
@@ -500,7 +525,7 @@ fn body_rules(
         (None, None) if route.operation_id.is_some() => {
             Err(ConfigError(format!("{at}.operation_id needs `openapi`")))
         }
-        (None, None) => Ok(Vec::new()),
+        (None, None) => Ok((Vec::new(), Vec::new())),
         (Some(file), None) => {
             let path = base.join(file);
             let text = read(&path, &format!("{at}.schema"))?;
@@ -511,7 +536,7 @@ fn body_rules(
                 ))
             })?;
             let validator = compile(schema, &format!("`{}`", path.display()))?;
-            Ok(route
+            let bodies = route
                 .methods
                 .iter()
                 .map(|method| {
@@ -521,7 +546,8 @@ fn body_rules(
                     };
                     (method.clone(), rule)
                 })
-                .collect())
+                .collect();
+            Ok((bodies, Vec::new()))
         }
         (None, Some(file)) => {
             let path = base.join(file);
@@ -534,10 +560,12 @@ fn body_rules(
                     route.methods.len()
                 )));
             }
-            let mut rules = Vec::new();
+            let operation_id = route.operation_id.as_deref();
+            let mut bodies = Vec::new();
+            let mut queries = Vec::new();
             for method in &route.methods {
                 let body = api
-                    .request_body(method, &route.path, route.operation_id.as_deref())
+                    .request_body(method, &route.path, operation_id)
                     .map_err(|e| ConfigError(format!("{at}: {e}")))?;
                 let rule = match body {
                     Some(body) => BodyRule::Schema {
@@ -546,9 +574,24 @@ fn body_rules(
                     },
                     None => BodyRule::Empty,
                 };
-                rules.push((method.clone(), rule));
+                bodies.push((method.clone(), rule));
+                let query = api
+                    .query(method, &route.path, operation_id)
+                    .map_err(|e| ConfigError(format!("{at}: {e}")))?;
+                let validator = compile_schema(query.schema, false).map_err(|e| {
+                    ConfigError(format!(
+                        "{at}: the {method} query parameters are not a valid JSON Schema: {e}"
+                    ))
+                })?;
+                queries.push((
+                    method.clone(),
+                    QueryRule {
+                        params: query.params,
+                        validator,
+                    },
+                ));
             }
-            Ok(rules)
+            Ok((bodies, queries))
         }
     }
 }

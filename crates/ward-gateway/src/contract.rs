@@ -40,6 +40,62 @@ pub struct RequestBody {
     pub required: bool,
 }
 
+/// The query string an operation accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryContract {
+    /// The declared parameters and how their values are read.
+    pub params: Vec<QueryParam>,
+    /// A self-contained JSON Schema for the object the query is read into.
+    pub schema: Value,
+}
+
+/// One declared query parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryParam {
+    /// Its name.
+    pub name: String,
+    /// How its values are read.
+    pub kind: QueryKind,
+}
+
+/// The JSON type a query parameter's text is read as before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryKind {
+    /// Kept as text.
+    String,
+    /// An integer, if the text is one.
+    Integer,
+    /// A number, if the text is one.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// Every occurrence of the name (`?tag=a&tag=b`), each read as the item kind.
+    Array(Box<QueryKind>),
+}
+
+impl QueryKind {
+    /// Reads one value; text that is not of the kind stays text, so the
+    /// schema refuses it with the parameter's name.
+    pub fn read(&self, text: &str) -> Value {
+        match self {
+            QueryKind::Integer => text
+                .parse::<i64>()
+                .map_or_else(|_| Value::String(text.into()), Value::from),
+            QueryKind::Number => text
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .map_or_else(|| Value::String(text.into()), Value::from),
+            QueryKind::Boolean => match text {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => Value::String(text.into()),
+            },
+            QueryKind::String | QueryKind::Array(_) => Value::String(text.into()),
+        }
+    }
+}
+
 impl OpenApi {
     /// Parses YAML or JSON text and checks it is OpenAPI 3.0.x or 3.1.x.
     pub fn parse(text: &str) -> Result<OpenApi, String> {
@@ -109,7 +165,92 @@ impl OpenApi {
                 types.join(", ")
             ));
         };
-        let mut schema = media.get("schema").cloned().unwrap_or_else(|| json!({}));
+        let schema = media.get("schema").cloned().unwrap_or_else(|| json!({}));
+        Ok(Some(RequestBody {
+            schema: self.self_contained(schema)?,
+            required: body.get("required") == Some(&Value::Bool(true)),
+        }))
+    }
+
+    /// The query parameters of the same operation (its own and its path
+    /// item's, the operation's winning by name), as a schema for the object
+    /// a query string is read into: declared names only, required ones
+    /// required, values typed by their schemas.
+    pub fn query(
+        &self,
+        method: &str,
+        path: &str,
+        operation_id: Option<&str>,
+    ) -> Result<QueryContract, String> {
+        let (item, operation) = self.operation_in(method, path, operation_id)?;
+        let mut declared: Vec<(String, Value, bool)> = Vec::new();
+        for list in [item.get("parameters"), operation.get("parameters")] {
+            for parameter in list.and_then(Value::as_array).into_iter().flatten() {
+                let parameter = self.resolve(parameter)?;
+                if parameter.get("in").and_then(Value::as_str) != Some("query") {
+                    continue;
+                }
+                let name = parameter
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or("a query parameter has no `name`")?
+                    .to_owned();
+                let schema = parameter
+                    .get("schema")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let required = parameter.get("required") == Some(&Value::Bool(true));
+                declared.retain(|(known, _, _)| *known != name);
+                declared.push((name, schema, required));
+            }
+        }
+        let mut params = Vec::new();
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for (name, schema, needed) in declared {
+            params.push(QueryParam {
+                kind: self.kind_of(&schema),
+                name: name.clone(),
+            });
+            if needed {
+                required.push(Value::String(name.clone()));
+            }
+            properties.insert(name, schema);
+        }
+        let schema = json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        });
+        Ok(QueryContract {
+            params,
+            schema: self.self_contained(schema)?,
+        })
+    }
+
+    /// The JSON type a query value is read as, from its schema (through
+    /// one `$ref`).
+    fn kind_of(&self, schema: &Value) -> QueryKind {
+        let schema = self.resolve(schema).unwrap_or(schema);
+        let kind = |s: &Value| match s.get("type").and_then(Value::as_str) {
+            Some("integer") => QueryKind::Integer,
+            Some("number") => QueryKind::Number,
+            Some("boolean") => QueryKind::Boolean,
+            _ => QueryKind::String,
+        };
+        match schema.get("type").and_then(Value::as_str) {
+            Some("array") => {
+                let items = schema.get("items").unwrap_or(&Value::Null);
+                QueryKind::Array(Box::new(kind(self.resolve(items).unwrap_or(items))))
+            }
+            _ => kind(schema),
+        }
+    }
+
+    /// `schema` converted, with every component schema it reaches copied
+    /// under `$defs` and the 2020-12 dialect declared.
+    fn self_contained(&self, mut schema: Value) -> Result<Value, String> {
         let mut converter = Converter {
             api: self,
             seen: BTreeSet::new(),
@@ -129,14 +270,11 @@ impl OpenApi {
         };
         root.insert("$schema".into(), DIALECT.into());
         if !defs.is_empty() {
-            // A body schema's own `$defs` cannot be referenced from the
-            // document (`#/$defs/...` is refused), so replacing it loses nothing.
+            // A schema's own `$defs` cannot be referenced from the document
+            // (`#/$defs/...` is refused), so replacing it loses nothing.
             root.insert("$defs".into(), Value::Object(defs));
         }
-        Ok(Some(RequestBody {
-            schema: Value::Object(root),
-            required: body.get("required") == Some(&Value::Bool(true)),
-        }))
+        Ok(Value::Object(root))
     }
 
     /// Finds the operation by `operation_id`, or by method and path.
@@ -146,6 +284,17 @@ impl OpenApi {
         path: &str,
         operation_id: Option<&str>,
     ) -> Result<&Value, String> {
+        self.operation_in(method, path, operation_id)
+            .map(|(_, operation)| operation)
+    }
+
+    /// The path item and the operation in it.
+    fn operation_in(
+        &self,
+        method: &str,
+        path: &str,
+        operation_id: Option<&str>,
+    ) -> Result<(&Value, &Value), String> {
         let paths = self.doc["paths"].as_object().into_iter().flatten();
         let key = method.to_ascii_lowercase();
         let Some(id) = operation_id else {
@@ -153,9 +302,11 @@ impl OpenApi {
                 .into_iter()
                 .find(|(template, _)| same_template(template, path))
                 .ok_or_else(|| format!("path `{path}` is not in the OpenAPI document"))?;
-            return self.resolve(item)?.get(&key).ok_or_else(|| {
+            let item = self.resolve(item)?;
+            let operation = item.get(&key).ok_or_else(|| {
                 format!("the OpenAPI document has no `{method}` operation on `{doc_path}`")
-            });
+            })?;
+            return Ok((item, operation));
         };
         for (doc_path, item) in paths {
             let item = self.resolve(item)?;
@@ -172,7 +323,7 @@ impl OpenApi {
                         candidate.to_ascii_uppercase()
                     ));
                 }
-                return Ok(op);
+                return Ok((item, op));
             }
         }
         Err(format!("operationId `{id}` is not in the OpenAPI document"))

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ward_model::scope::Scope;
 
-use crate::config::{BodyRule, Loaded, Route, Segment, substitute};
+use crate::config::{BodyRule, Loaded, QueryRule, Route, Segment, substitute};
+use crate::contract::QueryKind;
 use crate::error::GatewayError;
 use crate::follower::ControlClient;
 use crate::metrics::Metrics;
@@ -287,6 +288,9 @@ impl Gateway {
         }
 
         let (parts, body) = request.into_parts();
+        if let Some(rule) = route.query_rule(parts.method.as_str()) {
+            check_query(rule, parts.uri.query().unwrap_or(""))?;
+        }
         let body = self
             .read_body(route, &parts.method, &parts.headers, body)
             .await?;
@@ -1041,6 +1045,92 @@ fn match_template(
         }
     }
     Ok(Some(params))
+}
+
+/// Reads a query string into the object its contract describes and
+/// checks it: only declared names, a name more than once only for arrays,
+/// values typed by their schemas.
+fn check_query(rule: &QueryRule, query: &str) -> Result<(), GatewayError> {
+    let mut object = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (form_decode(name)?, form_decode(value)?);
+        let field = format!("?{name}");
+        let Some(param) = rule.params.iter().find(|p| p.name == name) else {
+            return Err(GatewayError::bad_request(
+                "unknown_query_parameter",
+                format!(
+                    "query parameter `{}` is not in the route's contract",
+                    shown(&name)
+                ),
+            )
+            .field(field));
+        };
+        match (&param.kind, object.get_mut(&name)) {
+            (QueryKind::Array(item), Some(Value::Array(items))) => items.push(item.read(&value)),
+            (QueryKind::Array(item), None) => {
+                object.insert(name, Value::Array(vec![item.read(&value)]));
+            }
+            (kind, None) => {
+                object.insert(name, kind.read(&value));
+            }
+            (_, Some(_)) => {
+                return Err(GatewayError::bad_request(
+                    "duplicate_query_parameter",
+                    format!("query parameter `{}` is given more than once", shown(&name)),
+                )
+                .field(field));
+            }
+        }
+    }
+    if let Err(error) = rule.validator.validate(&Value::Object(object)) {
+        let path = error.instance_path().as_str().to_owned();
+        let name = match error.kind() {
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                property.as_str().unwrap_or_default().to_owned()
+            }
+            _ => path
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        return Err(GatewayError::bad_request(
+            "schema_violation",
+            format!("the query does not match the route's contract: {error}"),
+        )
+        .field(format!("?{name}")));
+    }
+    Ok(())
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+fn form_decode(text: &str) -> Result<String, GatewayError> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.bytes();
+    while let Some(byte) = rest.next() {
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let decoded = match (rest.next(), rest.next()) {
+                    (Some(high), Some(low)) => hex_digit(high).zip(hex_digit(low)),
+                    _ => None,
+                };
+                let Some((high, low)) = decoded else {
+                    return Err(GatewayError::bad_request(
+                        "invalid_query",
+                        "the query has a `%` not followed by two hex digits",
+                    ));
+                };
+                bytes.push(high * 16 + low);
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        GatewayError::bad_request("invalid_query", "the query does not decode to UTF-8")
+    })
 }
 
 fn hex_digit(byte: u8) -> Option<u8> {

@@ -955,6 +955,35 @@ async fn an_openapi_document_is_the_contract_of_each_method() {
         .json(&json!({"smuggled": true}));
     let (status, error) = send(smuggled).await;
     assert_error(status, &error, 400, "unexpected_body");
+
+    // The query string is part of the contract too.
+    let (status, echo) = w
+        .gateway
+        .get(k, t, "/notes/alice?limit=5&tag=q3&tag=ops&archived=false")
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    for (query, code, field) in [
+        ("?limit=abc", "schema_violation", "?limit"),
+        ("?limit=500", "schema_violation", "?limit"),
+        ("?tag=Not+Valid", "schema_violation", "?tag"),
+        ("?archived=yes", "schema_violation", "?archived"),
+        ("?limit=1&limit=2", "duplicate_query_parameter", "?limit"),
+        ("?_method=DELETE", "unknown_query_parameter", "?_method"),
+        ("?limit=%FF", "invalid_query", ""),
+    ] {
+        let (status, error) = w.gateway.get(k, t, &format!("/notes/alice{query}")).await;
+        assert_error(status, &error, 400, code);
+        if !field.is_empty() {
+            assert_eq!(error["error"]["field"], field, "{query}: {error}");
+        }
+    }
+    let (status, error) = send(
+        w.gateway
+            .request(k, t, "POST", "/notes/alice?limit=1")
+            .json(&json!({"title": "x"})),
+    )
+    .await;
+    assert_error(status, &error, 400, "unknown_query_parameter");
 }
 
 #[tokio::test(flavor = "multi_thread")]
