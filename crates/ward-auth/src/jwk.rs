@@ -73,7 +73,8 @@ impl Jwk {
         if value.get("d").is_some() {
             return Err(AuthError::InvalidKey(PRIVATE_MEMBER.to_owned()));
         }
-        serde_json::from_value(value.clone()).map_err(|e| AuthError::InvalidKey(format!("{e}")))
+        // Deserialised in place: a proof's `jwk` is read on every request.
+        Self::deserialize(value).map_err(|e| AuthError::InvalidKey(format!("{e}")))
     }
 
     /// The Ed25519 verifying key, if this is a valid `OKP`/`Ed25519` JWK whose

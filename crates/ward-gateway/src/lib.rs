@@ -10,10 +10,12 @@
 //!   keys, DPoP replay cache, staleness).
 //! - [`follower`]: snapshot, then the server-sent event stream.
 //! - [`pipeline`]: the per-request checks and the forward.
+//! - [`accesslog`]: the buffered JSON access log on stdout.
 //! - [`ratelimit`]: GCRA rate limits and daily quotas.
 //! - [`metrics`]: Prometheus text on `/metrics`.
 //! - [`error`]: the one error type and its JSON body.
 
+pub mod accesslog;
 pub mod config;
 pub mod contract;
 pub mod error;
@@ -119,6 +121,7 @@ pub async fn run(
         })?;
         tokio::spawn(serve_operations(admin_listener, Arc::clone(&gateway)));
     }
+    let flush = tokio::spawn(accesslog::flush_periodically(gateway.access_log()));
     on_listening(&format!("{scheme}://{local}"), &public_url);
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -155,6 +158,10 @@ pub async fn run(
         });
     }
     follow.abort();
+    flush.abort();
+    // Lines of requests still in flight are written when the last
+    // connection lets go of the gateway (the log flushes on drop).
+    gateway.access_log().flush();
     Ok(())
 }
 

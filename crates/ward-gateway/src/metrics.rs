@@ -2,7 +2,7 @@
 //! route, result and code, request durations, and the follower's health
 //! (connected, staleness, last applied event).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -20,34 +20,49 @@ struct Histogram {
     sum: f64,
 }
 
-/// The labels of a request count: route, result, code, status.
-type RequestKey = (String, &'static str, String, u16);
+/// The counters of one route: requests by result, refusal code and
+/// status, and the duration histogram.
+#[derive(Default)]
+struct RouteCounts {
+    requests: HashMap<(&'static str, &'static str, u16), u64>,
+    durations: Histogram,
+}
 
-/// Counters and histograms, keyed by label values.
+/// Counters and histograms, keyed by label values. One lock, and no
+/// allocation once a route and label combination has been seen.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    durations: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<HashMap<String, RouteCounts>>,
 }
 
 impl Metrics {
     /// Counts one request.
-    pub fn record(&self, route: &str, result: &'static str, code: &str, status: u16, seconds: f64) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests
-                .entry((route.to_owned(), result, code.to_owned(), status))
-                .or_default() += 1;
+    pub fn record(
+        &self,
+        route: &str,
+        result: &'static str,
+        code: &'static str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), RouteCounts::default());
         }
-        if let Ok(mut durations) = self.durations.lock() {
-            let histogram = durations.entry(route.to_owned()).or_default();
-            for (count, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
-                if seconds <= bound {
-                    *count += 1;
-                }
+        let Some(counts) = routes.get_mut(route) else {
+            return;
+        };
+        *counts.requests.entry((result, code, status)).or_default() += 1;
+        let histogram = &mut counts.durations;
+        for (count, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *count += 1;
             }
-            histogram.count += 1;
-            histogram.sum += seconds;
         }
+        histogram.count += 1;
+        histogram.sum += seconds;
     }
 
     /// The exposition text.
@@ -57,8 +72,14 @@ impl Metrics {
             "# HELP ward_gateway_requests_total Requests by route, result and refusal code.\n",
         );
         out.push_str("# TYPE ward_gateway_requests_total counter\n");
-        if let Ok(requests) = self.requests.lock() {
-            for ((route, result, code, status), count) in requests.iter() {
+        let routes = self.routes.lock().ok();
+        let mut sorted: Vec<(&String, &RouteCounts)> =
+            routes.iter().flat_map(|routes| routes.iter()).collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (route, counts) in &sorted {
+            let mut requests: Vec<_> = counts.requests.iter().collect();
+            requests.sort_unstable();
+            for ((result, code, status), count) in requests {
                 let _ = writeln!(
                     out,
                     "ward_gateway_requests_total{{route=\"{}\",result=\"{result}\",code=\"{}\",status=\"{status}\"}} {count}",
@@ -69,22 +90,22 @@ impl Metrics {
         }
         out.push_str("# HELP ward_gateway_request_duration_seconds Time to answer, by route.\n");
         out.push_str("# TYPE ward_gateway_request_duration_seconds histogram\n");
-        if let Ok(durations) = self.durations.lock() {
-            for (route, h) in durations.iter() {
-                let route = escape(route);
-                for (count, bound) in h.counts.iter().zip(BUCKETS) {
-                    let _ = writeln!(
-                        out,
-                        "ward_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
-                    );
-                }
+        for (route, counts) in &sorted {
+            let h = &counts.durations;
+            let route = escape(route);
+            for (count, bound) in h.counts.iter().zip(BUCKETS) {
                 let _ = writeln!(
                     out,
-                    "ward_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\nward_gateway_request_duration_seconds_sum{{route=\"{route}\"}} {}\nward_gateway_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                    h.count, h.sum, h.count
+                    "ward_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
                 );
             }
+            let _ = writeln!(
+                out,
+                "ward_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\nward_gateway_request_duration_seconds_sum{{route=\"{route}\"}} {}\nward_gateway_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count, h.sum, h.count
+            );
         }
+        drop(routes);
         let (since, connected) = state.contact();
         let staleness = if connected { 0.0 } else { since };
         let stale = u8::from(state.stale_for().is_some());

@@ -10,14 +10,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ward_model::scope::Scope;
 
+use crate::accesslog::AccessLog;
 use crate::config::{BodyRule, Loaded, QueryRule, Route, Segment, substitute};
 use crate::contract::QueryKind;
 use crate::error::GatewayError;
@@ -41,7 +42,8 @@ const JWKS_MIN_REFRESH: Duration = Duration::from_secs(1);
 pub struct Gateway {
     routes: Vec<Route>,
     limits: Vec<RouteLimits>,
-    ip_limit: Option<Limiter>,
+    ip_limit: Option<Limiter<IpAddr>>,
+    access_log: Arc<AccessLog>,
     metrics: Metrics,
     state: Arc<ControlState>,
     control: ControlClient,
@@ -110,16 +112,33 @@ struct Cnf {
     jkt: String,
 }
 
-/// What the access log says about one request.
+/// What the access log says about one request, as far as it got.
 #[derive(Default)]
-struct Record {
-    agent_id: Option<String>,
-    user_id: Option<String>,
-    device_id: Option<String>,
-    tenant: Option<String>,
-    route: Option<String>,
+struct Record<'a> {
+    route: Option<&'a str>,
+    scope: Option<Scope>,
+    claims: Option<Arc<Claims>>,
+}
+
+/// One access log line; members in alphabetical order.
+#[derive(Serialize)]
+struct Entry<'a> {
     action: Option<String>,
-    target: Option<String>,
+    agent_id: Option<&'a str>,
+    bytes: Option<u64>,
+    client_ip: IpAddr,
+    code: Option<&'static str>,
+    correlation_id: &'a str,
+    device_id: Option<&'a str>,
+    duration_ms: f64,
+    method: &'a str,
+    result: &'static str,
+    route: Option<&'a str>,
+    status: u16,
+    target: Option<&'a str>,
+    tenant: Option<&'a str>,
+    ts: String,
+    user_id: Option<&'a str>,
 }
 
 impl Gateway {
@@ -163,6 +182,7 @@ impl Gateway {
             routes: loaded.routes,
             limits,
             ip_limit,
+            access_log: Arc::new(AccessLog::default()),
             metrics: Metrics::default(),
             state,
             control,
@@ -216,45 +236,54 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let line = json!({
-            "ts": now_rfc3339(),
-            "correlation_id": correlation_id,
-            "agent_id": record.agent_id,
-            "user_id": record.user_id,
-            "device_id": record.device_id,
-            "tenant": record.tenant,
-            "route": record.route,
-            "method": method.as_str(),
-            "action": record.action,
-            "target": record.target,
-            "result": result,
-            "code": code,
-            "status": response.status().as_u16(),
-            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-            "bytes": bytes,
-            "client_ip": peer.ip().to_string(),
+        let elapsed = started.elapsed().as_secs_f64();
+        let claims = record.claims.as_deref();
+        self.access_log.append(&Entry {
+            action: record
+                .scope
+                .as_ref()
+                .map(|s| format!("{}:{}", s.resource(), s.action())),
+            agent_id: claims.map(|c| c.sub.as_str()),
+            bytes,
+            client_ip: peer.ip(),
+            code,
+            correlation_id: &correlation_id,
+            device_id: claims.map(|c| c.device_id.as_str()),
+            duration_ms: elapsed * 1000.0,
+            method: method.as_str(),
+            result,
+            route: record.route,
+            status: response.status().as_u16(),
+            target: record.scope.as_ref().map(Scope::pattern),
+            tenant: claims.map(|c| c.tenant.as_str()),
+            ts: now_rfc3339(),
+            user_id: claims.map(|c| c.owner.as_str()),
         });
-        println!("{line}");
         self.metrics.record(
-            record.route.as_deref().unwrap_or("-"),
+            record.route.unwrap_or("-"),
             result,
             code.unwrap_or(""),
             response.status().as_u16(),
-            started.elapsed().as_secs_f64(),
+            elapsed,
         );
         response
     }
 
-    async fn serve(
-        &self,
+    /// The access log, for the task that flushes it.
+    pub fn access_log(&self) -> Arc<AccessLog> {
+        Arc::clone(&self.access_log)
+    }
+
+    async fn serve<'a>(
+        &'a self,
         request: Request<Incoming>,
         peer: SocketAddr,
         correlation_id: &str,
-        record: &mut Record,
+        record: &mut Record<'a>,
     ) -> Result<Response<Body>, GatewayError> {
         let path = request.uri().path().to_owned();
         if let Some(limiter) = &self.ip_limit {
-            rate_limit(limiter, &peer.ip().to_string(), "this address")?;
+            rate_limit(limiter, &peer.ip(), "this address")?;
         }
         if !self.separate_admin
             && let Some(response) = self.operations(&path)
@@ -264,27 +293,23 @@ impl Gateway {
         let segments = clean_path(&path)?;
         let (index, params) = self.find_route(&segments, request.method())?;
         let route = &self.routes[index];
-        record.route = Some(route.config.name.clone());
+        record.route = Some(&route.config.name);
         let required = required_scope(route, &params)?;
-        record.action = Some(format!("{}:{}", required.resource(), required.action()));
-        record.target = Some(required.pattern().to_owned());
+        record.scope = Some(required.clone());
 
         let now = unix_now();
         let (token, proof) = credentials(request.headers())?;
         let claims = self.verify_token(token, now).await?;
-        record.agent_id = Some(claims.sub.clone());
-        record.user_id = Some(claims.owner.clone());
-        record.device_id = Some(claims.device_id.clone());
-        record.tenant = Some(claims.tenant.clone());
+        record.claims = Some(Arc::clone(&claims));
         self.verify_proof(proof, token, request.method(), &path, &claims, now)?;
         self.authorize(route, &required, &claims, request.method())?;
         let limits = &self.limits[index];
         let rate = match &limits.agent {
-            Some(limiter) => Some(rate_limit(limiter, &claims.sub, "this agent")?),
+            Some(limiter) => Some(rate_limit(limiter, claims.sub.as_str(), "this agent")?),
             None => None,
         };
         if let Some(limiter) = &limits.user {
-            rate_limit(limiter, &claims.owner, "this user's agents")?;
+            rate_limit(limiter, claims.owner.as_str(), "this user's agents")?;
         }
 
         let (parts, body) = request.into_parts();
@@ -864,11 +889,15 @@ impl Gateway {
 
 /// Counts a request against a limit keyed by `key`; on success the
 /// `RateLimit-*` headers to send.
-fn rate_limit(
-    limiter: &Limiter,
-    key: &str,
+fn rate_limit<K, Q>(
+    limiter: &Limiter<K>,
+    key: &Q,
     whose: &str,
-) -> Result<Vec<(&'static str, String)>, GatewayError> {
+) -> Result<Vec<(&'static str, String)>, GatewayError>
+where
+    K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+    Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+{
     let decision = limiter.check(key, Instant::now());
     let headers = vec![
         ("ratelimit-limit", limiter.burst().to_string()),
@@ -1260,24 +1289,56 @@ fn new_traceparent() -> String {
     format!("00-{}-{}-01", random_hex(16), random_hex(8))
 }
 
+/// `bytes` random bytes in lower-case hex, from a per-thread SplitMix64
+/// generator seeded by the OS once per thread: correlation and trace ids
+/// are not secrets and only need to be unlikely to collide, and a
+/// `getrandom` system call per id was measurable under load.
 fn random_hex(bytes: usize) -> String {
-    use std::fmt::Write as _;
-    let mut buffer = vec![0u8; bytes];
-    if getrandom::fill(&mut buffer).is_err() {
-        // Not secret; only needs to be unlikely to collide.
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(1);
-        for (i, b) in buffer.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 16) * 8)) as u8 | 1;
-        }
-    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes * 2);
-    for b in buffer {
-        let _ = write!(out, "{b:02x}");
+    let mut left = bytes;
+    while left > 0 {
+        let word = next_random().to_le_bytes();
+        for b in word.iter().take(left) {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        left = left.saturating_sub(word.len());
     }
     out
+}
+
+thread_local! {
+    static RANDOM_STATE: std::cell::Cell<u64> = std::cell::Cell::new(random_seed());
+}
+
+fn next_random() -> u64 {
+    RANDOM_STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    if getrandom::fill(&mut seed).is_ok() {
+        return u64::from_le_bytes(seed);
+    }
+    // No OS randomness: the time and the thread still make ids unlikely
+    // to collide.
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::thread::current().id().hash(&mut hasher);
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(1)
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 fn new_correlation_id() -> String {

@@ -1,7 +1,9 @@
 //! Per-key rate limiting with GCRA (the generic cell rate algorithm, a
 //! token bucket kept as one timestamp per key), and daily quotas.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,17 +22,17 @@ pub struct Decision {
     pub reset: Duration,
 }
 
-/// GCRA state for many keys.
-pub struct Limiter {
+/// GCRA state for many keys (agent or user ids, client addresses).
+pub struct Limiter<K = String> {
     interval: Duration,
     tolerance: Duration,
     burst: u32,
-    tats: Mutex<HashMap<String, Instant>>,
+    tats: Mutex<HashMap<K, Instant>>,
 }
 
-impl Limiter {
+impl<K: Hash + Eq> Limiter<K> {
     /// A limiter for `config`.
-    pub fn new(config: RateLimitConfig) -> Limiter {
+    pub fn new(config: RateLimitConfig) -> Limiter<K> {
         let interval = Duration::from_secs_f64(1.0 / config.per_second);
         Limiter {
             interval,
@@ -45,8 +47,13 @@ impl Limiter {
         self.burst
     }
 
-    /// Counts one request for `key` at `now`.
-    pub fn check(&self, key: &str, now: Instant) -> Decision {
+    /// Counts one request for `key` at `now`. A key already seen is
+    /// updated in place, without allocating.
+    pub fn check<Q>(&self, key: &Q, now: Instant) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let Ok(mut tats) = self.tats.lock() else {
             return Decision {
                 allowed: false,
@@ -70,7 +77,12 @@ impl Limiter {
             };
         }
         let new_tat = tat + self.interval;
-        tats.insert(key.to_owned(), new_tat);
+        match tats.get_mut(key) {
+            Some(slot) => *slot = new_tat,
+            None => {
+                tats.insert(key.to_owned(), new_tat);
+            }
+        }
         let used = (new_tat - now).as_secs_f64() / self.interval.as_secs_f64();
         let remaining = (f64::from(self.burst) - used.ceil()).max(0.0);
         Decision {
@@ -116,15 +128,21 @@ impl Quota {
         if counts.len() > 100_000 {
             counts.retain(|_, (d, _)| *d == day);
         }
-        let entry = counts.entry(key.to_owned()).or_insert((day, 0));
-        if entry.0 != day {
-            *entry = (day, 0);
+        let limit = self.limit;
+        let count = |entry: &mut (i64, u64)| {
+            if entry.0 != day {
+                *entry = (day, 0);
+            }
+            if entry.1 >= limit {
+                return Err(until_tomorrow);
+            }
+            entry.1 += 1;
+            Ok(limit - entry.1)
+        };
+        if let Some(entry) = counts.get_mut(key) {
+            return count(entry);
         }
-        if entry.1 >= self.limit {
-            return Err(until_tomorrow);
-        }
-        entry.1 += 1;
-        Ok(self.limit - entry.1)
+        count(counts.entry(key.to_owned()).or_insert((day, 0)))
     }
 }
 
@@ -134,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_the_rate_applies() {
-        let limiter = Limiter::new(RateLimitConfig {
+        let limiter: Limiter = Limiter::new(RateLimitConfig {
             per_second: 1.0,
             burst: 3,
         });
