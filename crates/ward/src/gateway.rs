@@ -32,7 +32,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
                     );
                     let _ = out.flush();
                 },
-                shutdown_signal(),
+                crate::serve::shutdown_signal(),
             )
             .await
         }
@@ -40,20 +40,5 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
             "give a configuration file: `ward gateway --config FILE` (see examples/gateway.yaml)"
                 .into(),
         ),
-    }
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
     }
 }

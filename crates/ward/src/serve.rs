@@ -232,7 +232,8 @@ fn init_logging() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM: how `ward serve` and `ward gateway` stop.
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
