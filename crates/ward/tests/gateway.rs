@@ -1815,6 +1815,8 @@ async fn tls_on_both_sides_one_upstream_per_route_and_streamed_responses() {
     let (client_cert, client_key) = test_cert(pki.path(), "ca", "client");
     let other_ca = test_ca(pki.path(), "other");
     let secure = start_tls_upstream(&ca, &server_cert, &server_key).await;
+    // The same server by a name its certificate does not carry.
+    let wrong_name = secure.replace("127.0.0.1", "localhost");
 
     let server = Server::start();
     let (_, admin) = server.tenant("acme").await;
@@ -1824,10 +1826,11 @@ async fn tls_on_both_sides_one_upstream_per_route_and_streamed_responses() {
 upstreams:
   secure: {{url: '{secure}', http2: true, ca_file: '{ca}', client_cert_file: '{client_cert}', client_key_file: '{client_key}'}}
   untrusted: {{url: '{secure}', http2: true, ca_file: '{other_ca}', client_cert_file: '{client_cert}', client_key_file: '{client_key}'}}
-  anonymous: {{url: '{secure}', http2: true, ca_file: '{ca}'}}"
+  anonymous: {{url: '{secure}', http2: true, ca_file: '{ca}'}}
+  wrongname: {{url: '{wrong_name}', http2: true, ca_file: '{ca}', client_cert_file: '{client_cert}', client_key_file: '{client_key}'}}"
     );
     let mut config = gateway_config(&server, &plain, 30, &extra);
-    for name in ["secure", "untrusted", "anonymous"] {
+    for name in ["secure", "untrusted", "anonymous", "wrongname"] {
         config.push_str(&format!(
             "  - name: {name}\n    methods: [GET]\n    path: /{name}/{{user}}\n    scope: files:read:/home/{{user}}/projects/{name}\n    upstream: {name}\n"
         ));
@@ -1861,9 +1864,10 @@ upstreams:
     assert_eq!(echo["path"], "/secure/alice");
     assert_eq!(echo["agent"], agent.id.as_str());
 
-    // An upstream whose certificate the gateway does not trust, and one
-    // that refuses a gateway without a client certificate: 502, no details.
-    for path in ["/untrusted/alice", "/anonymous/alice"] {
+    // An upstream whose certificate the gateway does not trust, one whose
+    // certificate names another host, and one that refuses a gateway
+    // without a client certificate: 502, no details.
+    for path in ["/untrusted/alice", "/wrongname/alice", "/anonymous/alice"] {
         let (status, body) = gateway.get(&agent.key, token, path).await;
         assert_error(status, &body, 502, "upstream_unavailable");
         assert!(!body.to_string().contains("certificate"), "{body}");
