@@ -1482,13 +1482,6 @@ async fn proofs_and_single_use_tokens_from_before_a_restart_are_refused() {
     };
     let path = "/files/alice/site/a";
     let url = format!("http://127.0.0.1:{port}{path}");
-    let replay = proof(&agent.key, &token, "GET", &url);
-    // An approval-bound single-use token, genuinely signed (the broker's
-    // approval flow is tested elsewhere).
-    let single = resigned(&w.server, &token, |c| {
-        c["single_use"] = json!(true);
-        c["approval_id"] = json!("apr_test");
-    });
     let call = |gateway: &Gateway, token: &str, proof: String| {
         send(
             gateway
@@ -1500,6 +1493,15 @@ async fn proofs_and_single_use_tokens_from_before_a_restart_are_refused() {
     };
 
     let first = start();
+    // Made once the first process runs: it can tell whether they were used.
+    let replay = proof(&agent.key, &token, "GET", &url);
+    // An approval-bound single-use token, genuinely signed (the broker's
+    // approval flow is tested elsewhere).
+    let single = resigned(&w.server, &token, |c| {
+        c["single_use"] = json!(true);
+        c["approval_id"] = json!("apr_test");
+        c["iat"] = json!(now());
+    });
     let (status, body) = call(&first, &token, replay.clone()).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = call(&first, &token, replay.clone()).await;
