@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -643,19 +643,129 @@ fn compile_schema(mut schema: Value, strict: bool) -> Result<jsonschema::Validat
 /// A schema that already has `additionalProperties` or
 /// `unevaluatedProperties` is left as written.
 pub fn close_objects(schema: &mut Value) -> bool {
-    close(schema, false)
+    let mut facts = Shared::default();
+    facts.collect(schema, schema);
+    close(schema, false, &BTreeSet::new(), &facts)
 }
 
-fn close(schema: &mut Value, branch: bool) -> bool {
-    const COMBINING: [&str; 7] = [
-        "allOf",
-        "anyOf",
-        "oneOf",
-        "$ref",
-        "then",
-        "else",
-        "dependentSchemas",
-    ];
+/// Keywords whose subschemas apply to the same instance as their parent.
+const COMBINING: [&str; 9] = [
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "$ref",
+    "$dynamicRef",
+    "$recursiveRef",
+    "then",
+    "else",
+    "dependentSchemas",
+];
+
+/// What closing must know about the whole schema before changing it: the
+/// property names of each `$defs` entry, and for each entry the names it
+/// shares with a sibling branch somewhere (left open inside it).
+#[derive(Default)]
+struct Shared {
+    def_properties: BTreeMap<String, BTreeSet<String>>,
+    open_in_def: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Shared {
+    fn collect(&mut self, schema: &Value, root: &Value) {
+        if std::ptr::eq(schema, root) {
+            for key in ["$defs", "definitions"] {
+                for (name, def) in root
+                    .get(key)
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    self.def_properties
+                        .insert(name.clone(), property_names(def).collect());
+                }
+            }
+        }
+        match schema {
+            Value::Object(map) => {
+                let shared = self.shared_names(map);
+                if !shared.is_empty() {
+                    for branch in branches(map) {
+                        if let Some(name) = def_name(branch) {
+                            self.open_in_def
+                                .entry(name.to_owned())
+                                .or_default()
+                                .extend(shared.iter().cloned());
+                        }
+                    }
+                }
+                map.values().for_each(|child| self.collect(child, root));
+            }
+            Value::Array(items) => items.iter().for_each(|child| self.collect(child, root)),
+            _ => {}
+        }
+    }
+
+    /// Property names declared by more than one of: the node itself and
+    /// each of its branches (a `$ref` branch declares its target's).
+    fn shared_names(&self, map: &serde_json::Map<String, Value>) -> BTreeSet<String> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let own = map
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect::<BTreeSet<_>>())
+            .unwrap_or_default();
+        let branch_names = branches(map).map(|branch| {
+            let mut names: BTreeSet<String> = property_names(branch).collect();
+            if let Some(target) = def_name(branch).and_then(|d| self.def_properties.get(d)) {
+                names.extend(target.iter().cloned());
+            }
+            names
+        });
+        for names in std::iter::once(own).chain(branch_names) {
+            for name in names {
+                *seen.entry(name).or_default() += 1;
+            }
+        }
+        seen.into_iter()
+            .filter(|(_, count)| *count > 1)
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
+/// The subschemas of `allOf`, `anyOf`, `oneOf`, `then` and `else`.
+fn branches(map: &serde_json::Map<String, Value>) -> impl Iterator<Item = &Value> {
+    ["allOf", "anyOf", "oneOf", "then", "else"]
+        .into_iter()
+        .filter_map(|key| map.get(key))
+        .flat_map(|value| match value {
+            Value::Array(items) => items.iter().collect::<Vec<_>>(),
+            single => vec![single],
+        })
+}
+
+fn property_names(schema: &Value) -> impl Iterator<Item = String> + '_ {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|p| p.keys().cloned())
+}
+
+/// `X` of a `{"$ref": "#/$defs/X"}` (or `#/definitions/X`).
+fn def_name(schema: &Value) -> Option<&str> {
+    let reference = schema.get("$ref")?.as_str()?;
+    let name = reference
+        .strip_prefix("#/$defs/")
+        .or_else(|| reference.strip_prefix("#/definitions/"))?;
+    (!name.contains('/')).then_some(name)
+}
+
+/// Closes `schema`; `branch`: it applies beside siblings, so its own top
+/// stays open; `keep_open`: property names a sibling also declares, whose
+/// schemas are left as written (closing one side would refuse the other's
+/// members).
+fn close(schema: &mut Value, branch: bool, keep_open: &BTreeSet<String>, facts: &Shared) -> bool {
     let Value::Object(map) = schema else {
         return false;
     };
@@ -677,31 +787,50 @@ fn close(schema: &mut Value, branch: bool) -> bool {
             map.insert("additionalProperties".into(), Value::Bool(false));
         }
     }
+    let shared = facts.shared_names(map);
+    let none = BTreeSet::new();
     for (key, child) in map.iter_mut() {
-        let as_branch = match key.as_str() {
-            "properties" | "patternProperties" => Some((false, true)),
-            "$defs" | "definitions" | "dependentSchemas" => Some((true, true)),
-            "allOf" | "anyOf" | "oneOf" => Some((true, false)),
-            "then" | "else" => Some((true, false)),
-            "items"
-            | "prefixItems"
-            | "additionalItems"
-            | "unevaluatedItems"
-            | "contains"
-            | "additionalProperties"
-            | "unevaluatedProperties" => Some((false, false)),
-            _ => None,
-        };
-        let Some((branch, named)) = as_branch else {
-            continue;
-        };
-        let children: Vec<&mut Value> = match child {
-            Value::Object(named_children) if named => named_children.values_mut().collect(),
-            Value::Array(list) => list.iter_mut().collect(),
-            single => vec![single],
-        };
-        for child in children {
-            unevaluated |= close(child, branch);
+        match (key.as_str(), child) {
+            ("properties", Value::Object(properties)) => {
+                for (name, property) in properties.iter_mut() {
+                    if !keep_open.contains(name) && !shared.contains(name) {
+                        unevaluated |= close(property, false, &none, facts);
+                    }
+                }
+            }
+            ("$defs" | "definitions", Value::Object(defs)) => {
+                for (name, def) in defs.iter_mut() {
+                    let open = facts.open_in_def.get(name).unwrap_or(&none);
+                    unevaluated |= close(def, true, open, facts);
+                }
+            }
+            ("patternProperties" | "dependentSchemas", Value::Object(children)) => {
+                let branch = key == "dependentSchemas";
+                for child in children.values_mut() {
+                    unevaluated |= close(child, branch, &none, facts);
+                }
+            }
+            ("allOf" | "anyOf" | "oneOf", Value::Array(items)) => {
+                for item in items {
+                    unevaluated |= close(item, true, &shared, facts);
+                }
+            }
+            ("then" | "else", child) => unevaluated |= close(child, true, &shared, facts),
+            ("prefixItems" | "items", Value::Array(items)) => {
+                for item in items {
+                    unevaluated |= close(item, false, &none, facts);
+                }
+            }
+            (
+                "items"
+                | "additionalItems"
+                | "unevaluatedItems"
+                | "contains"
+                | "additionalProperties"
+                | "unevaluatedProperties",
+                child,
+            ) => unevaluated |= close(child, false, &none, facts),
+            _ => {}
         }
     }
     unevaluated
@@ -856,6 +985,42 @@ mod tests {
             &[
                 (json!({"root": {"children": [{"children": []}]}}), true),
                 (json!({"root": {"children": [{"leaf": 1}]}}), false),
+            ],
+        );
+        // A property two branches refine stays as written in both: closing
+        // one side would refuse what the other declares.
+        let meta = |name: &str| json!({"type": "object", "properties": {"meta": {"type": "object", "properties": {name: {}}}}});
+        closed_accepts(
+            json!({"allOf": [meta("x"), meta("y")]}),
+            &[
+                (json!({"meta": {"x": 1, "y": 2}}), true),
+                (json!({"meta": {"x": 1}, "other": 1}), false),
+            ],
+        );
+        closed_accepts(
+            json!({"$defs": {"Base": meta("x")},
+                   "allOf": [{"$ref": "#/$defs/Base"}, meta("y")]}),
+            &[
+                (json!({"meta": {"x": 1, "y": 2}}), true),
+                (json!({"other": 1}), false),
+            ],
+        );
+        // A property only one branch declares is closed inside it.
+        closed_accepts(
+            json!({"allOf": [meta("x"), object("b")]}),
+            &[
+                (json!({"meta": {"x": 1}, "b": 2}), true),
+                (json!({"meta": {"x": 1, "evil": 1}}), false),
+            ],
+        );
+        // Dynamic references combine like `$ref`.
+        closed_accepts(
+            json!({"$defs": {"Node": {"$dynamicAnchor": "node", "type": "object",
+                       "properties": {"a": {}}}},
+                   "type": "object", "properties": {"p": {"$dynamicRef": "#node"}}}),
+            &[
+                (json!({"p": {"a": 1}}), true),
+                (json!({"p": {"a": 1, "evil": 1}}), false),
             ],
         );
         // `not` and `if` are left as written: closing them would widen
