@@ -223,6 +223,9 @@ pub enum BodyRule {
         validator: Arc<jsonschema::Validator>,
         /// Whether a request without a body is refused.
         required: bool,
+        /// The one accepted media type, lower case: `application/json`, or
+        /// the JSON media type the OpenAPI operation names.
+        media_type: String,
     },
     /// Absent: the contract's operation takes no request body.
     Empty,
@@ -543,6 +546,7 @@ fn contract_rules(
                     let rule = BodyRule::Schema {
                         validator: Arc::clone(&validator),
                         required: true,
+                        media_type: "application/json".to_owned(),
                     };
                     (method.clone(), rule)
                 })
@@ -571,6 +575,7 @@ fn contract_rules(
                     Some(body) => BodyRule::Schema {
                         validator: compile(body.schema, &format!("the {method} request body"))?,
                         required: body.required,
+                        media_type: body.media_type,
                     },
                     None => BodyRule::Empty,
                 };

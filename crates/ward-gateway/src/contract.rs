@@ -38,6 +38,8 @@ pub struct RequestBody {
     pub schema: Value,
     /// The body is `required: true` (OpenAPI's default is optional).
     pub required: bool,
+    /// The JSON media type the schema is for (lower case, no parameters).
+    pub media_type: String,
 }
 
 /// The query string an operation accepts.
@@ -154,7 +156,7 @@ impl OpenApi {
             .flatten()
             .filter(|(media, _)| is_json(media))
             .min_by_key(|(media, _)| essence(media) != "application/json");
-        let Some((_, media)) = json else {
+        let Some((media_type, media)) = json else {
             let types: Vec<&str> = content
                 .iter()
                 .flat_map(|c| c.keys())
@@ -169,6 +171,7 @@ impl OpenApi {
         Ok(Some(RequestBody {
             schema: self.self_contained(schema)?,
             required: body.get("required") == Some(&Value::Bool(true)),
+            media_type: essence(media_type),
         }))
     }
 
@@ -195,6 +198,20 @@ impl OpenApi {
                     .and_then(Value::as_str)
                     .ok_or("a query parameter has no `name`")?
                     .to_owned();
+                let style = parameter.get("style").and_then(Value::as_str);
+                let explode = parameter.get("explode").and_then(Value::as_bool);
+                if style.is_some_and(|s| s != "form") || explode == Some(false) {
+                    return Err(format!(
+                        "query parameter `{name}` uses `style: {}`/`explode: {}`; only the default (`form`, exploded: `?a=1&a=2`) is checked, so describe it that way",
+                        style.unwrap_or("form"),
+                        explode.unwrap_or(true)
+                    ));
+                }
+                if parameter.get("content").is_some() {
+                    return Err(format!(
+                        "query parameter `{name}` is described by `content`; give it a `schema`"
+                    ));
+                }
                 let schema = parameter
                     .get("schema")
                     .cloned()
@@ -229,23 +246,62 @@ impl OpenApi {
         })
     }
 
-    /// The JSON type a query value is read as, from its schema (through
-    /// one `$ref`).
+    /// The JSON type a query value is read as, from its schema: its
+    /// `type` (a list's non-null member), else that of what it references
+    /// or of an `allOf` member, to a bounded depth.
     fn kind_of(&self, schema: &Value) -> QueryKind {
-        let schema = self.resolve(schema).unwrap_or(schema);
-        let kind = |s: &Value| match s.get("type").and_then(Value::as_str) {
-            Some("integer") => QueryKind::Integer,
-            Some("number") => QueryKind::Number,
-            Some("boolean") => QueryKind::Boolean,
-            _ => QueryKind::String,
-        };
-        match schema.get("type").and_then(Value::as_str) {
+        match self.type_of(schema, 8) {
             Some("array") => {
-                let items = schema.get("items").unwrap_or(&Value::Null);
-                QueryKind::Array(Box::new(kind(self.resolve(items).unwrap_or(items))))
+                let items = self
+                    .items_of(schema, 8)
+                    .map_or(QueryKind::String, |items| scalar(self.type_of(items, 8)));
+                QueryKind::Array(Box::new(items))
             }
-            _ => kind(schema),
+            other => scalar(other),
         }
+    }
+
+    fn type_of<'a>(&'a self, schema: &'a Value, depth: u8) -> Option<&'a str> {
+        if depth == 0 {
+            return None;
+        }
+        let own = match schema.get("type") {
+            Some(Value::String(kind)) => Some(kind.as_str()),
+            Some(Value::Array(kinds)) => kinds
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|k| *k != "null"),
+            _ => None,
+        };
+        own.or_else(|| {
+            self.related(schema)
+                .find_map(|related| self.type_of(related, depth - 1))
+        })
+    }
+
+    fn items_of<'a>(&'a self, schema: &'a Value, depth: u8) -> Option<&'a Value> {
+        if depth == 0 {
+            return None;
+        }
+        schema.get("items").or_else(|| {
+            self.related(schema)
+                .find_map(|related| self.items_of(related, depth - 1))
+        })
+    }
+
+    /// What `$ref` points to and the `allOf` members.
+    fn related<'a>(&'a self, schema: &'a Value) -> impl Iterator<Item = &'a Value> {
+        let referenced = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| self.doc.pointer(pointer));
+        let members = schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        referenced.into_iter().chain(members)
     }
 
     /// `schema` converted, with every component schema it reaches copied
@@ -458,20 +514,18 @@ impl Converter<'_> {
         if schema.get("readOnly") == Some(&Value::Bool(true)) {
             return true;
         }
-        let referenced = schema
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix('#'))
-            .and_then(|pointer| self.api.doc.pointer(pointer));
-        let members = schema
-            .get("allOf")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten();
-        referenced
-            .into_iter()
-            .chain(members)
+        self.api
+            .related(schema)
             .any(|s| self.read_only_within(s, depth - 1))
+    }
+}
+
+fn scalar(kind: Option<&str>) -> QueryKind {
+    match kind {
+        Some("integer") => QueryKind::Integer,
+        Some("number") => QueryKind::Number,
+        Some("boolean") => QueryKind::Boolean,
+        _ => QueryKind::String,
     }
 }
 
@@ -675,6 +729,7 @@ components:
         }"##;
         let body = body(doc, "PATCH", "/items/{id}", None);
         assert!(!body.required);
+        assert_eq!(body.media_type, "application/merge-patch+json");
         assert!(body.schema["$defs"]["Count"].get("$schema").is_none());
         let v = validator(body);
         assert!(v.is_valid(&json!({"example": null, "count": 10})));
@@ -688,5 +743,46 @@ components:
         for bad in bad {
             assert!(!v.is_valid(&bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn query_parameters_are_read_by_their_schemas_types() {
+        let doc = r##"{
+          "openapi": "3.1.0",
+          "info": {"title": "t", "version": "1"},
+          "paths": {"/items": {
+            "parameters": [{"name": "page", "in": "query",
+                            "schema": {"allOf": [{"$ref": "#/components/schemas/Page"}]}}],
+            "get": {"parameters": [
+              {"name": "limit", "in": "query", "schema": {"type": ["integer", "null"]}},
+              {"name": "ids", "in": "query", "schema": {"type": "array", "items": {"type": "integer"}}},
+              {"name": "page", "in": "query", "required": true, "schema": {"$ref": "#/components/schemas/Page"}}]},
+            "post": {"parameters": [
+              {"name": "ids", "in": "query", "style": "form", "explode": false,
+               "schema": {"type": "array"}}]}}},
+          "components": {"schemas": {"Page": {"type": "integer", "minimum": 1}}}
+        }"##;
+        let api = OpenApi::parse(doc).unwrap();
+        let query = api.query("GET", "/items", None).unwrap();
+        let kinds: Vec<(&str, &QueryKind)> = query
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), &p.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("limit", &QueryKind::Integer),
+                ("ids", &QueryKind::Array(Box::new(QueryKind::Integer))),
+                ("page", &QueryKind::Integer),
+            ]
+        );
+        let v = jsonschema::validator_for(&query.schema).unwrap();
+        assert!(v.is_valid(&json!({"page": 2, "limit": 5, "ids": [1, 2]})));
+        assert!(!v.is_valid(&json!({"limit": 5})), "page is required");
+        assert!(!v.is_valid(&json!({"page": 0})));
+        assert!(!v.is_valid(&json!({"page": 1, "other": 1})));
+        let error = api.query("POST", "/items", None).unwrap_err();
+        assert!(error.contains("explode"), "{error}");
     }
 }

@@ -303,6 +303,14 @@ impl Gateway {
         record.claims = Some(Arc::clone(&claims));
         self.verify_proof(proof, token, request.method(), &path, &claims, now)?;
         self.authorize(route, &required, &claims, request.method())?;
+        // The record of spent tokens starts empty with the process: a
+        // single-use token minted before the start may have been spent.
+        if claims.single_use && claims.iat < self.started {
+            return Err(GatewayError::unauthorized(
+                "token_used",
+                "this single-use token predates the gateway's start and may have been used; request a new approval",
+            ));
+        }
         let limits = &self.limits[index];
         let rate = match &limits.agent {
             Some(limiter) => Some(rate_limit(limiter, claims.sub.as_str(), "this agent")?),
@@ -321,14 +329,6 @@ impl Gateway {
             .await?;
         if let Some(quota) = &limits.quota {
             take_quota(quota, &claims.sub, now)?;
-        }
-        // The record of spent tokens starts empty with the process: a
-        // single-use token minted before the start may have been spent.
-        if claims.single_use && claims.iat < self.started {
-            return Err(GatewayError::unauthorized(
-                "token_used",
-                "this single-use token predates the gateway's start and may have been used; request a new approval",
-            ));
         }
         // INVARIANT: a single-use (approved, action-bound) token is spent
         // only once every other check passed (body and quota
@@ -709,16 +709,24 @@ impl Gateway {
             _ if !sent => return Ok(Bytes::new()),
             _ => {}
         }
+        let expected = match rule {
+            BodyRule::Schema { media_type, .. } => media_type.as_str(),
+            _ => "application/json",
+        };
         let mut types = headers.get_all(header::CONTENT_TYPE).iter();
         let json_type = match (types.next(), types.next()) {
-            (Some(only), None) => only.to_str().is_ok_and(is_json_content_type),
+            (Some(only), None) => only
+                .to_str()
+                .is_ok_and(|value| is_json_content_type(value, expected)),
             _ => false,
         };
         if !json_type {
             return Err(GatewayError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "request bodies must be sent with `Content-Type: application/json`",
+                format!(
+                    "request bodies of this route must be sent with `Content-Type: {expected}`"
+                ),
             )
             .field("Content-Type"));
         }
@@ -1169,7 +1177,11 @@ fn hex_digit(byte: u8) -> Option<u8> {
 }
 
 fn required_scope(route: &Route, params: &HashMap<String, String>) -> Result<Scope, GatewayError> {
-    let text = substitute(&route.config.scope, |name| params.get(name).cloned()).map_err(|_| {
+    // `,` separates scopes in lists, so a scope spells it `%2C`.
+    let text = substitute(&route.config.scope, |name| {
+        params.get(name).map(|value| value.replace(',', "%2C"))
+    })
+    .map_err(|_| {
         GatewayError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "gateway_misconfigured",
@@ -1188,10 +1200,12 @@ fn is_safe(method: &Method) -> bool {
     *method == Method::GET || *method == Method::HEAD
 }
 
-fn is_json_content_type(value: &str) -> bool {
+/// Whether a `Content-Type` is `expected` (a JSON media type), with no
+/// parameter but `charset=utf-8`.
+fn is_json_content_type(value: &str, expected: &str) -> bool {
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    if !essence.eq_ignore_ascii_case(expected) {
         return false;
     }
     parts.all(|p| {
@@ -1431,11 +1445,21 @@ mod tests {
 
     #[test]
     fn only_json_content_types_pass() {
-        assert!(is_json_content_type("application/json"));
-        assert!(is_json_content_type("Application/JSON; charset=utf-8"));
-        assert!(!is_json_content_type("application/json; charset=latin1"));
-        assert!(!is_json_content_type("text/plain"));
-        assert!(!is_json_content_type("application/jsonx"));
+        let json = "application/json";
+        assert!(is_json_content_type("application/json", json));
+        assert!(is_json_content_type(
+            "Application/JSON; charset=utf-8",
+            json
+        ));
+        assert!(!is_json_content_type(
+            "application/json; charset=latin1",
+            json
+        ));
+        assert!(!is_json_content_type("text/plain", json));
+        assert!(!is_json_content_type("application/jsonx", json));
+        let patch = "application/merge-patch+json";
+        assert!(is_json_content_type("application/merge-patch+json", patch));
+        assert!(!is_json_content_type("application/json", patch));
     }
 
     #[test]

@@ -1395,6 +1395,11 @@ async fn smuggling_tricks_are_refused_or_neutralised() {
     assert_error(status, &body, 400, "invalid_json");
     assert!(body.to_string().contains("duplicate member"), "{body}");
 
+    // A `,` in a path parameter is fine; its scope spells it `%2C`.
+    let (status, echo) = w.gateway.get(k, t, "/files/alice/site/a,b").await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["path"], "/files/alice/site/a,b");
+
     // `%67` is `g`: one target, one spelling.
     let (status, body) = w.gateway.get(k, t, "/files/alice/site/%72eadme").await;
     assert_error(status, &body, 400, "invalid_path");
