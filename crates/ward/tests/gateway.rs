@@ -1679,33 +1679,33 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
 }
 
+/// `openssl req` arguments for a new P-256 key without a passphrase.
+const NEW_P256_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// A self-signed P-256 CA in `dir`: `<name>.pem` and `<name>.key`.
 fn test_ca(dir: &Path, name: &str) -> String {
     let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "1",
-            "-subj",
-            "/CN=Ward test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+    let rest = [
+        "-keyout",
+        &key,
+        "-out",
+        &pem,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Ward test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    openssl(dir, &[&["req", "-x509"][..], &NEW_P256_KEY, &rest].concat());
     dir.join(pem).display().to_string()
 }
 
@@ -1723,23 +1723,10 @@ fn test_cert(dir: &Path, ca: &str, name: &str) -> (String, String) {
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
+    let subject = format!("/CN={name}");
+    let rest = ["-keyout", &key, "-out", &csr, "-subj", &subject];
+    openssl(dir, &[&["req"][..], &NEW_P256_KEY, &rest].concat());
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
     openssl(
         dir,
         &[
@@ -1748,9 +1735,9 @@ fn test_cert(dir: &Path, ca: &str, name: &str) -> (String, String) {
             "-in",
             &csr,
             "-CA",
-            &format!("{ca}.pem"),
+            &ca_pem,
             "-CAkey",
-            &format!("{ca}.key"),
+            &ca_key,
             "-CAcreateserial",
             "-out",
             &pem,
