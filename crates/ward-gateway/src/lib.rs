@@ -52,6 +52,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let config = &loaded.config;
+    // Replay records (DPoP `jti`s, spent single-use tokens) start empty, so
+    // nothing dated up to this second plus the clock skew is trusted; the
+    // gateway waits that long before it serves, so fresh proofs pass.
+    let started_at = pipeline::unix_now();
     let control =
         follower::ControlClient::new(&config.control_plane.url, &config.control_plane.token)?;
     let started = Instant::now();
@@ -83,6 +87,15 @@ pub async fn run(
         Duration::from_secs(config.staleness_secs),
     ));
     state.set_connected(false);
+    let skew = i64::try_from(config.clock_skew_secs).unwrap_or(i64::MAX);
+    let serve_from = started_at.saturating_add(skew).saturating_add(1);
+    let wait = serve_from.saturating_sub(pipeline::unix_now());
+    if wait > 0 {
+        eprintln!(
+            "ward gateway: waiting {wait} s (clock skew {skew} s) so that no proof from before this start can be replayed"
+        );
+        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+    }
     let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
         format!(
             "cannot listen on `{}`: {e}; choose another `listen` address",
@@ -114,6 +127,7 @@ pub async fn run(
         control,
         public_url.clone(),
         tenant,
+        started_at,
     )?);
     if let Some(admin) = &admin_listen {
         let admin_listener = TcpListener::bind(admin).await.map_err(|e| {

@@ -61,8 +61,9 @@ pub struct Gateway {
     /// revocations and switches are checked per request regardless.
     verified: std::sync::Mutex<HashMap<String, Arc<Claims>>>,
     /// When this process started (Unix seconds): proofs and single-use
-    /// tokens from before it cannot be checked against the in-memory
-    /// records of what was used.
+    /// tokens dated up to it plus the clock skew cannot be checked against
+    /// the in-memory records of what was used (`run` waits that long
+    /// before serving).
     started: i64,
     /// Whether `/healthz`, `/readyz` and `/metrics` have their own listener.
     separate_admin: bool,
@@ -151,6 +152,7 @@ impl Gateway {
         control: ControlClient,
         public_url: String,
         tenant: Option<String>,
+        started: i64,
     ) -> Result<Gateway, String> {
         let config = &loaded.config;
         let limits = loaded
@@ -188,7 +190,7 @@ impl Gateway {
             control,
             last_jwks_refresh: tokio::sync::Mutex::new(None),
             verified: std::sync::Mutex::new(HashMap::new()),
-            started: unix_now(),
+            started,
             separate_admin: config.admin_listen.is_some(),
             device_keys: std::sync::Mutex::new(HashMap::new()),
         })
@@ -305,7 +307,7 @@ impl Gateway {
         self.authorize(route, &required, &claims, request.method())?;
         // The record of spent tokens starts empty with the process: a
         // single-use token minted before the start may have been spent.
-        if claims.single_use && claims.iat < self.started {
+        if claims.single_use && claims.iat <= self.started.saturating_add(self.skew) {
             return Err(GatewayError::unauthorized(
                 "token_used",
                 "this single-use token predates the gateway's start and may have been used; request a new approval",
@@ -570,7 +572,7 @@ impl Gateway {
         }
         // The replay cache starts empty: a proof made before this process
         // started may have been used with the previous one.
-        if verified.iat < self.started {
+        if verified.iat <= self.started.saturating_add(self.skew) {
             return Err(GatewayError::unauthorized(
                 "dpop_proof_stale",
                 "the dpop proof predates the gateway's start and cannot be checked for replay; send a fresh proof",
@@ -1373,7 +1375,8 @@ fn shown(text: &str) -> String {
         .collect()
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
