@@ -1001,6 +1001,23 @@ async fn an_openapi_document_is_the_contract_of_each_method() {
     assert_error(status, &error, 400, "unknown_query_parameter");
 }
 
+/// Sends `request`, expects a 429 with `code` and a `Retry-After` within
+/// `retry`; the response headers.
+async fn refused_429(
+    request: reqwest::RequestBuilder,
+    retry: std::ops::RangeInclusive<u64>,
+    code: &str,
+) -> reqwest::header::HeaderMap {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let headers = response.headers().clone();
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry.contains(&after), "{after}");
+    let body: Value = response.json().await.unwrap();
+    assert_error(429, &body, 429, code);
+    headers
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
     let w = World::start(30).await;
@@ -1012,23 +1029,15 @@ async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
             200
         );
     }
-    let response = w
-        .gateway
-        .request(&agent.key, &token, "GET", "/limited/alice")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 429);
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=2).contains(&retry), "{retry}");
-    assert_eq!(response.headers()["ratelimit-limit"], "3");
-    assert_eq!(response.headers()["ratelimit-remaining"], "0");
-    let body: Value = response.json().await.unwrap();
-    assert_error(429, &body, 429, "rate_limited");
+    let headers = refused_429(
+        w.gateway
+            .request(&agent.key, &token, "GET", "/limited/alice"),
+        1..=2,
+        "rate_limited",
+    )
+    .await;
+    assert_eq!(headers["ratelimit-limit"], "3");
+    assert_eq!(headers["ratelimit-remaining"], "0");
     assert_eq!(
         w.gateway
             .get(&other.key, &other_token, "/limited/alice")
@@ -1045,21 +1054,12 @@ async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
             200
         );
     }
-    let response = w
-        .gateway
-        .request(&agent.key, &token, "GET", "/quota/alice")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 429);
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=86_400).contains(&retry), "{retry}");
-    let body: Value = response.json().await.unwrap();
-    assert_error(429, &body, 429, "quota_exceeded");
+    refused_429(
+        w.gateway.request(&agent.key, &token, "GET", "/quota/alice"),
+        1..=86_400,
+        "quota_exceeded",
+    )
+    .await;
     assert_eq!(
         w.gateway
             .get(&other.key, &other_token, "/quota/alice")
