@@ -15,21 +15,6 @@ use serde_json::json;
 const READ: &str = "files:read:/home/alice/projects/x";
 const WRITE: &str = "files:write:/home/alice/projects/x";
 
-async fn put(
-    server: &Server,
-    token: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    send(
-        server
-            .request(reqwest::Method::PUT, path)
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn read_only_and_offline_switches_stop_tokens_at_every_scope() {
     let mut server = Server::start();
@@ -58,9 +43,7 @@ async fn read_only_and_offline_switches_stop_tokens_at_every_scope() {
     .await;
     assert_eq!(server.token(&agent, &[WRITE]).await.0, 200);
 
-    let (status, body) = put(
-        &server,
-        &operator,
+    let (status, body) = server.put(&operator,
         "/v1/killswitch",
         json!({"scope": "agent", "target": agent.id, "mode": "read-only", "reason": "odd writes"}),
     )
@@ -80,13 +63,13 @@ async fn read_only_and_offline_switches_stop_tokens_at_every_scope() {
         "other agents are untouched"
     );
 
-    let (status, _) = put(
-        &server,
-        &operator,
-        "/v1/killswitch",
-        json!({"scope": "tenant", "mode": "offline", "reason": "incident 7"}),
-    )
-    .await;
+    let (status, _) = server
+        .put(
+            &operator,
+            "/v1/killswitch",
+            json!({"scope": "tenant", "mode": "offline", "reason": "incident 7"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, body) = server.token(&other, &[READ]).await;
     assert_error(status, &body, 403, "kill_switch_offline");
@@ -118,13 +101,13 @@ async fn read_only_and_offline_switches_stop_tokens_at_every_scope() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.token(&other, &[READ]).await.0, 200);
-    let (status, _) = put(
-        &server,
-        &operator,
-        "/v1/killswitch",
-        json!({"scope": "agent", "target": agent.id, "mode": "normal", "reason": "cleared"}),
-    )
-    .await;
+    let (status, _) = server
+        .put(
+            &operator,
+            "/v1/killswitch",
+            json!({"scope": "agent", "target": agent.id, "mode": "normal", "reason": "cleared"}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(server.token(&agent, &[WRITE]).await.0, 200);
 
@@ -156,58 +139,60 @@ async fn only_operators_and_admins_flip_switches_and_global_ones_need_the_bootst
     };
     let agent = server.agent(&admin, "reader").await;
     let offline = json!({"scope": "tenant", "mode": "offline", "reason": "x"});
-    let (status, body) = put(&server, &auditor, "/v1/killswitch", offline.clone()).await;
+    let (status, body) = server
+        .put(&auditor, "/v1/killswitch", offline.clone())
+        .await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/killswitch",
-        json!({"scope": "global", "mode": "offline", "reason": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/killswitch",
+            json!({"scope": "global", "mode": "offline", "reason": "x"}),
+        )
+        .await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, body) = put(
-        &server,
-        &other_admin,
-        "/v1/killswitch",
-        json!({"scope": "agent", "target": agent.id, "mode": "offline", "reason": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &other_admin,
+            "/v1/killswitch",
+            json!({"scope": "agent", "target": agent.id, "mode": "offline", "reason": "x"}),
+        )
+        .await;
     assert_error(status, &body, 404, "not_found");
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/killswitch",
-        json!({"scope": "tenant", "mode": "sleepy", "reason": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/killswitch",
+            json!({"scope": "tenant", "mode": "sleepy", "reason": "x"}),
+        )
+        .await;
     assert_error(status, &body, 400, "invalid_field");
     assert_eq!(body["error"]["field"], "mode");
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/killswitch",
-        json!({"scope": "tenant", "mode": "offline"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/killswitch",
+            json!({"scope": "tenant", "mode": "offline"}),
+        )
+        .await;
     assert_error(status, &body, 400, "invalid_field");
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/killswitch",
-        json!({"scope": "agent", "mode": "offline", "reason": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/killswitch",
+            json!({"scope": "agent", "mode": "offline", "reason": "x"}),
+        )
+        .await;
     assert_error(status, &body, 400, "invalid_field");
     assert_eq!(body["error"]["field"], "target");
 
-    let (status, _) = put(
-        &server,
-        &server.bootstrap,
-        "/v1/killswitch",
-        json!({"scope": "global", "mode": "read-only", "reason": "fleet-wide drill"}),
-    )
-    .await;
+    let (status, _) = server
+        .put(
+            &server.bootstrap,
+            "/v1/killswitch",
+            json!({"scope": "global", "mode": "read-only", "reason": "fleet-wide drill"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, body) = server
         .token(&agent, &["http:get:https://api.example.com/v1/weather/x"])
@@ -225,33 +210,33 @@ async fn flags_are_set_per_tenant_or_for_everyone_and_audited() {
     let server = Server::start();
     let (_, admin) = server.tenant("acme").await;
     let (_, other) = server.tenant("globex").await;
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/flags/agent.safe-file-write",
-        json!({"enabled": false, "scope": "tenant", "reason": "bad release"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/flags/agent.safe-file-write",
+            json!({"enabled": false, "scope": "tenant", "reason": "bad release"}),
+        )
+        .await;
     assert_eq!(
         (status, body["enabled"].as_bool()),
         (200, Some(false)),
         "{body}"
     );
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/flags/agent.safe-file-write",
-        json!({"enabled": false, "scope": "global", "reason": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/flags/agent.safe-file-write",
+            json!({"enabled": false, "scope": "global", "reason": "x"}),
+        )
+        .await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, body) = put(
-        &server,
-        &admin,
-        "/v1/flags/Bad%20Key",
-        json!({"enabled": false, "scope": "tenant", "reason": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &admin,
+            "/v1/flags/Bad%20Key",
+            json!({"enabled": false, "scope": "tenant", "reason": "x"}),
+        )
+        .await;
     assert_error(status, &body, 400, "invalid_field");
     let (_, mine) = server.get(&admin, "/v1/flags").await;
     assert_eq!(mine["flags"].as_array().unwrap().len(), 1);

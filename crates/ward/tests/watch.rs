@@ -76,17 +76,6 @@ impl Watch {
     }
 }
 
-async fn put(server: &Server, token: &str, path: &str, body: Value) -> u16 {
-    send(
-        server
-            .request(reqwest::Method::PUT, path)
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await
-    .0
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_switches_and_revocations_reach_a_watcher_at_once() {
     let server = Server::start();
@@ -96,13 +85,14 @@ async fn kill_switches_and_revocations_reach_a_watcher_at_once() {
 
     let started = Instant::now();
     assert_eq!(
-        put(
-            &server,
-            &admin,
-            "/v1/killswitch",
-            json!({"scope": "tenant", "mode": "offline", "reason": "drill"})
-        )
-        .await,
+        server
+            .put(
+                &admin,
+                "/v1/killswitch",
+                json!({"scope": "tenant", "mode": "offline", "reason": "drill"})
+            )
+            .await
+            .0,
         200
     );
     let event = watch
@@ -161,13 +151,14 @@ async fn a_watcher_resumes_after_its_last_event_without_missing_one() {
     let (_, admin) = server.tenant("acme").await;
     let mut watch = Watch::connect(&server, &admin, None).await;
     assert_eq!(
-        put(
-            &server,
-            &admin,
-            "/v1/flags/f1",
-            json!({"enabled": false, "scope": "tenant", "reason": "a"})
-        )
-        .await,
+        server
+            .put(
+                &admin,
+                "/v1/flags/f1",
+                json!({"enabled": false, "scope": "tenant", "reason": "a"})
+            )
+            .await
+            .0,
         200
     );
     let seen = watch.next(Duration::from_secs(5)).await.unwrap();
@@ -175,13 +166,14 @@ async fn a_watcher_resumes_after_its_last_event_without_missing_one() {
 
     for key in ["f2", "f3", "f4"] {
         assert_eq!(
-            put(
-                &server,
-                &admin,
-                &format!("/v1/flags/{key}"),
-                json!({"enabled": false, "scope": "tenant", "reason": "b"})
-            )
-            .await,
+            server
+                .put(
+                    &admin,
+                    &format!("/v1/flags/{key}"),
+                    json!({"enabled": false, "scope": "tenant", "reason": "b"})
+                )
+                .await
+                .0,
             200
         );
     }
@@ -222,13 +214,14 @@ async fn watchers_see_their_tenant_and_instance_wide_changes_only() {
     let (_, globex) = server.tenant("globex").await;
     let mut watch = Watch::connect(&server, &acme, None).await;
     assert_eq!(
-        put(
-            &server,
-            &globex,
-            "/v1/killswitch",
-            json!({"scope": "tenant", "mode": "offline", "reason": "theirs"})
-        )
-        .await,
+        server
+            .put(
+                &globex,
+                "/v1/killswitch",
+                json!({"scope": "tenant", "mode": "offline", "reason": "theirs"})
+            )
+            .await
+            .0,
         200
     );
     let out = server.cli(&server.bootstrap, &["admin", "keys", "rotate"]);

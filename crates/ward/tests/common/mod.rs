@@ -82,12 +82,24 @@ impl Server {
 
     /// POSTs JSON with a bearer token; returns status and body.
     pub async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        send(
-            self.request(reqwest::Method::POST, path)
-                .bearer_auth(token)
-                .json(&body),
-        )
-        .await
+        self.send_json(reqwest::Method::POST, token, path, body)
+            .await
+    }
+
+    /// PUTs JSON with a bearer token; returns status and body.
+    pub async fn put(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::PUT, token, path, body)
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        send(self.request(method, path).bearer_auth(token).json(&body)).await
     }
 
     /// GETs with a bearer token; returns status and body.
