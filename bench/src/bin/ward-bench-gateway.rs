@@ -381,6 +381,14 @@ struct Proc {
     child: Child,
 }
 
+/// Keeps `child` among the processes to stop at the end; the child, to wait
+/// for its first words.
+fn keep<'a>(procs: &'a mut Vec<Proc>, name: &'static str, child: Child) -> &'a mut Child {
+    procs.push(Proc { name, child });
+    let last = procs.len() - 1;
+    &mut procs[last].child
+}
+
 impl Proc {
     fn pid(&self) -> u32 {
         self.child.id()
@@ -466,11 +474,7 @@ fn start_upstream(tmp: &Path, procs: &mut Vec<Proc>) -> BResult<(u32, SocketAddr
         .spawn()
         .map_err(|e| format!("cannot start the upstream: {e}"))?;
     let pid = child.id();
-    procs.push(Proc {
-        name: "upstream",
-        child,
-    });
-    let child = procs.last_mut().map(|p| &mut p.child).ok_or("no child")?;
+    let child = keep(procs, "upstream", child);
     let addr = wait_for_line(child, "upstream listening on ", "the upstream")?;
     let addr: SocketAddr = addr.trim().parse().map_err(s)?;
     Ok((pid, addr))
@@ -500,11 +504,7 @@ fn start_control_plane(
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", args.ward_bin.display()))?;
     let pid = child.id();
-    procs.push(Proc {
-        name: "ward serve",
-        child,
-    });
-    let child = procs.last_mut().map(|p| &mut p.child).ok_or("no child")?;
+    let child = keep(procs, "ward serve", child);
     let base = wait_for_line(child, "ward listening on ", "ward serve")?
         .split_whitespace()
         .next()
@@ -576,18 +576,14 @@ fn start_nginx(
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", args.nginx_bin))?;
     let pid = child.id();
-    procs.push(Proc {
-        name: "nginx",
-        child,
-    });
-    let proc = procs.last_mut().ok_or("no child")?;
+    let child = keep(procs, "nginx", child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().map_err(s)?;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if std::net::TcpStream::connect(addr).is_ok() {
             break;
         }
-        if let Ok(Some(status)) = proc.child.try_wait() {
+        if let Ok(Some(status)) = child.try_wait() {
             let err = std::fs::read_to_string(tmp.join("nginx.err")).unwrap_or_default();
             return Err(format!("nginx exited ({status}): {err}"));
         }
@@ -653,11 +649,7 @@ fn start_gateway(
         .spawn()
         .map_err(|e| format!("cannot start `ward gateway`: {e}"))?;
     let pid = child.id();
-    procs.push(Proc {
-        name: "ward gateway",
-        child,
-    });
-    let child = procs.last_mut().map(|p| &mut p.child).ok_or("no child")?;
+    let child = keep(procs, "ward gateway", child);
     let line = wait_for_file_line(
         child,
         &access,
