@@ -9,11 +9,8 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::jws::{self, int_claim};
+use crate::jws::{self, DPOP_TYP as TYP, int_claim};
 use crate::{AuthError, Jwk, Keypair, b64};
-
-/// The header `typ` of every DPoP proof.
-pub const TYP: &str = "dpop+jwt";
 
 /// Shortest accepted `jti`, in characters.
 pub const MIN_JTI_CHARS: usize = 8;

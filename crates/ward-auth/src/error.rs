@@ -11,9 +11,14 @@ pub enum AuthError {
     /// The signature does not verify with the key.
     #[error("bad signature: the token was not signed by the expected key or was altered")]
     BadSignature,
-    /// The header `alg` is anything but `EdDSA`.
-    #[error("unsupported algorithm `{0}`; only `EdDSA` (Ed25519) is accepted")]
-    UnsupportedAlgorithm(String),
+    /// The header `alg` is not one the verifier accepts.
+    #[error("unsupported algorithm `{alg}`; this verifier accepts {accepted}")]
+    UnsupportedAlgorithm {
+        /// The `alg` found in the header (shortened for display).
+        alg: String,
+        /// The algorithms this verifier accepts, in words.
+        accepted: &'static str,
+    },
     /// No verification key is known for the header `kid`.
     #[error("unknown key id `{0}`; the signing key may have been rotated, request a new token")]
     UnknownKey(String),
@@ -73,7 +78,7 @@ impl AuthError {
         match self {
             Self::Malformed(_) => "malformed_token",
             Self::BadSignature => "bad_signature",
-            Self::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            Self::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
             Self::UnknownKey(_) => "unknown_key",
             Self::Expired => "token_expired",
             Self::NotYetValid => "token_not_yet_valid",

@@ -24,12 +24,16 @@ pub enum Alg {
 }
 
 impl Alg {
-    fn parse(name: &str) -> Option<Alg> {
+    /// Reads a header's `alg`, refusing any this verifier does not accept.
+    fn parse(name: &str) -> Result<Alg, AuthError> {
         match name {
-            "RS256" => Some(Alg::Rs256),
-            "ES256" => Some(Alg::Es256),
-            "EdDSA" => Some(Alg::EdDsa),
-            _ => None,
+            "RS256" => Ok(Alg::Rs256),
+            "ES256" => Ok(Alg::Es256),
+            "EdDSA" => Ok(Alg::EdDsa),
+            _ => Err(AuthError::UnsupportedAlgorithm {
+                alg: crate::shown(name),
+                accepted: "`RS256`, `ES256` or `EdDSA`",
+            }),
         }
     }
 }
@@ -172,7 +176,7 @@ pub fn peek_header(token: &str) -> Result<Map<String, Value>, AuthError> {
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| AuthError::Malformed("header has no string `alg`".to_owned()))?;
-    Alg::parse(alg).ok_or_else(|| AuthError::UnsupportedAlgorithm(crate::shown(alg)))?;
+    Alg::parse(alg)?;
     Ok(header)
 }
 
@@ -193,8 +197,7 @@ pub fn verify_issuer_jwt(
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| AuthError::Malformed("header has no string `alg`".to_owned()))?;
-    let alg = Alg::parse(alg_name)
-        .ok_or_else(|| AuthError::UnsupportedAlgorithm(crate::shown(alg_name)))?;
+    let alg = Alg::parse(alg_name)?;
     let kid = match header.get("kid") {
         Some(Value::String(kid)) => Some(kid.as_str()),
         None => None,

@@ -16,6 +16,11 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// The only accepted `alg`.
 const ALG: &str = "EdDSA";
+/// The header `typ` of every DPoP proof (RFC 9449), which is never an
+/// access token.
+pub const DPOP_TYP: &str = "dpop+jwt";
+/// What this verifier accepts, for the refusal's message.
+const ACCEPTED: &str = "only `EdDSA` (Ed25519)";
 
 /// A compact JWS split and decoded, signature not yet checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +77,13 @@ pub fn sign(
     Ok(token)
 }
 
+fn unsupported(alg: &str) -> AuthError {
+    AuthError::UnsupportedAlgorithm {
+        alg: crate::shown(alg),
+        accepted: ACCEPTED,
+    }
+}
+
 /// Splits and decodes a compact JWS without checking its signature.
 ///
 /// Rejects: over [`MAX_TOKEN_BYTES`]; not exactly three segments; any
@@ -82,12 +94,8 @@ pub fn decode_unverified(token: &str) -> Result<Decoded, AuthError> {
     let (header, claims, signing_input, signature_bytes) = split(token)?;
     match header.get("alg") {
         Some(Value::String(alg)) if alg == ALG => {}
-        Some(Value::String(alg)) => return Err(AuthError::UnsupportedAlgorithm(crate::shown(alg))),
-        Some(other) => {
-            return Err(AuthError::UnsupportedAlgorithm(crate::shown(
-                &other.to_string(),
-            )));
-        }
+        Some(Value::String(alg)) => return Err(unsupported(alg)),
+        Some(other) => return Err(unsupported(&other.to_string())),
         None => {
             return Err(AuthError::Malformed(
                 "header has no `alg`; it must be `EdDSA`".to_owned(),
@@ -173,7 +181,7 @@ pub fn verify_jwt(
     key_lookup: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Result<(Map<String, Value>, Value), AuthError> {
     let decoded = decode_unverified(token)?;
-    if decoded.header_str("typ") == Some(crate::dpop::TYP) {
+    if decoded.header_str("typ") == Some(DPOP_TYP) {
         return Err(AuthError::Malformed(
             "a dpop proof is not an access token".to_owned(),
         ));

@@ -480,7 +480,10 @@ fn error_codes_are_stable() {
         (AuthError::Malformed(String::new()), "malformed_token"),
         (AuthError::BadSignature, "bad_signature"),
         (
-            AuthError::UnsupportedAlgorithm(String::new()),
+            AuthError::UnsupportedAlgorithm {
+                alg: String::new(),
+                accepted: "",
+            },
             "unsupported_algorithm",
         ),
         (AuthError::UnknownKey(String::new()), "unknown_key"),

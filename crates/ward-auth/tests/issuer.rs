@@ -129,6 +129,14 @@ fn forged_expired_and_confused_tokens_are_refused() {
         code(verify_issuer_jwt(&none, &keys, NOW, 0)),
         "unsupported_algorithm"
     );
+    let refusal = verify_issuer_jwt(&none, &keys, NOW, 0)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        refusal, "unsupported algorithm `none`; this verifier accepts `RS256`, `ES256` or `EdDSA`",
+        "the message names what this verifier accepts, not the DPoP verifier's EdDSA only"
+    );
     let hs = format!(
         "{}.{}.{}",
         B64.encode(r#"{"alg":"HS256","kid":"ec1"}"#),

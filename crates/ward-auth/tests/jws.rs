@@ -117,9 +117,20 @@ fn algorithms_other_than_eddsa_are_rejected() {
         let token = forge(&format!(r#"{{"alg":"{alg}"}}"#), r#"{"a":1}"#, &alice());
         assert_eq!(
             decode_unverified(&token),
-            Err(AuthError::UnsupportedAlgorithm(alg.to_owned()))
+            Err(AuthError::UnsupportedAlgorithm {
+                alg: alg.to_owned(),
+                accepted: "only `EdDSA` (Ed25519)",
+            })
         );
     }
+    let refusal = decode_unverified(&forge(r#"{"alg":"none"}"#, r#"{"a":1}"#, &alice()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        refusal,
+        "unsupported algorithm `none`; this verifier accepts only `EdDSA` (Ed25519)"
+    );
     // `alg: none` with an empty signature segment.
     let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"a":1}"#));
     rejects(&none, "unsupported_algorithm");
