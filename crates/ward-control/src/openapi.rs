@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations and the
 //! wire types in `ward-api`.
 
+use axum::http::StatusCode;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -24,7 +27,7 @@ use crate::routes::{
         switches::set_killswitch, switches::killswitches, switches::set_flag, switches::flags,
         watch::watch, watch::snapshot,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ResponseDescriptions, &UniqueOperationIds),
 )]
 struct ApiDoc;
 
@@ -39,6 +42,74 @@ impl Modify for BearerAuth {
             );
         }
     }
+}
+
+/// OpenAPI requires a `description` on every response object; an
+/// annotation that gives none gets the status code's reason phrase.
+struct ResponseDescriptions;
+
+impl Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for operation in operations(openapi) {
+            for (status, response) in &mut operation.responses.responses {
+                if let RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    response.description = StatusCode::from_bytes(status.as_bytes())
+                        .ok()
+                        .and_then(|code| code.canonical_reason())
+                        .unwrap_or("Response")
+                        .to_owned();
+                }
+            }
+        }
+    }
+}
+
+/// Operation ids are the handlers' names, which repeat across modules
+/// (`list`, `show`, `revoke`); OpenAPI requires them unique, so a repeated
+/// one is prefixed with its operation's tag (`agents_list`, `audit_list`).
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for operation in operations(openapi) {
+            if let Some(id) = &operation.operation_id {
+                *seen.entry(id.clone()).or_default() += 1;
+            }
+        }
+        for operation in operations(openapi) {
+            let tag = operation
+                .tags
+                .as_ref()
+                .and_then(|tags| tags.first())
+                .cloned();
+            if let (Some(id), Some(tag)) = (operation.operation_id.as_mut(), tag)
+                && seen.get(id.as_str()).is_some_and(|count| *count > 1)
+            {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
+}
+
+/// Every operation of the document.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// The OpenAPI 3.1 document as pretty JSON.

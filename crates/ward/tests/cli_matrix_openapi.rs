@@ -162,3 +162,47 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         "docs/openapi.json is stale: regenerate it with `cargo run -p ward -- openapi > docs/openapi.json`"
     );
 }
+
+/// Runs the independent OpenAPI validator (PyPI `openapi-spec-validator`,
+/// which `scripts/test` installs and names in `OPENAPI_SPEC_VALIDATOR`)
+/// on `file`.
+fn openapi_spec_validator(file: &std::path::Path) -> std::process::Output {
+    let validator =
+        std::env::var("OPENAPI_SPEC_VALIDATOR").unwrap_or_else(|_| "openapi-spec-validator".into());
+    Command::new(&validator)
+        .args(["--schema", "3.1"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{validator}` ({e}): run ./scripts/test, which installs it")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_openapi_document_passes_an_independent_validator() {
+    let server = Server::start();
+    let (status, served) = server.get("", "/openapi.json").await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let document = dir.path().join("openapi.json");
+    std::fs::write(&document, served.to_string()).unwrap();
+    let out = openapi_spec_validator(&document);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // The validator catches the mistake this test exists for: a query
+    // parameter documented as a path parameter breaks generated clients.
+    let mut broken = served.clone();
+    let parameters = broken["paths"]["/v1/agents"]["get"]["parameters"]
+        .as_array_mut()
+        .unwrap();
+    let limit = parameters
+        .iter_mut()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    limit["in"] = "path".into();
+    limit["required"] = true.into();
+    std::fs::write(&document, broken.to_string()).unwrap();
+    let out = openapi_spec_validator(&document);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("limit"), "{}", stdout(&out));
+}

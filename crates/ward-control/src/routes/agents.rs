@@ -366,6 +366,7 @@ pub fn agent_out(row: AgentRow) -> Agent {
 
 /// Query of `GET /v1/agents`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only agents in this state.

@@ -256,6 +256,7 @@ pub async fn token_gate(
 
 /// Query of `GET /v1/approvals`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalQuery {
     /// `pending`, `approved`, `denied` or `used`.

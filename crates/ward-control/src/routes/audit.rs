@@ -17,6 +17,7 @@ use ward_model::roles::Permission;
 
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries at or after this RFC 3339 time.

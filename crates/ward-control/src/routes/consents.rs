@@ -131,6 +131,7 @@ pub async fn record(
 
 /// Query of `GET /v1/consents`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentQuery {
     /// Only this agent's records.
