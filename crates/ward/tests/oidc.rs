@@ -121,6 +121,23 @@ async fn tokens_are_refused_for_the_wrong_audience_expiry_or_missing_roles() {
     forged.push(if last == 'A' { 'B' } else { 'A' });
     let (status, body) = server.get(&forged, "/v1/agents").await;
     assert_error(status, &body, 401, "unauthenticated");
+
+    // `alg: none` on a sign-in token: the refusal names the algorithms the
+    // sign-in verifier accepts, not those of Ward's own tokens.
+    use base64::Engine as _;
+    let real = idp.token("alice", json!({})).await;
+    let payload = real.split('.').nth(1).unwrap();
+    let header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#);
+    let (status, body) = server
+        .get(&format!("{header}.{payload}."), "/v1/agents")
+        .await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`none`") && message.contains("`RS256`, `ES256` or `EdDSA`"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
