@@ -107,6 +107,8 @@ pub struct StateInner {
     pub(crate) switches: switches::Switches,
     /// Bumped after every commit that appended events; wakes watchers.
     pub(crate) events: tokio::sync::watch::Sender<u64>,
+    /// Set once the server is stopping; ends the watch streams.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     pub(crate) replay: ReplayCache,
     pub(crate) matrix: LoadedMatrix,
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
@@ -195,6 +197,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             policies,
             switches: switches::Switches::new(kills, flags),
             events: tokio::sync::watch::Sender::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,
@@ -232,6 +235,20 @@ impl AppState {
     pub(crate) fn published(&self) {
         self.events
             .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// Tells long-lived responses (the watch streams) to end, so that a
+    /// graceful shutdown does not wait for them.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Completes once [`AppState::stop_streams`] was called.
+    pub(crate) fn streams_stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
     }
 
     /// The storage handle.

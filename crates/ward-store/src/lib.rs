@@ -10,6 +10,7 @@
 
 mod approvals;
 mod events;
+mod files;
 mod policy;
 mod rows;
 mod schema;
@@ -17,6 +18,7 @@ mod switches;
 
 pub use approvals::*;
 pub use events::*;
+pub use files::{DirLock, LOCK_FILE};
 pub use policy::*;
 pub use rows::*;
 pub use switches::*;
@@ -51,6 +53,16 @@ pub enum StoreError {
     /// The operation was refused by a rule of the caller.
     #[error("{0}")]
     Rejected(String),
+    /// Another process holds the data directory.
+    #[error(
+        "data directory `{dir}` is in use by another ward process ({holder}); stop it or choose another --data-dir"
+    )]
+    Locked {
+        /// The directory.
+        dir: String,
+        /// Who holds it, e.g. `pid 1234`.
+        holder: String,
+    },
 }
 
 /// An audit entry before the writer gives it its place in the chain.
@@ -108,13 +120,17 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Held while the store lives; dropped (and so released) with it.
+    _lock: DirLock,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `dir`, applies migrations
-    /// and starts the writer thread.
+    /// Locks `dir` for this process (refused while another holds it),
+    /// opens (creating if needed, mode 0600) the database in it, applies
+    /// migrations and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let path = dir.join(DB_FILE);
+        let lock = DirLock::acquire(dir)?;
+        let path = files::make_private(dir)?;
         let conn = Connection::open(&path)?;
         configure(&conn)?;
         migrate(&conn)?;
@@ -128,6 +144,7 @@ impl Store {
             path,
             writer: Mutex::new(Some(sender)),
             readers: Mutex::new(Vec::new()),
+            _lock: lock,
         });
         let weak = Arc::downgrade(&inner);
         let checkpoint_conn = Connection::open(&inner.path)?;

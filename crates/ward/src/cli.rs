@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Ward: a control plane for putting desktop AI agents into production safely.
 #[derive(Parser, Debug)]
-#[command(name = "ward", version, about)]
+#[command(name = "ward", version)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]

@@ -32,7 +32,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
                     );
                     let _ = out.flush();
                 },
-                crate::serve::shutdown_signal(),
+                crate::serving::signal(),
             )
             .await
         }

@@ -1,6 +1,7 @@
-//! `ward`: the one binary. `serve` runs the control plane; `admin`, `agent`,
-//! `audit` and `matrix` are its command line, talking HTTP to a server
-//! (`--server` / `WARD_SERVER`, `--token` / `WARD_TOKEN`).
+//! `ward`: the one binary. `serve` runs the control plane and `gateway` the
+//! enforcing proxy; the other commands (`cli.rs` lists them) are the
+//! command line, talking HTTP to a server (`--server` / `WARD_SERVER`,
+//! `--token` / `WARD_TOKEN`) or checking files locally.
 
 mod agent;
 mod cli;
@@ -8,6 +9,7 @@ mod commands;
 mod gateway;
 mod login;
 mod serve;
+mod serving;
 
 use clap::Parser;
 use std::process::ExitCode;

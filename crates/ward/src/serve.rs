@@ -211,13 +211,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let _ = out.flush();
     drop(out);
     tracing::info!(%local, %public_url, data_dir = %data_dir.display(), "serving");
-    let store = initialised.state.store().clone();
-    let app = ward_control::router(initialised.state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
-    store.close();
+    let state = initialised.state;
+    let app = ward_control::router(state.clone());
+    crate::serving::serve(listener, app, async {
+        crate::serving::signal().await;
+        tracing::info!("stopping");
+        state.stop_streams();
+    })
+    .await;
+    state.store().close();
     tracing::info!("stopped");
     Ok(())
 }
@@ -230,20 +232,4 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// Completes on Ctrl-C or SIGTERM: how `ward serve` and `ward gateway` stop.
-pub(crate) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
-    }
 }

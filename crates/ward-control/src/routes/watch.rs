@@ -9,7 +9,7 @@ use axum::Json as JsonOut;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -115,6 +115,7 @@ pub async fn watch(
         None => state.store.read(ward_store::last_event).await?,
     };
     let signal = state.events.subscribe();
+    let stopped = state.streams_stopped();
     let follower = Follower {
         state,
         tenant,
@@ -125,7 +126,8 @@ pub async fn watch(
     let events = stream::unfold(follower, |mut follower| async move {
         let event = follower.next().await?;
         Some((Ok(event), follower))
-    });
+    })
+    .take_until(stopped);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
