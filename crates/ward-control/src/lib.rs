@@ -275,7 +275,7 @@ async fn correlate(State(_state): State<AppState>, request: Request, next: Next)
         .headers()
         .get(&CORRELATION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_correlation_id(v))
+        .filter(|v| ward_model::audit::valid_correlation_id(v))
         .map(str::to_owned);
     let id = match given {
         Some(id) => id,
@@ -287,11 +287,4 @@ async fn correlate(State(_state): State<AppState>, request: Request, next: Next)
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
     response
-}
-
-fn valid_correlation_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }

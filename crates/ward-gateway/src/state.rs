@@ -280,9 +280,7 @@ pub enum EventEffect {
 /// RFC 3339 to unix milliseconds; unparsable times revoke everything (fail
 /// closed).
 fn parse_ms(text: &str) -> i64 {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-        .unwrap_or(i64::MAX)
+    ward_model::timestamp::parse_rfc3339(text).unwrap_or(i64::MAX)
 }
 
 fn keys_of(jwks: &Jwks) -> HashMap<String, VerifyingKey> {

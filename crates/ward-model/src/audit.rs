@@ -188,6 +188,16 @@ impl ChainVerifier {
     }
 }
 
+/// Whether `id` may serve as a correlation id taken from a caller: 1 to 128
+/// characters of ASCII letters, digits, `-`, `_`, `.` and `:`, so it is
+/// safe in a header, a log line and an audit entry.
+pub fn valid_correlation_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
