@@ -14,13 +14,14 @@ use ward_api::{
 use ward_auth::Jwk;
 use ward_model::lifecycle::{AgentAction, AgentState};
 use ward_model::roles::Permission;
-use ward_store::{AgentRow, EnrollTokenRow, RevocationRow};
+use ward_store::{AgentRow, EnrollTokenRow};
 
 use crate::AppState;
 use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
+use crate::revocation::{agent_rule, revocation_event};
 use crate::routes::{approvals, text_field};
 use crate::util::{new_id, new_secret, now_ms, rfc3339, secret_hash};
 
@@ -546,17 +547,16 @@ async fn change(
             }
             let mut revocation = None;
             if !to.may_obtain_tokens() {
-                let row = RevocationRow {
-                    id: revocation_id,
-                    tenant_id: tenant.clone(),
-                    kind: "agent".into(),
-                    value: agent.id.clone(),
-                    revoked_at_ms: now,
-                    reason: format!("agent {}: {}", to, body.reason),
-                    created_by: actor.clone(),
-                };
+                let row = agent_rule(
+                    revocation_id,
+                    &tenant,
+                    &agent.id,
+                    now,
+                    format!("agent {}: {}", to, body.reason),
+                    actor.clone(),
+                );
                 ward_store::insert_revocation(ctx.conn(), &row)?;
-                emit(ctx, &tenant, "revocation", &super::tokens::revocation_event(&row))?;
+                emit(ctx, &tenant, "revocation", &revocation_event(&row))?;
                 revocation = Some(row);
             }
             emit(

@@ -25,7 +25,7 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, is_json, parse_json, read_limited};
-use crate::revocation::TokenFacts;
+use crate::revocation::{TokenFacts, revocation_event};
 use crate::routes::device::{self, Refusal};
 use crate::routes::{approvals, consents, text_field};
 use crate::switches::Mode;
@@ -625,12 +625,4 @@ pub async fn revoke(
             revoked_at: rfc3339(row.revoked_at_ms),
         }),
     ))
-}
-
-/// The watch-stream form of a revocation rule.
-pub fn revocation_event(row: &RevocationRow) -> Value {
-    json!({
-        "id": row.id, "tenant": row.tenant_id, "kind": row.kind, "value": row.value,
-        "revoked_at_ms": row.revoked_at_ms,
-    })
 }
