@@ -19,9 +19,9 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, correlation_id};
 use crate::extract::{Json, Query};
+use crate::fields::{id_field, text_field};
+use crate::paging::parse_limit;
 use crate::revocation::{agent_rule, revocation_event, rule_of};
-use crate::routes::agents::parse_limit;
-use crate::routes::text_field;
 use crate::util::{new_id, now_ms, rfc3339};
 
 fn consent_out(row: ConsentRow) -> Consent {
@@ -53,7 +53,7 @@ pub async fn record(
     caller: Caller,
     Json(body): Json<RecordConsent>,
 ) -> Result<(StatusCode, JsonOut<Consent>), ApiError> {
-    super::id_field("agent_id", &body.agent_id)?;
+    id_field("agent_id", &body.agent_id)?;
     let actor = caller.actor();
     let denial = entry(&actor, "consent.record", &body.agent_id);
     let wanted = body.agent_id.clone();
