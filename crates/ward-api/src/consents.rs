@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `POST /v1/consents`: the agent's owner consented to (or refused) scopes.
-/// Sent by the agent with a `DPoP` proof of its device key.
+/// `POST /v1/consents`: the agent's owner consented to (or refused) scopes
+/// of the agent's profile. Sent by the owner signed in with the OpenID
+/// provider, or by an admin of the agent's tenant acting for them.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConsent {
@@ -16,6 +17,10 @@ pub struct RecordConsent {
     pub decision: String,
     /// Version of the consent text shown.
     pub text_version: String,
+    /// Why an admin records this for the owner; required unless the owner
+    /// records it.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A consent record.

@@ -11,6 +11,7 @@ use ward_model::roles::{Permission, Role};
 use crate::AppState;
 use crate::audit::{DraftExt, entry};
 use crate::error::ApiError;
+use crate::oidc::Identity;
 use crate::util::{now_ms, secret_hash};
 
 /// The header a person uses to pick the tenant they act in.
@@ -111,7 +112,63 @@ impl Principal {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
+/// A verified bearer credential before it is placed in a tenant. Endpoints
+/// a person may use without a role in the tenant (the agent's owner
+/// recording consent) take this instead of a [`Principal`].
+pub enum Caller {
+    /// The bootstrap token or a tenant's API token.
+    Token(Principal),
+    /// A person signed in with the OpenID provider.
+    Person(Identity),
+}
+
+impl Caller {
+    /// The actor recorded in audit entries.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Token(principal) => principal.actor(),
+            Caller::Person(identity) => format!("user:{}", identity.name()),
+        }
+    }
+
+    /// The person's email, lowercased, if the provider verified it.
+    pub fn verified_email(&self) -> Option<&str> {
+        match self {
+            Caller::Token(_) => None,
+            Caller::Person(identity) => identity.verified_email.as_deref(),
+        }
+    }
+
+    /// This caller as a principal of the tenant with id `tenant`, or `None`
+    /// when it holds no role there. The bootstrap token acts in no tenant
+    /// (403 `tenant_required`).
+    pub async fn in_tenant(
+        &self,
+        state: &AppState,
+        tenant: &str,
+    ) -> Result<Option<Principal>, ApiError> {
+        match self {
+            Caller::Token(principal) => {
+                let own = principal.tenant()?;
+                Ok((own == tenant).then(|| principal.clone()))
+            }
+            Caller::Person(identity) => {
+                let lookup = tenant.to_owned();
+                let row = state
+                    .store
+                    .read(move |conn| ward_store::tenant(conn, &lookup))
+                    .await?;
+                Ok(row
+                    .filter(|row| row.id == tenant)
+                    .and_then(|row| identity.roles.get(&row.name).cloned())
+                    .filter(|roles| !roles.is_empty())
+                    .map(|roles| person_in(identity, tenant.to_owned(), roles)))
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -131,9 +188,23 @@ impl FromRequestParts<AppState> for Principal {
                 ApiError::unauthenticated("the `Authorization` header must be `Bearer <token>`")
             })?;
         if secret.starts_with("ward_") {
-            return api_token(parts, state, secret).await;
+            return api_token(parts, state, secret).await.map(Caller::Token);
         }
-        person(parts, state, secret).await
+        person(state, secret).await.map(Caller::Person)
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Token(principal) => Ok(principal),
+            Caller::Person(identity) => person_principal(parts, state, &identity).await,
+        }
     }
 }
 
@@ -185,11 +256,11 @@ async fn api_token(parts: &Parts, state: &AppState, secret: &str) -> Result<Prin
     })
 }
 
-async fn person(parts: &Parts, state: &AppState, token: &str) -> Result<Principal, ApiError> {
+async fn person(state: &AppState, token: &str) -> Result<Identity, ApiError> {
     let Some(oidc) = &state.oidc else {
         return Err(ApiError::unauthenticated("unknown or revoked API token"));
     };
-    let identity = oidc.verify(token, now_ms() / 1000).await.map_err(|e| match e {
+    oidc.verify(token, now_ms() / 1000).await.map_err(|e| match e {
         crate::oidc::OidcError::Rejected(message) => ApiError::unauthenticated(message),
         crate::oidc::OidcError::Unavailable(message) => {
             tracing::warn!(%message, "OpenID provider unavailable");
@@ -199,7 +270,16 @@ async fn person(parts: &Parts, state: &AppState, token: &str) -> Result<Principa
                 "cannot check the token with the OpenID provider now; retry, or use an API token",
             )
         }
-    })?;
+    })
+}
+
+/// The person as a principal of the tenant named in `X-Ward-Tenant`, or of
+/// the only tenant they hold roles in.
+async fn person_principal(
+    parts: &Parts,
+    state: &AppState,
+    identity: &Identity,
+) -> Result<Principal, ApiError> {
     let wanted = parts
         .headers
         .get(TENANT_HEADER)
@@ -213,10 +293,14 @@ async fn person(parts: &Parts, state: &AppState, token: &str) -> Result<Principa
             match (names.next(), names.next()) {
                 (Some(only), None) => only.clone(),
                 (None, _) => {
+                    let prefix = state
+                        .oidc
+                        .as_ref()
+                        .map(|oidc| oidc.config().group_prefix.clone())
+                        .unwrap_or_default();
                     return Err(no_role(format!(
-                        "`{}` holds no Ward role: ask for a `{}:<tenant>:<role>` group",
+                        "`{}` holds no Ward role: ask for a `{prefix}:<tenant>:<role>` group",
                         identity.name(),
-                        oidc.config().group_prefix
                     )));
                 }
                 (Some(_), Some(_)) => {
@@ -243,13 +327,17 @@ async fn person(parts: &Parts, state: &AppState, token: &str) -> Result<Principa
             "you hold no role in tenant `{tenant_name}`"
         )));
     };
-    Ok(Principal {
+    Ok(person_in(identity, tenant.id, roles))
+}
+
+fn person_in(identity: &Identity, tenant: String, roles: Vec<Role>) -> Principal {
+    Principal {
         credential: Credential::Person,
         id: identity.subject.clone(),
         name: identity.name().to_owned(),
-        tenant: Some(tenant.id),
+        tenant: Some(tenant),
         roles,
         mfa: identity.mfa,
         verified_email: identity.verified_email.clone(),
-    })
+    }
 }

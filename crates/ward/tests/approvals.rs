@@ -295,9 +295,10 @@ async fn a_high_risk_token_is_granted_once_after_approval_and_within_its_limits(
     )
     .await;
     assert_error(status, &body, 403, "consent_required");
+    let alice = w.as_user("alice").await;
     let (status, _) = w
         .server
-        .consent(&agent, &["secrets:read:db/*"], "granted")
+        .consent(&alice, &agent, &["secrets:read:db/*"], "granted")
         .await;
     assert_eq!(status, 201);
     let (_, body) = token_request(

@@ -32,15 +32,15 @@ async fn read_only_and_offline_switches_stop_tokens_at_every_scope() {
     };
     let agent = server.agent(&admin, "writer").await;
     let other = server.agent(&admin, "reader").await;
-    let proof = server.proof(&agent.key, "POST", "/v1/consents");
-    let consent = json!({"agent_id": agent.id, "scopes": ["files:write:/home/alice/projects/**"], "decision": "granted", "text_version": "1"});
-    send(
-        server
-            .request(reqwest::Method::POST, "/v1/consents")
-            .header("DPoP", proof)
-            .json(&consent),
-    )
-    .await;
+    server
+        .consent_for_owner(
+            &admin,
+            &agent,
+            &["files:write:/home/alice/projects/**"],
+            "granted",
+            "the owner agreed on the phone",
+        )
+        .await;
     assert_eq!(server.token(&agent, &[WRITE]).await.0, 200);
 
     let (status, body) = server.put(&operator,

@@ -1,107 +1,23 @@
-//! Instance administration: first start, tenants, admin API tokens and
-//! signing-key rotation. Tenants and tokens are the bootstrap token's job.
+//! Instance administration: tenants, admin API tokens and signing-key
+//! rotation. Tenants and tokens are the bootstrap token's job.
 
 use axum::Json as JsonOut;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use ward_api::{
     ApiTokenCreated, CreateApiToken, CreateTenant, ErrorBody, KeyRotated, Tenant, TenantList,
 };
-use ward_store::{ApiTokenRow, Store, TenantRow};
+use ward_store::{ApiTokenRow, TenantRow};
 
+use crate::AppState;
 use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::fields::{check_name, text_field};
 use crate::keys::KeyRing;
 use crate::util::{new_id, new_secret, now_ms, rfc3339, secret_hash};
-use crate::{AppState, InitError};
-
-/// The file the bootstrap admin token is written to on first start.
-pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin-token";
-
-/// On the first start in a directory: creates the signing key and the
-/// bootstrap admin token (written to a 0600 file). Returns the token when
-/// this call created it.
-pub async fn first_start(store: &Store, dir: &Path) -> Result<Option<String>, InitError> {
-    let (has_key, has_bootstrap) = store
-        .read(|conn| {
-            Ok((
-                !ward_store::signing_keys(conn)?.is_empty(),
-                ward_store::has_bootstrap_token(conn)?,
-            ))
-        })
-        .await?;
-    if !has_key {
-        let kid = new_id("key")?;
-        let (row, _) = KeyRing::generate(dir, &kid, &rfc3339(now_ms()))?;
-        let draft = entry("system", "key.create", &kid);
-        store
-            .write(move |ctx| {
-                ward_store::insert_signing_key(ctx.conn(), &row)?;
-                ctx.audit(draft);
-                Ok(())
-            })
-            .await?;
-    }
-    if has_bootstrap {
-        return Ok(None);
-    }
-    let secret = new_secret("ward_bt")?;
-    let path = dir.join(BOOTSTRAP_TOKEN_FILE);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut file| {
-            file.write_all(format!("{secret}\n").as_bytes())?;
-            file.sync_all()
-        })
-        .map_err(|e| InitError::DataDir {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    let row = ApiTokenRow {
-        id: new_id("tok")?,
-        tenant_id: None,
-        role: "bootstrap".into(),
-        description: Some("bootstrap admin token, created on first start".into()),
-        created_by: "system".into(),
-        created_at: rfc3339(now_ms()),
-        revoked_at: None,
-    };
-    let hash = secret_hash(&secret);
-    let draft = entry("system", "instance.init", &row.id)
-        .reason("first start: bootstrap admin token created");
-    store
-        .write(move |ctx| {
-            ward_store::insert_api_token(ctx.conn(), &row, &hash)?;
-            ctx.audit(draft);
-            Ok(())
-        })
-        .await?;
-    Ok(Some(secret))
-}
-
-/// Checks a tenant name: the same rule as feature and profile names.
-pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if ward_model::matrix::is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            format!(
-                "`{name}` is not a valid name: use 1 to 64 lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit"
-            ),
-        ))
-    }
-}
 
 fn tenant_out(row: TenantRow) -> Tenant {
     Tenant {
@@ -181,7 +97,7 @@ pub async fn create_api_token(
         .parse::<ward_model::roles::Role>()
         .map_err(|e| ApiError::invalid("role", e))?;
     if let Some(description) = &body.description {
-        super::text_field("description", description, 200)?;
+        text_field("description", description, 200)?;
     }
     let wanted = body.tenant.clone();
     let tenant = state

@@ -14,14 +14,17 @@ use ward_api::{
 use ward_auth::Jwk;
 use ward_model::lifecycle::{AgentAction, AgentState};
 use ward_model::roles::Permission;
-use ward_store::{AgentRow, EnrollTokenRow, RevocationRow};
+use ward_store::{AgentRow, EnrollTokenRow};
 
 use crate::AppState;
 use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
-use crate::routes::{approvals, text_field};
+use crate::fields::{check_email, text_field};
+use crate::paging::{page, parse_limit};
+use crate::revocation::{agent_rule, revocation_event};
+use crate::routes::approvals;
 use crate::util::{new_id, new_secret, now_ms, rfc3339, secret_hash};
 
 /// Create a single-use enrolment token for an owner and a profile.
@@ -109,26 +112,6 @@ pub async fn create_enroll_token(
             expires_at: rfc3339(row.expires_at * 1000),
         }),
     ))
-}
-
-fn check_email(field: &str, value: &str) -> Result<(), ApiError> {
-    let valid = value.len() <= 254
-        && value.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-        })
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            format!("`{value}` is not an email address"),
-        ))
-    }
 }
 
 /// Enrol a device with an enrolment token (no other credential).
@@ -377,23 +360,6 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
-/// Parses a `limit` query parameter.
-pub fn parse_limit(limit: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
-    match limit {
-        None => Ok(default),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "limit",
-                    format!("`limit` must be a number from 1 to {max}, got `{text}`"),
-                )
-            }),
-    }
-}
-
 /// List the tenant's agents.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = AgentList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -421,7 +387,7 @@ pub async fn list(
             )
         })
         .await?;
-    let (agents, next_cursor) = super::page(rows, limit, agent_out, |a: &Agent| a.id.clone());
+    let (agents, next_cursor) = page(rows, limit, agent_out, |a: &Agent| a.id.clone());
     Ok(JsonOut(AgentList {
         agents,
         next_cursor,
@@ -547,17 +513,16 @@ async fn change(
             }
             let mut revocation = None;
             if !to.may_obtain_tokens() {
-                let row = RevocationRow {
-                    id: revocation_id,
-                    tenant_id: tenant.clone(),
-                    kind: "agent".into(),
-                    value: agent.id.clone(),
-                    revoked_at_ms: now,
-                    reason: format!("agent {}: {}", to, body.reason),
-                    created_by: actor.clone(),
-                };
+                let row = agent_rule(
+                    revocation_id,
+                    &tenant,
+                    &agent.id,
+                    now,
+                    format!("agent {}: {}", to, body.reason),
+                    actor.clone(),
+                );
                 ward_store::insert_revocation(ctx.conn(), &row)?;
-                emit(ctx, &tenant, "revocation", &super::tokens::revocation_event(&row))?;
+                emit(ctx, &tenant, "revocation", &revocation_event(&row))?;
                 revocation = Some(row);
             }
             emit(

@@ -20,8 +20,8 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::{ApiError, correlation_id};
 use crate::extract::{Json, Query};
-use crate::routes::agents::parse_limit;
-use crate::routes::text_field;
+use crate::fields::text_field;
+use crate::paging::{page, parse_limit};
 use crate::util::{new_id, now_ms, rfc3339};
 
 /// Why a grant needs approval, and by how many people.
@@ -311,7 +311,7 @@ pub async fn list(
         })
         .await?;
     let now = now_ms() / 1000;
-    let (approvals, next_cursor) = super::page(
+    let (approvals, next_cursor) = page(
         rows,
         limit,
         |(row, decisions)| approval_out(row, decisions, now),

@@ -11,7 +11,7 @@ use crate::AppState;
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::routes::agents::parse_limit;
+use crate::paging::{page, parse_limit};
 use crate::util::parse_rfc3339;
 use ward_model::roles::Permission;
 
@@ -88,7 +88,7 @@ pub async fn list(
         .store
         .read(move |conn| ward_store::query_audit(conn, &filter))
         .await?;
-    let (entries, next_cursor) = super::page(
+    let (entries, next_cursor) = page(
         rows,
         limit,
         |chained| {

@@ -15,7 +15,7 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::routes::text_field;
+use crate::fields::text_field;
 use crate::switches::Mode;
 use crate::util::{now_ms, rfc3339};
 

@@ -25,9 +25,10 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, is_json, parse_json, read_limited};
-use crate::revocation::TokenFacts;
+use crate::fields::{id_field, text_field};
+use crate::revocation::{TokenFacts, revocation_event};
 use crate::routes::device::{self, Refusal};
-use crate::routes::{approvals, consents, text_field};
+use crate::routes::{approvals, consents};
 use crate::switches::Mode;
 use crate::util::{new_id, now_ms, rfc3339};
 
@@ -45,9 +46,9 @@ pub async fn issue(
     headers: HeaderMap,
     Json(body): Json<TokenRequest>,
 ) -> Result<JsonOut<TokenResponse>, ApiError> {
-    super::id_field("agent_id", &body.agent_id)?;
+    id_field("agent_id", &body.agent_id)?;
     if let Some(id) = &body.approval_id {
-        super::id_field("approval_id", id)?;
+        id_field("approval_id", id)?;
     }
     let denial = entry(
         &format!("agent:{}", body.agent_id),
@@ -625,12 +626,4 @@ pub async fn revoke(
             revoked_at: rfc3339(row.revoked_at_ms),
         }),
     ))
-}
-
-/// The watch-stream form of a revocation rule.
-pub fn revocation_event(row: &RevocationRow) -> Value {
-    json!({
-        "id": row.id, "tenant": row.tenant_id, "kind": row.kind, "value": row.value,
-        "revoked_at_ms": row.revoked_at_ms,
-    })
 }

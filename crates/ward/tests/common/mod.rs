@@ -204,16 +204,29 @@ impl Server {
         self.token_with_proof(&agent.id, &proof, scopes).await
     }
 
-    /// Records the owner's consent as the agent does, with a DPoP proof.
-    pub async fn consent(&self, agent: &Agent, scopes: &[&str], decision: &str) -> (u16, Value) {
-        let proof = self.proof(&agent.key, "POST", "/v1/consents");
+    /// Records consent for `agent` as `by`: the owner's sign-in token.
+    pub async fn consent(
+        &self,
+        by: &str,
+        agent: &Agent,
+        scopes: &[&str],
+        decision: &str,
+    ) -> (u16, Value) {
         let body = json!({"agent_id": agent.id, "scopes": scopes, "decision": decision, "text_version": "2026-11"});
-        send(
-            self.request(reqwest::Method::POST, "/v1/consents")
-                .header("DPoP", proof)
-                .json(&body),
-        )
-        .await
+        self.post(by, "/v1/consents", body).await
+    }
+
+    /// Records consent for `agent` as an admin acting for the owner.
+    pub async fn consent_for_owner(
+        &self,
+        admin: &str,
+        agent: &Agent,
+        scopes: &[&str],
+        decision: &str,
+        reason: &str,
+    ) -> (u16, Value) {
+        let body = json!({"agent_id": agent.id, "scopes": scopes, "decision": decision, "text_version": "2026-11", "reason": reason});
+        self.post(admin, "/v1/consents", body).await
     }
 
     /// Introspects a token as `admin`; returns the `active` flag and body.
