@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use ward_api::{Confirmation, IntrospectResponse, TokenRequest, TokenResponse};
+use ward_api::{TokenRequest, TokenResponse};
 use ward_model::audit::hex;
 use ward_model::lifecycle::AgentState;
 use ward_model::matrix::{Matrix, Risk};
@@ -23,7 +23,6 @@ use crate::broker::consent;
 use crate::broker::device::{self, Refusal};
 use crate::error::ApiError;
 use crate::policy::Decision;
-use crate::revocation::TokenFacts;
 use crate::switches::Mode;
 use crate::util::{new_id, now_ms};
 use crate::{AppState, Config};
@@ -581,63 +580,5 @@ async fn audit(
         expires_in: duration,
         scopes: scope_strings,
         token_type: "DPoP".into(),
-    })
-}
-
-/// Introspection (RFC 7662): the answer for an active token of `tenant`
-/// signed by this server and not revoked, or `None`.
-pub fn introspect(state: &AppState, tenant: &str, token: &str) -> Option<IntrospectResponse> {
-    let now_ms = now_ms();
-    let (_, claims) = ward_auth::verify_jwt(token, now_ms / 1000, 0, |kid| {
-        state.keys.lookup(kid, now_ms)
-    })
-    .ok()?;
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-    if text("tenant").as_deref() != Some(tenant)
-        || text("iss").as_deref() != Some(state.config.public_url.as_str())
-    {
-        return None;
-    }
-    let scopes: Vec<String> = claims
-        .get("scopes")?
-        .as_array()?
-        .iter()
-        .map(|s| s.as_str().map(str::to_owned))
-        .collect::<Option<_>>()?;
-    let jti = text("jti")?;
-    let sub = text("sub")?;
-    let iat = number("iat")?;
-    let facts = TokenFacts {
-        tenant,
-        jti: &jti,
-        agent: &sub,
-        scopes: &scopes,
-        iat,
-    };
-    if state.revocations.check(&facts).is_some() {
-        return None;
-    }
-    Some(IntrospectResponse {
-        active: true,
-        scope: Some(scopes.join(" ")),
-        client_id: Some(sub.clone()),
-        username: text("owner"),
-        token_type: Some("DPoP".into()),
-        exp: number("exp"),
-        iat: Some(iat),
-        nbf: number("nbf"),
-        sub: Some(sub),
-        iss: text("iss"),
-        jti: Some(jti),
-        tenant: Some(tenant.to_owned()),
-        device_id: text("device_id"),
-        cnf: claims
-            .get("cnf")
-            .and_then(|c| c.get("jkt"))
-            .and_then(Value::as_str)
-            .map(|jkt| Confirmation {
-                jkt: jkt.to_owned(),
-            }),
     })
 }

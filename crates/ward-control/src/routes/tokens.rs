@@ -13,7 +13,7 @@ use ward_model::roles::Permission;
 use crate::AppState;
 use crate::audit::{DraftExt, entry};
 use crate::auth::Principal;
-use crate::broker::{revoke, token};
+use crate::broker::{introspect, revoke, token};
 use crate::error::ApiError;
 use crate::extract::{Json, dpop_proof, is_json, parse_json, read_limited};
 use crate::fields::id_field;
@@ -99,7 +99,7 @@ pub async fn introspect(
         parse_json(&bytes)?
     };
     Ok(JsonOut(
-        token::introspect(&state, &tenant, &body.token).unwrap_or_default(),
+        introspect::introspect(&state, &tenant, &body.token).unwrap_or_default(),
     ))
 }
 
