@@ -48,29 +48,7 @@ pub async fn record(
         Ok(recorder) => recorder,
         Err(error) => return Err(state.deny(denial, error).await),
     };
-    if body.decision != "granted" && body.decision != "refused" {
-        return Err(ApiError::invalid(
-            "decision",
-            format!(
-                "unknown decision `{}`; use `granted` or `refused`",
-                body.decision
-            ),
-        ));
-    }
-    text_field("text_version", &body.text_version, 64)?;
-    if body.scopes.is_empty() || body.scopes.len() > 64 {
-        return Err(ApiError::invalid(
-            "scopes",
-            "`scopes` must list 1 to 64 scopes",
-        ));
-    }
-    let mut scopes = Vec::with_capacity(body.scopes.len());
-    for (index, text) in body.scopes.iter().enumerate() {
-        let scope: Scope = text.parse().map_err(|e: ward_model::scope::ScopeError| {
-            ApiError::invalid(format!("scopes[{index}]"), e.to_string())
-        })?;
-        scopes.push(scope);
-    }
+    let scopes = read_record(&body)?;
     if matches!(agent.state.as_str(), "revoked" | "uninstalled") {
         let error = ApiError::forbidden(
             "agent_not_active",
@@ -147,6 +125,35 @@ pub async fn record(
         state.published();
     }
     Ok(row)
+}
+
+/// Checks the record's decision, text version and scopes (parsed, each
+/// naming its position when it does not parse).
+fn read_record(body: &RecordConsent) -> Result<Vec<Scope>, ApiError> {
+    if body.decision != "granted" && body.decision != "refused" {
+        return Err(ApiError::invalid(
+            "decision",
+            format!(
+                "unknown decision `{}`; use `granted` or `refused`",
+                body.decision
+            ),
+        ));
+    }
+    text_field("text_version", &body.text_version, 64)?;
+    if body.scopes.is_empty() || body.scopes.len() > 64 {
+        return Err(ApiError::invalid(
+            "scopes",
+            "`scopes` must list 1 to 64 scopes",
+        ));
+    }
+    let mut scopes = Vec::with_capacity(body.scopes.len());
+    for (index, text) in body.scopes.iter().enumerate() {
+        let scope: Scope = text.parse().map_err(|e: ward_model::scope::ScopeError| {
+            ApiError::invalid(format!("scopes[{index}]"), e.to_string())
+        })?;
+        scopes.push(scope);
+    }
+    Ok(scopes)
 }
 
 /// Who records a consent.
