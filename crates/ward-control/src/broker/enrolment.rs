@@ -2,7 +2,6 @@
 //! enrolling a device with one. Enrolment into a high-risk profile waits
 //! for approval.
 
-use axum::http::StatusCode;
 use serde_json::json;
 use ward_api::{CreateEnrollToken, EnrollAgent, EnrollTokenCreated};
 use ward_auth::Jwk;
@@ -120,11 +119,7 @@ pub async fn enrol(state: &AppState, body: EnrollAgent) -> Result<AgentRow, ApiE
         .read(move |conn| ward_store::enroll_token_by_hash(conn, &hash))
         .await?;
     let Some(token) = token else {
-        let error = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_enroll_token",
-            "unknown enrolment token",
-        );
+        let error = ApiError::unauthorized("invalid_enroll_token", "unknown enrolment token");
         return Err(state
             .deny(entry("anonymous", "agent.enroll", "unknown"), error)
             .await);
@@ -133,16 +128,14 @@ pub async fn enrol(state: &AppState, body: EnrollAgent) -> Result<AgentRow, ApiE
     let denial = entry(&actor, "agent.enroll", &token.id).tenant(Some(&token.tenant_id));
     let now = now_ms();
     if token.used_at.is_some() {
-        let error = ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        let error = ApiError::unauthorized(
             "enroll_token_used",
             "this enrolment token was used already; ask for a new one",
         );
         return Err(state.deny(denial, error).await);
     }
     if now / 1000 >= token.expires_at {
-        let error = ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        let error = ApiError::unauthorized(
             "enroll_token_expired",
             "this enrolment token has expired; ask for a new one",
         );
@@ -301,8 +294,7 @@ pub async fn enrol(state: &AppState, body: EnrollAgent) -> Result<AgentRow, ApiE
         })
         .await?;
     if !outcome {
-        let error = ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        let error = ApiError::unauthorized(
             "enroll_token_used",
             "this enrolment token was used already; ask for a new one",
         );

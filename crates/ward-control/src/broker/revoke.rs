@@ -2,7 +2,6 @@
 //! put on the change feed and audited in one transaction, in force at once
 //! for introspection and for every token issued up to now.
 
-use axum::http::StatusCode;
 use serde_json::json;
 use ward_api::RevokeTokens;
 use ward_model::roles::Permission;
@@ -32,8 +31,7 @@ pub async fn revoke(
             ("scope_prefix", prefix.clone())
         }
         _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "invalid_field",
                 "give exactly one of `jti`, `agent_id`, `scope_prefix`",
             ));
