@@ -67,6 +67,17 @@ impl ApiError {
         )
     }
 
+    /// 400 for a request that is wrong as a whole, not in one field.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401 for a credential of its own kind (an enrolment token), without
+    /// a challenge.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
     /// 401 for a missing or bad admin credential.
     pub fn unauthenticated(message: impl Into<String>) -> ApiError {
         let mut error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -136,6 +136,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
                 let path = error.path().to_string();
                 ApiError::invalid(path, format!("bad query string: {}", error.into_inner()))
             })
+    }
+}
+
+/// The request's one `DPoP` header (RFC 9449): a proof of possession of
+/// the agent's device key.
+pub fn dpop_proof(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().map_err(|_| {
+            ApiError::dpop("invalid_dpop_proof", "the `DPoP` header is not valid text")
+        }),
+        (None, _) => Err(ApiError::dpop(
+            "invalid_dpop_proof",
+            "missing `DPoP` header: sign a proof with the device key",
+        )),
+        (Some(_), Some(_)) => Err(ApiError::dpop(
+            "invalid_dpop_proof",
+            "more than one `DPoP` header",
+        )),
     }
 }
 

@@ -5,6 +5,7 @@
 mod agent_cache;
 mod audit;
 mod auth;
+mod broker;
 mod error;
 mod extract;
 mod fields;

@@ -5,7 +5,6 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod consents;
-pub mod device;
 pub mod meta;
 pub mod policy;
 pub mod switches;

@@ -1,7 +1,7 @@
 //! Authenticating an agent by a DPoP proof of its enrolled device key, for
-//! the endpoints agents call themselves (tokens, consent).
+//! the requests agents make themselves (tokens): the first stage of a token
+//! decision. Knows nothing of HTTP: the handler passes the proof it read.
 
-use axum::http::HeaderMap;
 use std::sync::Arc;
 use ward_auth::ProofExpectations;
 
@@ -13,11 +13,12 @@ use crate::error::ApiError;
 /// its admins see probes against their agents).
 pub type Refusal = (ApiError, Option<String>);
 
-/// Checks that the request to `path` carries exactly one fresh, unreplayed
-/// DPoP proof signed by `agent_id`'s enrolled device key. Returns the agent.
+/// Checks that `proof` (the request's one `DPoP` header, or why it has
+/// none) is a fresh, unreplayed DPoP proof for `path` signed by
+/// `agent_id`'s enrolled device key. Returns the agent.
 pub async fn authenticate(
     state: &AppState,
-    headers: &HeaderMap,
+    proof: Result<&str, ApiError>,
     agent_id: &str,
     path: &str,
     now: i64,
@@ -28,7 +29,7 @@ pub async fn authenticate(
         .await
         .map_err(|e| (e.into(), None))?;
     let tenant = cached.as_ref().map(|a| a.row.tenant_id.clone());
-    let proof = single_header(headers, "dpop").map_err(|e| (e, tenant.clone()))?;
+    let proof = proof.map_err(|e| (e, tenant.clone()))?;
     let mismatch =
         || format!("unknown agent `{agent_id}` or the proof is not signed by its device key");
     let Some(cached) = cached else {
@@ -76,21 +77,4 @@ pub async fn authenticate(
         ));
     }
     Ok(cached)
-}
-
-fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (Some(value), None) => value.to_str().map_err(|_| {
-            ApiError::dpop("invalid_dpop_proof", "the `DPoP` header is not valid text")
-        }),
-        (None, _) => Err(ApiError::dpop(
-            "invalid_dpop_proof",
-            "missing `DPoP` header: sign a proof with the device key",
-        )),
-        (Some(_), Some(_)) => Err(ApiError::dpop(
-            "invalid_dpop_proof",
-            "more than one `DPoP` header",
-        )),
-    }
 }
