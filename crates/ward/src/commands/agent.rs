@@ -1,8 +1,10 @@
-//! `ward agent ...`: the desktop side. The device key never leaves the state
-//! directory (file mode 0600); only its public half is sent at enrolment.
+//! `ward agent ...`: the desktop side. The device key never leaves the
+//! state directory (file mode 0600); only its public half is sent at
+//! enrolment.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -11,7 +13,66 @@ use ward_api::{DeviceInfo, DeviceKey, EnrollAgent, TokenRequest};
 use ward_auth::Keypair;
 use ward_client::Client;
 
-use crate::commands::print_json;
+use crate::error::CliResult;
+use crate::output::Output;
+
+/// `ward agent ...`.
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Enrol this device: makes the device key (0600) and stores the agent id.
+    Enroll(EnrollArgs),
+    /// Get a token for scopes, signing a DPoP proof with the device key.
+    Token(TokenArgs),
+}
+
+/// `ward agent enroll`.
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// Server URL.
+    #[arg(long, env = "WARD_SERVER")]
+    pub server: String,
+    /// The enrolment token from an admin.
+    #[arg(long, env = "WARD_ENROLL_TOKEN", hide_env_values = true)]
+    pub enroll_token: String,
+    /// Directory for the device key and agent state.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Reported OS (defaults to this machine's).
+    #[arg(long)]
+    pub os: Option<String>,
+    /// Reported agent version (defaults to this binary's).
+    #[arg(long)]
+    pub agent_version: Option<String>,
+    /// Reported host id (defaults to /etc/machine-id or the hostname).
+    #[arg(long)]
+    pub host_id: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ward agent token`.
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// Directory written by `ward agent enroll`.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Scope wanted (repeatable).
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Redeem this approved approval request.
+    #[arg(long)]
+    pub approval_id: Option<String>,
+    /// Bind the token to one action (JSON, e.g. `{"tool":"Bash","arguments":{...}}`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Print JSON instead of the bare token.
+    #[arg(long)]
+    pub json: bool,
+}
 
 const KEY_FILE: &str = "device.key";
 const STATE_FILE: &str = "agent.json";
@@ -25,25 +86,23 @@ struct AgentStateFile {
     device_jkt: String,
 }
 
-/// Arguments of `ward agent enroll`.
-pub struct EnrollArgs {
-    pub server: String,
-    pub enroll_token: String,
-    pub state_dir: PathBuf,
-    pub os: Option<String>,
-    pub agent_version: Option<String>,
-    pub host_id: Option<String>,
-    pub json: bool,
+/// Runs `ward agent ...`.
+pub async fn run(command: AgentCommand) -> CliResult {
+    match command {
+        AgentCommand::Enroll(args) => enroll(args).await,
+        AgentCommand::Token(args) => token(args).await,
+    }
 }
 
 /// Enrols this device.
-pub async fn enroll(args: EnrollArgs) -> Result<(), String> {
+async fn enroll(args: EnrollArgs) -> CliResult {
     let dir = &args.state_dir;
     if dir.join(STATE_FILE).exists() {
         return Err(format!(
             "`{}` already holds an enrolled agent; use another --state-dir",
             dir.display()
-        ));
+        )
+        .into());
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -76,7 +135,7 @@ pub async fn enroll(args: EnrollArgs) -> Result<(), String> {
         Ok(agent) => agent,
         Err(e) => {
             let _ = std::fs::remove_file(dir.join(KEY_FILE));
-            return Err(e.to_string());
+            return Err(e.into());
         }
     };
     let state = AgentStateFile {
@@ -87,26 +146,25 @@ pub async fn enroll(args: EnrollArgs) -> Result<(), String> {
     };
     let text = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
     write_private(&dir.join(STATE_FILE), &text)?;
-    if args.json {
-        print_json(&agent)
-    } else {
-        println!(
+    Output::new(args.json).show(&agent, |agent| {
+        format!(
             "enrolled agent {} ({}), state {}",
             agent.id, agent.profile, agent.state
-        );
-        Ok(())
-    }
+        )
+    })
 }
 
 /// Gets a token for scopes.
-pub async fn token(
-    state_dir: &Path,
-    scopes: Vec<String>,
-    duration: Option<u64>,
-    approval_id: Option<String>,
-    action: Option<String>,
-    json: bool,
-) -> Result<(), String> {
+async fn token(args: TokenArgs) -> CliResult {
+    let TokenArgs {
+        state_dir,
+        scopes,
+        duration,
+        approval_id,
+        action,
+        json,
+    } = args;
+    let state_dir = state_dir.as_path();
     let action = action
         .map(|text| {
             serde_json::from_str::<serde_json::Value>(&text)
@@ -130,19 +188,11 @@ pub async fn token(
         approval_id,
         action,
     };
-    let granted = client
-        .request_token(&device, &body)
-        .await
-        .map_err(|e| e.to_string())?;
-    if json {
-        print_json(&granted)
-    } else {
-        println!("{}", granted.token);
-        Ok(())
-    }
+    let granted = client.request_token(&device, &body).await?;
+    Output::new(json).show(&granted, |granted| granted.token.clone())
 }
 
-fn read_device_key(path: &Path) -> Result<Keypair, String> {
+fn read_device_key(path: &Path) -> CliResult<Keypair> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -150,7 +200,8 @@ fn read_device_key(path: &Path) -> Result<Keypair, String> {
             "`{}` is readable by others (mode {:o}); run `chmod 600` on it",
             path.display(),
             meta.permissions().mode() & 0o777
-        ));
+        )
+        .into());
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -163,7 +214,7 @@ fn read_device_key(path: &Path) -> Result<Keypair, String> {
     Ok(Keypair::from_seed(&seed))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -173,7 +224,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
             file.write_all(bytes)?;
             file.sync_all()
         })
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()).into())
 }
 
 fn local_os() -> String {
