@@ -13,6 +13,9 @@ pub enum CliError {
     /// The server refused the call or could not be reached.
     #[error(transparent)]
     Api(#[from] ward_client::ClientError),
+    /// The desktop runtime could not do what was asked.
+    #[error(transparent)]
+    Agent(#[from] ward_agent::AgentError),
     /// Anything else, already in words for the user.
     #[error("{0}")]
     Failed(String),

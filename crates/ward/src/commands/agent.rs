@@ -1,17 +1,10 @@
-//! `ward agent ...`: the desktop side. The device key never leaves the
-//! state directory (file mode 0600); only its public half is sent at
-//! enrolment.
+//! `ward agent ...`: the desktop side, run by `ward-agent` (the device key,
+//! the state directory, enrolment, tokens); this module reads the flags
+//! and prints the result.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use ward_api::{DeviceInfo, DeviceKey, EnrollAgent, TokenRequest};
-use ward_auth::Keypair;
-use ward_client::Client;
+use std::path::PathBuf;
+use ward_agent::{DeviceFacts, TokenWanted};
 
 use crate::error::CliResult;
 use crate::output::Output;
@@ -74,18 +67,6 @@ pub struct TokenArgs {
     pub json: bool,
 }
 
-const KEY_FILE: &str = "device.key";
-const STATE_FILE: &str = "agent.json";
-
-/// What `ward agent enroll` remembers.
-#[derive(Serialize, Deserialize)]
-struct AgentStateFile {
-    server: String,
-    agent_id: String,
-    tenant: String,
-    device_jkt: String,
-}
-
 /// Runs `ward agent ...`.
 pub async fn run(command: AgentCommand) -> CliResult {
     match command {
@@ -94,58 +75,15 @@ pub async fn run(command: AgentCommand) -> CliResult {
     }
 }
 
-/// Enrols this device.
 async fn enroll(args: EnrollArgs) -> CliResult {
-    let dir = &args.state_dir;
-    if dir.join(STATE_FILE).exists() {
-        return Err(format!(
-            "`{}` already holds an enrolled agent; use another --state-dir",
-            dir.display()
-        )
-        .into());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let device = Keypair::generate().map_err(|e| e.to_string())?;
-    write_private(
-        &dir.join(KEY_FILE),
-        URL_SAFE_NO_PAD.encode(device.seed_bytes()).as_bytes(),
-    )?;
-    let jwk = device.public_jwk();
-    let body = EnrollAgent {
-        enroll_token: args.enroll_token,
-        device_key: DeviceKey {
-            kty: jwk.kty,
-            crv: jwk.crv,
-            x: jwk.x,
-        },
-        device: DeviceInfo {
-            os: args.os.unwrap_or_else(local_os),
-            agent_version: args
-                .agent_version
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
-            host_id: args.host_id.unwrap_or_else(local_host_id),
-        },
+    let facts = DeviceFacts {
+        os: args.os.unwrap_or_else(DeviceFacts::local_os),
+        agent_version: args
+            .agent_version
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+        host_id: args.host_id.unwrap_or_else(DeviceFacts::local_host_id),
     };
-    let client = Client::new(&args.server, None).map_err(|e| e.to_string())?;
-    let agent = match client.enroll(&body).await {
-        Ok(agent) => agent,
-        Err(e) => {
-            let _ = std::fs::remove_file(dir.join(KEY_FILE));
-            return Err(e.into());
-        }
-    };
-    let state = AgentStateFile {
-        server: client.base().to_owned(),
-        agent_id: agent.id.clone(),
-        tenant: agent.tenant.clone(),
-        device_jkt: agent.device_jkt.clone(),
-    };
-    let text = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
-    write_private(&dir.join(STATE_FILE), &text)?;
+    let agent = ward_agent::enrol(&args.server, args.enroll_token, &args.state_dir, facts).await?;
     Output::new(args.json).show(&agent, |agent| {
         format!(
             "enrolled agent {} ({}), state {}",
@@ -154,95 +92,20 @@ async fn enroll(args: EnrollArgs) -> CliResult {
     })
 }
 
-/// Gets a token for scopes.
 async fn token(args: TokenArgs) -> CliResult {
-    let TokenArgs {
-        state_dir,
-        scopes,
-        duration,
-        approval_id,
-        action,
-        json,
-    } = args;
-    let state_dir = state_dir.as_path();
-    let action = action
+    let action = args
+        .action
         .map(|text| {
             serde_json::from_str::<serde_json::Value>(&text)
                 .map_err(|e| format!("--action is not JSON: {e}"))
         })
         .transpose()?;
-    let state: AgentStateFile =
-        serde_json::from_slice(&std::fs::read(state_dir.join(STATE_FILE)).map_err(|e| {
-            format!(
-                "cannot read `{}`: {e}; run `ward agent enroll` first",
-                state_dir.join(STATE_FILE).display()
-            )
-        })?)
-        .map_err(|e| format!("`{}` is corrupt: {e}", state_dir.join(STATE_FILE).display()))?;
-    let device = read_device_key(&state_dir.join(KEY_FILE))?;
-    let client = Client::new(&state.server, None).map_err(|e| e.to_string())?;
-    let body = TokenRequest {
-        agent_id: state.agent_id,
-        requested_scopes: scopes,
-        requested_duration: duration,
-        approval_id,
+    let wanted = TokenWanted {
+        scopes: args.scopes,
+        duration: args.duration,
+        approval_id: args.approval_id,
         action,
     };
-    let granted = client.request_token(&device, &body).await?;
-    Output::new(json).show(&granted, |granted| granted.token.clone())
-}
-
-fn read_device_key(path: &Path) -> CliResult<Keypair> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "`{}` is readable by others (mode {:o}); run `chmod 600` on it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        )
-        .into());
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(text.trim())
-        .map_err(|_| format!("`{}` is not a device key", path.display()))?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| format!("`{}` is not a device key", path.display()))?;
-    Ok(Keypair::from_seed(&seed))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()).into())
-}
-
-fn local_os() -> String {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{} {}", std::env::consts::OS, release.trim())
-        .trim()
-        .to_owned()
-}
-
-fn local_host_id() -> String {
-    std::fs::read_to_string("/etc/machine-id")
-        .ok()
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown-host".to_owned())
+    let granted = ward_agent::acquire_token(&args.state_dir, wanted).await?;
+    Output::new(args.json).show(&granted, |granted| granted.token.clone())
 }
