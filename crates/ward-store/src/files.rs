@@ -22,14 +22,14 @@ const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 /// An exclusive lock on a data directory, held until dropped (the kernel
 /// also releases it when the process ends, however it ends).
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     _file: File,
 }
 
 impl DirLock {
     /// Takes the lock of `dir` and records this process's id in the lock
     /// file, or names the process that holds it.
-    pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
