@@ -18,7 +18,7 @@ mod switches;
 
 pub use approvals::*;
 pub use events::*;
-pub use files::LOCK_FILE;
+pub use files::{LOCK_FILE, ensure_unlocked};
 pub use policy::*;
 pub use rows::*;
 pub use switches::*;

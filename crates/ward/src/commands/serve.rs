@@ -174,6 +174,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
             }
         }
     };
+    ward_store::ensure_unlocked(&data_dir).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         format!("cannot listen on `{listen}`: {e}; choose another --listen address")
     })?;
