@@ -22,14 +22,14 @@ const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 /// An exclusive lock on a data directory, held until dropped (the kernel
 /// also releases it when the process ends, however it ends).
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     _file: File,
 }
 
 impl DirLock {
     /// Takes the lock of `dir` and records this process's id in the lock
     /// file, or names the process that holds it.
-    pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -39,25 +39,7 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| StoreError::Rejected(format!("cannot open `{}`: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = match holder_pid(&mut file) {
-                    Some(pid) => format!("pid {pid}"),
-                    None => "a process that has not yet written its pid".to_owned(),
-                };
-                return Err(StoreError::Locked {
-                    dir: dir.display().to_string(),
-                    holder,
-                });
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(StoreError::Rejected(format!(
-                    "cannot lock `{}`: {e}",
-                    path.display()
-                )));
-            }
-        }
+        lock(&mut file, dir)?;
         let pid = std::process::id();
         file.set_len(0)
             .and_then(|()| file.rewind())
@@ -65,6 +47,37 @@ impl DirLock {
             .and_then(|()| file.sync_all())
             .map_err(|e| StoreError::Rejected(format!("cannot write `{}`: {e}", path.display())))?;
         Ok(DirLock { _file: file })
+    }
+}
+
+/// Fails, naming the holder, if a process holds `dir`'s lock; takes
+/// nothing. Lets a server refuse before it binds its address, so a second
+/// server on the same directory and address is told about the first one
+/// rather than about the address. [`Store::open`](crate::Store::open)
+/// still takes the lock for real.
+pub fn ensure_unlocked(dir: &Path) -> Result<(), StoreError> {
+    match File::open(dir.join(LOCK_FILE)) {
+        Ok(mut file) => lock(&mut file, dir),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Takes an exclusive lock on `file`, the lock file of `dir`, or names
+/// the process that holds it.
+fn lock(file: &mut File, dir: &Path) -> Result<(), StoreError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
+            dir: dir.display().to_string(),
+            holder: match holder_pid(file) {
+                Some(pid) => format!("pid {pid}"),
+                None => "a process that has not yet written its pid".to_owned(),
+            },
+        }),
+        Err(TryLockError::Error(e)) => Err(StoreError::Rejected(format!(
+            "cannot lock `{}`: {e}",
+            dir.join(LOCK_FILE).display()
+        ))),
     }
 }
 
@@ -124,7 +137,10 @@ mod tests {
             error.contains(&format!("pid {}", std::process::id())),
             "{error}"
         );
+        let probed = ensure_unlocked(dir.path()).unwrap_err().to_string();
+        assert_eq!(probed, error);
         drop(first);
+        ensure_unlocked(dir.path()).unwrap();
         DirLock::acquire(dir.path()).unwrap();
     }
 

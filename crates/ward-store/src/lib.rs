@@ -18,7 +18,7 @@ mod switches;
 
 pub use approvals::*;
 pub use events::*;
-pub use files::{DirLock, LOCK_FILE};
+pub use files::{LOCK_FILE, ensure_unlocked};
 pub use policy::*;
 pub use rows::*;
 pub use switches::*;
@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use ward_model::audit::{AuditRecord, ChainBreak, ChainVerifier, ChainedRecord, GENESIS_HASH};
+
+use crate::files::DirLock;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "ward.db";

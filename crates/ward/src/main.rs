@@ -1,18 +1,20 @@
 //! `ward`: the one binary. `serve` runs the control plane and `gateway` the
-//! enforcing proxy; the other commands (`cli.rs` lists them) are the
-//! command line, talking HTTP to a server (`--server` / `WARD_SERVER`,
-//! `--token` / `WARD_TOKEN`) or checking files locally.
+//! enforcing proxy; the other commands (`commands/`) are the command line,
+//! talking HTTP to a server (`--server` / `WARD_SERVER`, `--token` /
+//! `WARD_TOKEN`) or checking files locally.
 
-mod agent;
-mod cli;
 mod commands;
-mod gateway;
-mod login;
-mod serve;
+mod connection;
+mod credentials;
+mod error;
+mod output;
 mod serving;
 
 use clap::Parser;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::error::CliError;
 
 /// mimalloc instead of glibc malloc: the token path allocates many small
 /// strings, and glibc's malloc was about a tenth of the server's CPU in the
@@ -21,22 +23,29 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let cli = match commands::Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` arrive as "errors" meant for stdout.
+        Err(help) if !help.use_stderr() => {
+            let _ = help.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(usage) => return CliError::Usage(usage).report(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return CliError::Failed(format!("cannot start the async runtime: {e}")).report();
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    let result = runtime.block_on(commands::run(cli.command));
+    // Connections cut off at a shutdown deadline must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
+        Err(error) => error.report(),
     }
 }

@@ -1,102 +1,34 @@
 //! `ward login`: sign in with the company's OpenID provider using the
-//! device authorization grant (RFC 8628), and keep the token for the CLI in
-//! a private credentials file.
+//! device authorization grant (RFC 8628), and keep the token for the other
+//! commands (`credentials.rs`).
 
-use serde::{Deserialize, Serialize};
+use clap::Args;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// Stored credentials, per server URL.
-#[derive(Default, Serialize, Deserialize)]
-struct Credentials {
-    servers: BTreeMap<String, Stored>,
-}
+use crate::credentials::{self, Stored};
+use crate::error::CliResult;
+use crate::output::Output;
 
-#[derive(Clone, Serialize, Deserialize)]
-struct Stored {
-    access_token: String,
-    expires_at: i64,
-    issuer: String,
-}
-
-/// Where credentials live: `WARD_CREDENTIALS`, else
-/// `$XDG_CONFIG_HOME/ward/credentials.json`, else `~/.config/ward/credentials.json`.
-fn credentials_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("WARD_CREDENTIALS") {
-        return Some(PathBuf::from(path));
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some(base.join("ward").join("credentials.json"))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn load() -> Credentials {
-    credentials_path()
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-/// The stored, unexpired token for `server`, if any.
-pub fn stored_token(server: &str) -> Option<String> {
-    let credentials = load();
-    let stored = credentials.servers.get(server.trim_end_matches('/'))?;
-    (stored.expires_at > now() + 10).then(|| stored.access_token.clone())
-}
-
-fn save(server: &str, stored: Stored) -> Result<PathBuf, String> {
-    let path =
-        credentials_path().ok_or("cannot tell where to keep credentials; set WARD_CREDENTIALS")?;
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    }
-    let mut credentials = load();
-    credentials
-        .servers
-        .insert(server.trim_end_matches('/').to_owned(), stored);
-    let text = serde_json::to_vec_pretty(&credentials).map_err(|e| e.to_string())?;
-    let temporary = path.with_extension("json.tmp");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut file| {
-            file.write_all(&text)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temporary, &path))
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-    Ok(path)
-}
-
-/// Arguments of `ward login`.
+/// `ward login`.
+#[derive(Args, Debug)]
 pub struct LoginArgs {
+    /// Server URL.
+    #[arg(long, env = "WARD_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Resource indicator to ask the provider for (RFC 8707), if it needs one.
+    #[arg(long)]
     pub resource: Option<String>,
+    /// Scopes to ask for.
+    #[arg(long, default_value = "openid email groups offline_access")]
     pub scope: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
     pub json: bool,
 }
 
 /// Runs the device flow and stores the access token for `server`.
-pub async fn login(args: LoginArgs) -> Result<(), String> {
+pub async fn run(args: LoginArgs) -> CliResult {
     let server = args.server.trim_end_matches('/').to_owned();
     ward_client::install_tls_provider();
     let http = reqwest::Client::builder()
@@ -185,7 +117,9 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
                             .into(),
                     );
                 }
-                other => return Err(format!("the OpenID provider refused the sign-in: {other}")),
+                other => {
+                    return Err(format!("the OpenID provider refused the sign-in: {other}").into());
+                }
             },
         }
     };
@@ -194,12 +128,12 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
         .and_then(Value::as_str)
         .ok_or("the provider sent no access token")?
         .to_owned();
-    let expires_at = now()
+    let expires_at = credentials::now()
         + tokens
             .get("expires_in")
             .and_then(Value::as_i64)
             .unwrap_or(300);
-    let path = save(
+    let path = credentials::save(
         &server,
         Stored {
             access_token,
@@ -207,17 +141,17 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
             issuer: oidc.issuer.clone(),
         },
     )?;
-    if args.json {
-        crate::commands::print_json(&serde_json::json!({
+    Output::new(args.json).show(
+        &serde_json::json!({
             "server": server, "issuer": oidc.issuer, "expires_at": expires_at, "credentials": path,
-        }))
-    } else {
-        println!(
-            "signed in to {server} until {expires_at} (unix time); token kept in {}",
-            path.display()
-        );
-        Ok(())
-    }
+        }),
+        |_| {
+            format!(
+                "signed in to {server} until {expires_at} (unix time); token kept in {}",
+                path.display()
+            )
+        },
+    )
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(

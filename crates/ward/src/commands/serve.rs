@@ -1,5 +1,7 @@
-//! `ward serve`: load the matrix, open the data directory, listen.
+//! `ward serve`: load the matrix, open the data directory, listen until
+//! Ctrl-C or SIGTERM (`serving.rs` says how it stops).
 
+use clap::Args;
 use serde::Deserialize;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,29 +11,71 @@ use tokio::net::TcpListener;
 use ward_control::{Config, LoadedMatrix};
 use ward_model::matrix::Matrix;
 
-use crate::cli::ServeArgs;
+use super::matrix;
+use crate::error::CliResult;
 
-/// Reads and validates a matrix file; errors name `file:line:column`.
-pub fn load_matrix(path: &Path) -> Result<LoadedMatrix, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read matrix `{}`: {e}", path.display()))?;
-    let matrix = Matrix::from_yaml(&text).map_err(|errors| {
-        errors
-            .0
-            .iter()
-            .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
-    let digest = matrix.digest();
-    Ok(LoadedMatrix {
-        matrix,
-        source: Some(path.to_owned()),
-        digest,
-    })
+/// `ward serve`. Every setting can also come from `--config FILE`; a flag
+/// given on the command line wins over the file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// YAML configuration file (same names as the flags, OpenID settings
+    /// under `oidc:`; relative paths are relative to the file).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory for the database and keys, created 0700 [default: ./ward-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Capability matrix (YAML). Without it every scope is denied.
+    #[arg(long)]
+    pub matrix: Option<PathBuf>,
+    /// URL clients use to reach this server (token issuer and DPoP `htu`
+    /// base) [default: http://<listen address>].
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Longest token lifetime granted, seconds [default: 3600].
+    #[arg(long)]
+    pub max_token_secs: Option<u64>,
+    /// Largest accepted request body, bytes [default: 65536].
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// How long an approval request can be decided and redeemed, seconds [default: 3600].
+    #[arg(long)]
+    pub approval_ttl_secs: Option<u64>,
+    /// OpenID provider people sign in with (issuer URL, as in `iss`).
+    #[arg(long, env = "WARD_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Audience the provider's tokens must carry.
+    #[arg(long, env = "WARD_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// Token claim holding the person's groups [default: groups].
+    #[arg(long)]
+    pub oidc_groups_claim: Option<String>,
+    /// Prefix of groups granting Ward roles: `<prefix>:<tenant>:<role>` [default: ward].
+    #[arg(long)]
+    pub oidc_group_prefix: Option<String>,
+    /// An `acr` value that counts as multi-factor (besides `amr` holding `mfa`).
+    #[arg(long)]
+    pub oidc_mfa_acr: Option<String>,
+    /// Public client id `ward login` uses at the provider [default: ward-cli].
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
+    /// Shortest time between two fetches of the provider's keys when tokens
+    /// name an unknown key id, seconds [default: 10].
+    #[arg(long)]
+    pub oidc_jwks_min_refresh_secs: Option<u64>,
+    /// How long the provider's keys are cached before they are fetched
+    /// again (a retired key stops verifying after this), seconds [default: 300].
+    #[arg(long)]
+    pub oidc_jwks_max_age_secs: Option<u64>,
+    /// Accepted `typ` of access tokens (repeatable) [default: at+jwt]; add
+    /// `JWT` for providers whose access tokens do not follow RFC 9068.
+    #[arg(long)]
+    pub oidc_accept_typ: Vec<String>,
 }
 
-/// Runs the control plane until SIGINT or SIGTERM.
 /// The `--config` file: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +106,7 @@ struct FileOidc {
 }
 
 /// Merges the command line over the `--config` file over the defaults.
-fn resolve(mut args: ServeArgs) -> Result<ServeArgs, String> {
+fn resolve(mut args: ServeArgs) -> CliResult<ServeArgs> {
     let Some(path) = args.config.clone() else {
         return Ok(args);
     };
@@ -107,7 +151,7 @@ fn resolve(mut args: ServeArgs) -> Result<ServeArgs, String> {
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.
-pub async fn run(args: ServeArgs) -> Result<(), String> {
+pub async fn run(args: ServeArgs) -> CliResult {
     init_logging();
     let args = resolve(args)?;
     let data_dir = args
@@ -118,7 +162,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let matrix = match &args.matrix {
-        Some(path) => load_matrix(path)?,
+        Some(path) => matrix::load_matrix(path)?,
         None => {
             tracing::warn!("no --matrix given: every scope will be denied");
             let matrix = Matrix::empty();
@@ -130,6 +174,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             }
         }
     };
+    ward_store::ensure_unlocked(&data_dir).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         format!("cannot listen on `{listen}`: {e}; choose another --listen address")
     })?;
@@ -187,7 +232,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         return Err(format!(
             "--oidc-audience `{}` is the command line's client id: ID tokens would pass as access tokens; use the API's own audience",
             oidc.audience
-        ));
+        )
+        .into());
     }
     if config.max_token_secs == 0 {
         return Err("--max-token-secs must be at least 1".into());

@@ -1,0 +1,26 @@
+//! Ward's desktop runtime: what runs on the device an agent works on. Today
+//! it enrols the device and gets DPoP-bound tokens; it knows nothing about
+//! the command line (the `ward agent` commands call it) or the server's
+//! insides (it speaks the HTTP API through `ward-client`).
+//!
+//! - [`state`]: the state directory (private to its user) and the agent
+//!   record `ward agent enroll` leaves in it.
+//! - [`device_key`]: the device's Ed25519 key, a 0600 file that never
+//!   leaves the state directory.
+//! - [`enrolment`]: enrol this device with an enrolment token.
+//! - [`token`]: ask the broker for a token, proving possession of the
+//!   device key (DPoP).
+//! - [`error`]: the one error type.
+//!
+//! INVARIANT: only the public half of the device key is ever sent.
+
+pub mod device_key;
+pub mod enrolment;
+pub mod error;
+pub mod state;
+pub mod token;
+
+pub use enrolment::{DeviceFacts, enrol};
+pub use error::AgentError;
+pub use state::{AgentRecord, StateDir};
+pub use token::{TokenWanted, acquire_token};
