@@ -9,7 +9,8 @@
 //! - [`state`]: the followed state (revocation rules, switches, flags,
 //!   keys, DPoP replay cache, staleness).
 //! - [`follower`]: snapshot, then the server-sent event stream.
-//! - [`pipeline`]: the per-request checks and the forward.
+//! - [`pipeline`]: the per-request stages (route, credentials, limits,
+//!   body, forward), the access log line and metrics of each request.
 //! - [`accesslog`]: the buffered JSON access log on stdout.
 //! - [`ratelimit`]: GCRA rate limits and daily quotas.
 //! - [`metrics`]: Prometheus text on `/metrics`.
