@@ -305,7 +305,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Parses and checks configuration text; schema paths are relative to `base`.
 pub fn load_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
     let config: GatewayConfig =
-        ward_model::matrix::parse_yaml(text).map_err(|e| ConfigError(e.to_string()))?;
+        ward_model::yaml::parse_yaml(text).map_err(|e| ConfigError(e.to_string()))?;
     check_url("control_plane.url", &config.control_plane.url)?;
     let upstreams = upstreams(&config, base)?;
     let tls = config.tls.as_ref().map(|tls| TlsConfig {

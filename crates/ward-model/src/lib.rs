@@ -7,3 +7,4 @@ pub mod lifecycle;
 pub mod matrix;
 pub mod roles;
 pub mod scope;
+pub mod yaml;
