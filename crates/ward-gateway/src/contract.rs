@@ -571,7 +571,7 @@ fn same_template(a: &str, b: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
     use super::*;
-    use crate::config::close_objects;
+    use crate::config::schema::close_objects;
 
     const V30: &str = r##"
 openapi: 3.0.3
