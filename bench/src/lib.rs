@@ -5,6 +5,9 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// What a benchmark step returns: its value, or why the set-up broke.
+pub type BResult<T> = Result<T, String>;
+
 /// Any displayable error as the benchmarks' error string.
 pub fn s(e: impl std::fmt::Display) -> String {
     e.to_string()

@@ -3,8 +3,6 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-pub(crate) type BResult<T> = Result<T, String>;
-
 /// The scope every token asks for; `reader` in `examples/matrix.yaml` has it.
 pub(crate) const SCOPE: &str = "files:read:/home/alice/projects/x";
 /// The request path; the route's scope template turns it into [`SCOPE`].

@@ -1,7 +1,7 @@
 //! The load: client connections looping on the request, and the CPU of
 //! every process over the measured window.
 
-use crate::args::{Args, BODY, BResult, PATH};
+use crate::args::{Args, BODY, PATH};
 use crate::http::{read_message, write_all};
 use crate::setup::{Agent, presign, sign};
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use ward_bench::s;
+use ward_bench::{BResult, s};
 
 pub(crate) struct Timing {
     pub(crate) start: Instant,

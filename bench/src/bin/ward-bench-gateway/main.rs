@@ -39,7 +39,7 @@ mod report;
 mod setup;
 mod upstream;
 
-use args::{Args, BResult, PATH};
+use args::{Args, PATH};
 use clap::Parser;
 use load::{RunResult, RunSpec, Watched, run_target, sanity, with_children};
 use procs::{Proc, start_control_plane, start_gateway, start_nginx, start_upstream};
@@ -49,7 +49,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 use upstream::serve_upstream_main;
-use ward_bench::{clock_ticks_per_sec, ms, s};
+use ward_bench::{BResult, clock_ticks_per_sec, ms, s};
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -1,13 +1,13 @@
 //! Child processes: the upstream, `ward serve`, nginx and `ward gateway`,
 //! started, waited for and stopped.
 
-use crate::args::{Args, BResult};
+use crate::args::Args;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use ward_bench::s;
+use ward_bench::{BResult, s};
 
 pub(crate) struct Proc {
     pub(crate) name: &'static str,

@@ -1,12 +1,12 @@
 //! Reporting: one run as JSON, the profile summary, and the result files.
 
-use crate::args::{Args, BODY, BResult, PATH, UPSTREAM_BODY};
+use crate::args::{Args, BODY, PATH, UPSTREAM_BODY};
 use crate::load::RunResult;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
-use ward_bench::{command_output, machine_info, ms, s};
+use ward_bench::{BResult, command_output, machine_info, ms, s};
 
 pub(crate) fn result_json(r: &RunResult) -> Value {
     let per_req = |cpu: f64| {

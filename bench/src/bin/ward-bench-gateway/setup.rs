@@ -1,11 +1,11 @@
 //! Set-up through the API: a tenant, one agent and one token per client,
 //! and the proofs, signed before the timer starts.
 
-use crate::args::{BResult, SCOPE};
+use crate::args::SCOPE;
 use crate::procs::ControlPlane;
 use ward_api::TokenRequest;
 use ward_auth::Keypair;
-use ward_bench::{s, unix_now};
+use ward_bench::{BResult, s, unix_now};
 use ward_client::Client;
 
 pub(crate) struct Agent {

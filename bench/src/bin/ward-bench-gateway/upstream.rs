@@ -1,10 +1,10 @@
 //! The upstream: its own process, so its CPU is measured apart.
 
-use crate::args::{BResult, UPSTREAM_BODY};
+use crate::args::UPSTREAM_BODY;
 use crate::http::{read_message, write_all};
 use std::process::ExitCode;
 use tokio::net::{TcpListener, TcpStream};
-use ward_bench::s;
+use ward_bench::{BResult, s};
 
 pub(crate) fn serve_upstream_main(addr: &str) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
