@@ -3,14 +3,14 @@
 
 use crate::args::{Args, BODY, PATH};
 use crate::http::{read_message, write_all};
-use crate::setup::{Agent, presign, sign};
+use crate::setup::{Agent, sign};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use ward_bench::{BResult, s};
+use ward_bench::{BResult, read_stat, s};
 
 pub(crate) struct Timing {
     pub(crate) start: Instant,
@@ -180,14 +180,9 @@ pub(crate) async fn client_loop(
 }
 
 /// utime + stime in clock ticks, and the parent pid, of a process.
+/// utime + stime in clock ticks and the parent of a process.
 pub(crate) fn proc_stat(pid: u32) -> Option<(u64, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.rfind(')')?;
-    let fields: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
-    let ppid: u32 = fields.get(1)?.parse().ok()?;
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime, ppid))
+    read_stat(Path::new(&format!("/proc/{pid}/stat"))).map(|stat| (stat.ticks, stat.ppid))
 }
 
 pub(crate) fn self_ticks() -> u64 {
@@ -290,7 +285,7 @@ pub(crate) async fn run_target(
             per_client * clients
         );
         let started = Instant::now();
-        let signed = presign(agents, per_client, htu)?;
+        let signed = ward_bench::presign(agents, per_client, |agent| sign(agent, htu))?;
         result.presign_secs = started.elapsed().as_secs_f64();
         result.proofs_presigned = (per_client * clients) as u64;
         eprintln!(

@@ -57,23 +57,7 @@ fn main() -> ExitCode {
         return serve_upstream_main(&addr);
     }
     ward_client::install_tls_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ward-bench-gateway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ward-bench-gateway: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    ward_bench::run_on_runtime("ward-bench-gateway", run(args))
 }
 
 async fn run(args: Args) -> BResult<()> {

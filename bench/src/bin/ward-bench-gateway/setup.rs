@@ -45,34 +45,3 @@ pub(crate) fn sign(agent: &Agent, htu: &str) -> BResult<String> {
     ward_auth::dpop::create_proof(&agent.key, "POST", htu, unix_now(), &jti, Some(&agent.ath))
         .map_err(s)
 }
-
-/// `per_client` proofs for each agent, signed on every core.
-pub(crate) fn presign(agents: &[Agent], per_client: usize, htu: &str) -> BResult<Vec<Vec<String>>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(agents.len().max(1));
-    let chunk = agents.len().div_ceil(threads).max(1);
-    let mut out: Vec<Vec<String>> = vec![Vec::new(); agents.len()];
-    std::thread::scope(|scope| -> BResult<()> {
-        let mut handles = Vec::new();
-        for (lists, owners) in out.chunks_mut(chunk).zip(agents.chunks(chunk)) {
-            handles.push(scope.spawn(move || -> BResult<()> {
-                for (list, agent) in lists.iter_mut().zip(owners) {
-                    list.reserve_exact(per_client);
-                    for _ in 0..per_client {
-                        list.push(sign(agent, htu)?);
-                    }
-                }
-                Ok(())
-            }));
-        }
-        for handle in handles {
-            handle
-                .join()
-                .map_err(|_| "a presigning thread panicked".to_owned())??;
-        }
-        Ok(())
-    })?;
-    Ok(out)
-}

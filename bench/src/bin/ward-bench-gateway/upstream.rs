@@ -4,20 +4,10 @@ use crate::args::UPSTREAM_BODY;
 use crate::http::{read_message, write_all};
 use std::process::ExitCode;
 use tokio::net::{TcpListener, TcpStream};
-use ward_bench::{BResult, s};
+use ward_bench::s;
 
 pub(crate) fn serve_upstream_main(addr: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("upstream: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: BResult<()> = runtime.block_on(async {
+    ward_bench::run_on_runtime("upstream", async {
         let listener = TcpListener::bind(addr).await.map_err(s)?;
         println!(
             "upstream listening on {}",
@@ -28,14 +18,7 @@ pub(crate) fn serve_upstream_main(addr: &str) -> ExitCode {
             let _ = stream.set_nodelay(true);
             tokio::spawn(upstream_connection(stream));
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("upstream: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 pub(crate) async fn upstream_connection(stream: TcpStream) {

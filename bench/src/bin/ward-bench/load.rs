@@ -4,7 +4,7 @@
 use crate::args::{Args, Mode};
 use crate::procstat::{Snapshot, established_to, snapshot};
 use crate::server::Server;
-use crate::setup::{Agent, presign, sign_proof};
+use crate::setup::{Agent, sign_proof};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -199,7 +199,10 @@ impl Bench<'_> {
             let started = Instant::now();
             let agents = &self.agents;
             let url = token_url.clone();
-            presigned = Some(presign(agents, clients, per_client, &url)?);
+            let first = &agents[..clients.min(agents.len())];
+            presigned = Some(ward_bench::presign(first, per_client, |agent| {
+                sign_proof(&agent.key, &url)
+            })?);
             presign_secs = started.elapsed().as_secs_f64();
             proofs_signed = (per_client * clients) as u64;
             if presign_secs + (args.warmup_secs + duration) as f64 > 55.0 {

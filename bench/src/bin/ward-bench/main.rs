@@ -40,23 +40,7 @@ use ward_bench::{BResult, clock_ticks_per_sec, command_output, ms};
 fn main() -> ExitCode {
     let args = Args::parse();
     ward_client::install_tls_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ward-bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ward-bench: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    ward_bench::run_on_runtime("ward-bench", run(args))
 }
 async fn run(args: Args) -> BResult<()> {
     let concurrency: Vec<usize> = args

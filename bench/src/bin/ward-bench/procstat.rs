@@ -5,18 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
+use ward_bench::read_stat;
 
 /// utime + stime in clock ticks and the thread name, from a `stat` file.
 pub(crate) fn stat_ticks(path: &Path) -> Option<(String, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let fields: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
-    // Field 3 (state) is index 0; utime is field 14, stime field 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
+    read_stat(path).map(|stat| (stat.comm, stat.ticks))
 }
 
 pub(crate) fn process_ticks(pid: &str) -> u64 {
