@@ -66,20 +66,11 @@ pub async fn run(
     let started_at = pipeline::unix_now();
     let control =
         follower::ControlClient::new(&config.control_plane.url, &config.control_plane.token)?;
-    let started = Instant::now();
-    let snapshot = loop {
-        match control.snapshot().await {
-            Ok(snapshot) => break snapshot,
-            Err(error) if started.elapsed() > FIRST_SNAPSHOT_DEADLINE => {
-                return Err(format!(
-                    "{error}; the gateway needs one snapshot before it can serve"
-                ));
-            }
-            Err(error) => {
-                eprintln!("ward gateway: {error}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+    // Stopping is honoured from here on, while starting up too.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let snapshot = tokio::select! {
+        snapshot = first_snapshot(&control) => snapshot?,
+        () = &mut shutdown => return Ok(()),
     };
     let tenant = match (&snapshot.tenant, &config.control_plane.tenant) {
         (Some(streamed), Some(configured)) if streamed != configured => {
@@ -102,7 +93,10 @@ pub async fn run(
         eprintln!(
             "ward gateway: waiting {wait} s (clock skew {skew} s) so that no proof from before this start can be replayed"
         );
-        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())) => {}
+            () = &mut shutdown => return Ok(()),
+        }
     }
     let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
         format!(
@@ -192,4 +186,25 @@ pub async fn run(
     flush.abort();
     gateway.access_log().flush();
     Ok(())
+}
+
+/// The control plane's snapshot, retried until [`FIRST_SNAPSHOT_DEADLINE`].
+async fn first_snapshot(
+    control: &follower::ControlClient,
+) -> Result<ward_api::WatchSnapshot, String> {
+    let started = Instant::now();
+    loop {
+        match control.snapshot().await {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(error) if started.elapsed() > FIRST_SNAPSHOT_DEADLINE => {
+                return Err(format!(
+                    "{error}; the gateway needs one snapshot before it can serve"
+                ));
+            }
+            Err(error) => {
+                eprintln!("ward gateway: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

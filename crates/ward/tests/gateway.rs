@@ -2121,3 +2121,35 @@ fn a_client_sending_its_headers_slower_than_the_deadline_is_disconnected() {
         "the request was served: {answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_gateway_still_waiting_for_its_first_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the gateway keeps retrying the snapshot.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ncontrol_plane: {{url: 'http://{closed}', token: t}}\nupstream: http://127.0.0.1:9\nroutes:\n  - {{name: a, methods: [GET], path: '/a/{{x}}', scope: 'files:read:/home/{{x}}'}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(ward_bin())
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let retrying = errors.next().unwrap().unwrap();
+    assert!(retrying.contains("retrying"), "{retrying}");
+    std::thread::spawn(move || for _ in errors {});
+
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "{status}");
+}
