@@ -5,8 +5,9 @@
 //!
 //! Knows nothing about what is served: the caller gives one hyper service
 //! per connection. `ward gateway` serves its proxy and admin listeners with
-//! it; any hyper or tower service (an axum `Router` through
-//! `hyper_util::service::TowerToHyperService`) can be served the same way.
+//! it; a tower service such as an axum `Router` can be served the same way
+//! once wrapped as a hyper service (`hyper_util::service::TowerToHyperService`,
+//! hyper-util's `service` feature).
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
