@@ -1,9 +1,103 @@
-//! What Ward's benchmark binaries share: small helpers for timing,
-//! percentiles and describing the machine a result was measured on.
+//! What Ward's benchmark binaries share: running on a tokio runtime,
+//! `/proc` readings, small helpers for timing and percentiles, describing
+//! the machine a result was measured on, and enrolling agents.
 
 use serde_json::{Value, json};
-use std::process::Command;
+use std::future::Future;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a benchmark step returns: its value, or why the set-up broke.
+pub type BResult<T> = Result<T, String>;
+
+/// Runs `main` on a multi-threaded tokio runtime; an error is printed
+/// after `name: ` and exits with 1.
+pub fn run_on_runtime(name: &str, main: impl Future<Output = BResult<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One reading of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`
+/// file (no unsafe: the workspace forbids it, so no getrusage).
+pub struct Stat {
+    /// The process's or thread's name.
+    pub comm: String,
+    /// The parent process.
+    pub ppid: u32,
+    /// utime + stime, in clock ticks.
+    pub ticks: u64,
+}
+
+/// Reads a `stat` file; `None` if it is gone or unreadable.
+pub fn read_stat(path: &Path) -> Option<Stat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
+    // Field 3 (state) is index 0; ppid is field 4, utime 14, stime 15.
+    let ppid: u32 = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        ppid,
+        ticks: utime + stime,
+    })
+}
+
+/// `per_item` values for each item (proofs, signed before the timer
+/// starts), made by `sign` on every core.
+pub fn presign<T: Sync>(
+    items: &[T],
+    per_item: usize,
+    sign: impl Fn(&T) -> BResult<String> + Sync,
+) -> BResult<Vec<Vec<String>>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    let mut out: Vec<Vec<String>> = vec![Vec::new(); items.len()];
+    let sign = &sign;
+    std::thread::scope(|scope| -> BResult<()> {
+        let mut handles = Vec::new();
+        for (lists, owners) in out.chunks_mut(chunk).zip(items.chunks(chunk)) {
+            handles.push(scope.spawn(move || -> BResult<()> {
+                for (list, item) in lists.iter_mut().zip(owners) {
+                    list.reserve_exact(per_item);
+                    for _ in 0..per_item {
+                        list.push(sign(item)?);
+                    }
+                }
+                Ok(())
+            }));
+        }
+        for handle in handles {
+            handle
+                .join()
+                .map_err(|_| "a presigning thread panicked".to_owned())??;
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
 
 /// Any displayable error as the benchmarks' error string.
 pub fn s(e: impl std::fmt::Display) -> String {

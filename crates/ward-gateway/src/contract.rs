@@ -101,7 +101,7 @@ impl QueryKind {
 impl OpenApi {
     /// Parses YAML or JSON text and checks it is OpenAPI 3.0.x or 3.1.x.
     pub fn parse(text: &str) -> Result<OpenApi, String> {
-        let doc: Value = ward_model::matrix::parse_yaml(text).map_err(|e| e.to_string())?;
+        let doc: Value = ward_model::yaml::parse_yaml(text).map_err(|e| e.to_string())?;
         let version = match doc.get("openapi") {
             Some(Value::String(v)) => v.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -571,7 +571,7 @@ fn same_template(a: &str, b: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
     use super::*;
-    use crate::config::close_objects;
+    use crate::config::schema::close_objects;
 
     const V30: &str = r##"
 openapi: 3.0.3

@@ -9,10 +9,13 @@
 //! - [`state`]: the followed state (revocation rules, switches, flags,
 //!   keys, DPoP replay cache, staleness).
 //! - [`follower`]: snapshot, then the server-sent event stream.
-//! - [`pipeline`]: the per-request checks and the forward.
+//! - [`pipeline`]: the per-request stages (route, credentials, limits,
+//!   body, forward), the access log line and metrics of each request.
 //! - [`accesslog`]: the buffered JSON access log on stdout.
 //! - [`ratelimit`]: GCRA rate limits and daily quotas.
 //! - [`metrics`]: Prometheus text on `/metrics`.
+//! - [`server`]: HTTP/1.1 connections with deadlines and a bounded
+//!   graceful shutdown (knows nothing about the gateway).
 //! - [`error`]: the one error type and its JSON body.
 
 pub mod accesslog;
@@ -23,12 +26,12 @@ pub mod follower;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod server;
 pub mod state;
 pub mod tls;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,13 +40,18 @@ use tokio::net::TcpListener;
 pub use config::{ConfigError, Loaded, load};
 pub use error::GatewayError;
 
-/// How long a client may take for the TLS handshake or a request's headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take for the TLS handshake or a request's head,
+/// and, once shutdown begins, how long requests in flight may still take.
+const LIMITS: server::Limits = server::Limits {
+    header_read: Duration::from_secs(10),
+    grace: Duration::from_secs(5),
+};
 
 /// How long to keep trying to get the first snapshot before giving up.
 const FIRST_SNAPSHOT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs the gateway until `shutdown` completes. `on_listening` is called
+/// Runs the gateway until `shutdown` completes, then gives requests in
+/// flight a few seconds and returns. `on_listening` is called
 /// with the URL of the bound address and the public URL once the first snapshot is
 /// loaded and requests can be served.
 pub async fn run(
@@ -58,20 +66,11 @@ pub async fn run(
     let started_at = pipeline::unix_now();
     let control =
         follower::ControlClient::new(&config.control_plane.url, &config.control_plane.token)?;
-    let started = Instant::now();
-    let snapshot = loop {
-        match control.snapshot().await {
-            Ok(snapshot) => break snapshot,
-            Err(error) if started.elapsed() > FIRST_SNAPSHOT_DEADLINE => {
-                return Err(format!(
-                    "{error}; the gateway needs one snapshot before it can serve"
-                ));
-            }
-            Err(error) => {
-                eprintln!("ward gateway: {error}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+    // Stopping is honoured from here on, while starting up too.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let snapshot = tokio::select! {
+        snapshot = first_snapshot(&control) => snapshot?,
+        () = &mut shutdown => return Ok(()),
     };
     let tenant = match (&snapshot.tenant, &config.control_plane.tenant) {
         (Some(streamed), Some(configured)) if streamed != configured => {
@@ -94,7 +93,10 @@ pub async fn run(
         eprintln!(
             "ward gateway: waiting {wait} s (clock skew {skew} s) so that no proof from before this start can be replayed"
         );
-        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())) => {}
+            () = &mut shutdown => return Ok(()),
+        }
     }
     let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
         format!(
@@ -129,94 +131,80 @@ pub async fn run(
         tenant,
         started_at,
     )?);
-    if let Some(admin) = &admin_listen {
-        let admin_listener = TcpListener::bind(admin).await.map_err(|e| {
+    let admin_listener = match &admin_listen {
+        Some(admin) => Some(TcpListener::bind(admin).await.map_err(|e| {
             format!("cannot listen on `{admin}`: {e}; choose another `admin_listen` address")
-        })?;
-        tokio::spawn(serve_operations(admin_listener, Arc::clone(&gateway)));
-    }
+        })?),
+        None => None,
+    };
     let flush = tokio::spawn(accesslog::flush_periodically(gateway.access_log()));
     on_listening(&format!("{scheme}://{local}"), &public_url);
 
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    eprintln!("ward gateway: accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let gateway = Arc::clone(&gateway);
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
+    // One signal stops both listeners; each then gives its requests in
+    // flight the same grace.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let proxy = server::serve(
+        listener,
+        acceptor,
+        LIMITS,
+        |peer| {
+            let gateway = Arc::clone(&gateway);
+            service_fn(move |request| {
                 let gateway = Arc::clone(&gateway);
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
-            });
-            match acceptor {
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    if let Ok(Ok(stream)) = handshake.await {
-                        serve_http1(stream, service).await;
-                    }
-                }
-                None => serve_http1(stream, service).await,
-            }
-        });
-    }
+                async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
+            })
+        },
+        server::stopping_of(stopped.clone()),
+    );
+    let operations = async {
+        if let Some(listener) = admin_listener {
+            server::serve(
+                listener,
+                None,
+                LIMITS,
+                // `/healthz`, `/readyz` and `/metrics` only, 404 for anything else.
+                |_| {
+                    let gateway = Arc::clone(&gateway);
+                    service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let response = gateway
+                            .operations(request.uri().path())
+                            .unwrap_or_else(pipeline::Gateway::not_an_operation);
+                        std::future::ready(Ok::<_, Infallible>(response))
+                    })
+                },
+                server::stopping_of(stopped.clone()),
+            )
+            .await;
+        }
+    };
+    let signal = async {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    tokio::join!(proxy, operations, signal);
     follow.abort();
     flush.abort();
-    // Lines of requests still in flight are written when the last
-    // connection lets go of the gateway (the log flushes on drop).
     gateway.access_log().flush();
     Ok(())
 }
 
-/// Serves only `/healthz`, `/readyz` and `/metrics` (404 for anything else)
-/// on the separate `admin_listen` address.
-async fn serve_operations(listener: TcpListener, gateway: Arc<pipeline::Gateway>) {
+/// The control plane's snapshot, retried until [`FIRST_SNAPSHOT_DEADLINE`].
+async fn first_snapshot(
+    control: &follower::ControlClient,
+) -> Result<ward_api::WatchSnapshot, String> {
+    let started = Instant::now();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let gateway = Arc::clone(&gateway);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let gateway = Arc::clone(&gateway);
-                async move {
-                    let response = gateway
-                        .operations(request.uri().path())
-                        .unwrap_or_else(pipeline::Gateway::not_an_operation);
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            serve_http1(stream, service).await;
-        });
+        match control.snapshot().await {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(error) if started.elapsed() > FIRST_SNAPSHOT_DEADLINE => {
+                return Err(format!(
+                    "{error}; the gateway needs one snapshot before it can serve"
+                ));
+            }
+            Err(error) => {
+                eprintln!("ward gateway: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
-}
-
-/// Serves HTTP/1.1 on one connection, with a deadline for each request's headers.
-async fn serve_http1<S, F>(stream: S, service: F)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    F: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<pipeline::Body>,
-            Error = std::convert::Infallible,
-        >,
-    F::Future: Send + 'static,
-{
-    let _ = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
 }

@@ -8,3 +8,4 @@ pub mod matrix;
 pub mod roles;
 pub mod scope;
 pub mod timestamp;
+pub mod yaml;

@@ -80,7 +80,11 @@ fn serve_connection(stream: TcpStream) {
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).unwrap();
         if path.starts_with("/stream/") {
-            if stream_in_two_parts(&mut writer).is_err() {
+            let hold = path
+                .split_once("?hold=")
+                .and_then(|(_, secs)| secs.parse().ok())
+                .map(Duration::from_secs);
+            if stream_in_two_parts(&mut writer, hold).is_err() {
                 return;
             }
             continue;
@@ -109,15 +113,20 @@ fn serve_connection(stream: TcpStream) {
 static RELEASE_STREAM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A chunked answer whose first part is sent at once and whose second part
-/// waits for [`RELEASE_STREAM`]: a client sees the first part through the
-/// gateway only if the gateway streams.
-fn stream_in_two_parts(writer: &mut TcpStream) -> std::io::Result<()> {
+/// waits for [`RELEASE_STREAM`] (or, with `hold`, that long regardless): a
+/// client sees the first part through the gateway only if the gateway
+/// streams.
+fn stream_in_two_parts(writer: &mut TcpStream, hold: Option<Duration>) -> std::io::Result<()> {
     writer.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n",
     )?;
     writer.flush()?;
     let waiting = Instant::now();
-    while !RELEASE_STREAM.load(std::sync::atomic::Ordering::SeqCst)
+    if let Some(hold) = hold {
+        std::thread::sleep(hold);
+    }
+    while hold.is_none()
+        && !RELEASE_STREAM.load(std::sync::atomic::Ordering::SeqCst)
         && waiting.elapsed() < Duration::from_secs(20)
     {
         std::thread::sleep(Duration::from_millis(5));
@@ -1958,4 +1967,189 @@ fn gateway_check_names_tls_and_upstream_mistakes() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("2 upstreams"), "{}", stdout(&out));
+}
+
+/// Sends SIGTERM to `child` and returns its exit status; fails the test if
+/// it is still running 10 s later.
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM failed");
+    let sent = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `host:port` of a gateway listening on plain HTTP.
+fn address(gateway: &Gateway) -> String {
+    gateway.url.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_gateway_while_a_keep_alive_connection_is_idle() {
+    let mut world = World::start(30).await;
+    let addr = address(&world.gateway);
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    let status = terminate(&mut world.gateway.child).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_gateway_while_hundreds_of_clients_hold_half_sent_headers() {
+    let mut world = World::start(30).await;
+    let addr = address(&world.gateway);
+    let held: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").unwrap();
+            stream
+        })
+        .collect();
+
+    // Everyone else is still served.
+    let (agent, token) = world.agent(&[READ]).await;
+    let (status, echo) = world
+        .gateway
+        .get(&agent.key, &token, "/files/alice/site/a")
+        .await;
+    assert_eq!(status, 200, "{echo}");
+
+    let status = terminate(&mut world.gateway.child).await;
+    assert!(status.success(), "{status}");
+    drop(held);
+}
+
+/// Starts a streamed response whose upstream holds its second part back
+/// for `hold_secs`; returns it once its first part has arrived.
+async fn streaming(world: &World, hold_secs: u64) -> reqwest::Response {
+    let (agent, token) = world.agent(&[READ]).await;
+    let path = format!("/stream/alice?hold={hold_secs}");
+    let mut response = world
+        .gateway
+        .request(&agent.key, &token, "GET", &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("the first part arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first\n");
+    response
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_response_in_flight_finish_within_the_grace() {
+    let mut world = World::start(30).await;
+    let response = streaming(&world, 2).await;
+    let (status, rest) = tokio::join!(terminate(&mut world.gateway.child), response.text());
+    assert_eq!(
+        rest.unwrap(),
+        "last\n",
+        "the response in flight was completed"
+    );
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_gateway_within_its_grace_while_a_response_still_streams() {
+    let mut world = World::start(30).await;
+    let response = streaming(&world, 30).await;
+
+    // The upstream holds the rest back for 30 s: the gateway closes the
+    // response when its grace ends instead of waiting for it.
+    let status = terminate(&mut world.gateway.child).await;
+    assert!(status.success(), "{status}");
+    let rest = tokio::time::timeout(Duration::from_secs(10), response.text())
+        .await
+        .expect("the client sees the response end when the gateway exits");
+    assert!(rest.is_err(), "the held-back part never came: {rest:?}");
+}
+
+#[test]
+fn a_client_sending_its_headers_slower_than_the_deadline_is_disconnected() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let world = runtime.block_on(World::start(30));
+    let addr = address(&world.gateway);
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    write!(slow, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    for line in 0.. {
+        let mut buffer = [0u8; 512];
+        match slow.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a client still sending headers after 30 s is still connected"
+        );
+        // One more header line a second; a write fails once the gateway
+        // has closed the connection.
+        if write!(slow, "X-Slow-{line}: 1\r\n").is_err() {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains(" 200 "),
+        "the request was served: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_gateway_still_waiting_for_its_first_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the gateway keeps retrying the snapshot.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ncontrol_plane: {{url: 'http://{closed}', token: t}}\nupstream: http://127.0.0.1:9\nroutes:\n  - {{name: a, methods: [GET], path: '/a/{{x}}', scope: 'files:read:/home/{{x}}'}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(ward_bin())
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let retrying = errors.next().unwrap().unwrap();
+    assert!(retrying.contains("retrying"), "{retrying}");
+    std::thread::spawn(move || for _ in errors {});
+
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "{status}");
 }

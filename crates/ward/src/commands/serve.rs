@@ -112,7 +112,7 @@ fn resolve(mut args: ServeArgs) -> CliResult<ServeArgs> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read config `{}`: {e}", path.display()))?;
-    let file: FileConfig = ward_model::matrix::parse_yaml(&text)
+    let file: FileConfig = ward_model::yaml::parse_yaml(&text)
         .map_err(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
