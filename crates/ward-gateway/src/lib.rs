@@ -26,7 +26,6 @@ pub mod follower;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
-pub mod server;
 pub mod state;
 pub mod tls;
 
@@ -42,10 +41,7 @@ pub use error::GatewayError;
 
 /// How long a client may take for the TLS handshake or a request's head,
 /// and, once shutdown begins, how long requests in flight may still take.
-const LIMITS: server::Limits = server::Limits {
-    header_read: Duration::from_secs(10),
-    grace: Duration::from_secs(5),
-};
+const LIMITS: ward_serve::Limits = ward_serve::Limits::DEFAULT;
 
 /// How long to keep trying to get the first snapshot before giving up.
 const FIRST_SNAPSHOT_DEADLINE: Duration = Duration::from_secs(30);
@@ -143,7 +139,7 @@ pub async fn run(
     // One signal stops both listeners; each then gives its requests in
     // flight the same grace.
     let (stopping, stopped) = tokio::sync::watch::channel(false);
-    let proxy = server::serve(
+    let proxy = ward_serve::serve(
         listener,
         acceptor,
         LIMITS,
@@ -154,11 +150,11 @@ pub async fn run(
                 async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
             })
         },
-        server::stopping_of(stopped.clone()),
+        ward_serve::stopping_of(stopped.clone()),
     );
     let operations = async {
         if let Some(listener) = admin_listener {
-            server::serve(
+            ward_serve::serve(
                 listener,
                 None,
                 LIMITS,
@@ -172,7 +168,7 @@ pub async fn run(
                         std::future::ready(Ok::<_, Infallible>(response))
                     })
                 },
-                server::stopping_of(stopped.clone()),
+                ward_serve::stopping_of(stopped.clone()),
             )
             .await;
         }

@@ -2,6 +2,7 @@
 //! Ctrl-C or SIGTERM (`serving.rs` says how it stops).
 
 use clap::Args;
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -259,11 +260,18 @@ pub async fn run(args: ServeArgs) -> CliResult {
     tracing::info!(%local, %public_url, data_dir = %data_dir.display(), "serving");
     let state = initialised.state;
     let app = ward_control::router(state.clone());
-    crate::serving::serve(listener, app, async {
+    let stop = async {
         crate::serving::signal().await;
         tracing::info!("stopping");
         state.stop_streams();
-    })
+    };
+    ward_serve::serve(
+        listener,
+        None,
+        ward_serve::Limits::DEFAULT,
+        |_| TowerToHyperService::new(app.clone()),
+        stop,
+    )
     .await;
     state.store().close();
     tracing::info!("stopped");

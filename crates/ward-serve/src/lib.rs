@@ -1,13 +1,13 @@
 //! Serving HTTP/1.1 from a TCP listener, optionally over TLS, with a
 //! deadline for each TLS handshake and request head, and a bounded graceful
 //! shutdown: stop accepting, close idle connections, give requests in
-//! flight [`Limits::grace`] to finish, then close whatever is left.
+//! flight [`Limits::grace`] to finish, then close whatever is left. Neither
+//! half-open connections nor endless responses can keep a process alive.
 //!
 //! Knows nothing about what is served: the caller gives one hyper service
 //! per connection. `ward gateway` serves its proxy and admin listeners with
-//! it; a tower service such as an axum `Router` can be served the same way
-//! once wrapped as a hyper service (`hyper_util::service::TowerToHyperService`,
-//! hyper-util's `service` feature).
+//! it, `ward serve` the control plane's router (a tower service, wrapped
+//! with `hyper_util::service::TowerToHyperService`).
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
@@ -33,6 +33,15 @@ pub struct Limits {
     /// Once shutdown begins, how long requests in flight (a response still
     /// streaming included) may take before their connections are closed.
     pub grace: Duration,
+}
+
+impl Limits {
+    /// Ward's listeners: 10 s for a handshake or a request head, 5 s of
+    /// grace for requests in flight at shutdown.
+    pub const DEFAULT: Limits = Limits {
+        header_read: Duration::from_secs(10),
+        grace: Duration::from_secs(5),
+    };
 }
 
 /// Accepts connections on `listener` until `stop` completes and serves
