@@ -1,6 +1,7 @@
 //! Building audit entries in request context, and recording denials.
 
 use serde_json::Value;
+use ward_model::feed::Event;
 use ward_store::AuditDraft;
 
 use crate::AppState;
@@ -75,18 +76,7 @@ impl AppState {
 
 /// Appends a change to the feed gateways follow (`GET /v1/watch`), in the
 /// transaction that makes the change; call [`AppState::published`] after
-/// the write returns. `tenant` is empty for instance-wide changes.
-pub fn emit(
-    ctx: &ward_store::WriteCtx<'_>,
-    tenant: &str,
-    kind: &str,
-    payload: &Value,
-) -> Result<i64, ward_store::StoreError> {
-    ward_store::append_event(
-        ctx.conn(),
-        tenant,
-        kind,
-        &payload.to_string(),
-        &rfc3339(now_ms()),
-    )
+/// the write returns.
+pub fn emit(ctx: &ward_store::WriteCtx<'_>, event: &Event) -> Result<i64, ward_store::StoreError> {
+    ward_store::append_event(ctx.conn(), event, &rfc3339(now_ms()))
 }

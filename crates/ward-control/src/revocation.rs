@@ -12,6 +12,7 @@ pub use ward_model::enforcement::{ReplayCache, Revocations, TokenFacts};
 /// The rule a stored revocation makes.
 pub fn rule_of(row: &RevocationRow) -> RevocationRule {
     RevocationRule {
+        id: row.id.clone(),
         tenant: row.tenant_id.clone(),
         kind: row.kind.clone(),
         value: row.value.clone(),

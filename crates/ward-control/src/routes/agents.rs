@@ -12,6 +12,7 @@ use ward_api::{
     LifecycleChange,
 };
 use ward_auth::Jwk;
+use ward_model::feed::{AgentStateChange, Event};
 use ward_model::lifecycle::{AgentAction, AgentState};
 use ward_model::roles::Permission;
 use ward_store::{AgentRow, EnrollTokenRow, RevocationRow};
@@ -556,14 +557,12 @@ async fn change(
                     created_by: actor.clone(),
                 };
                 ward_store::insert_revocation(ctx.conn(), &row)?;
-                emit(ctx, &tenant, "revocation", &super::tokens::revocation_event(&row))?;
+                emit(ctx, &Event::Revocation(crate::revocation::rule_of(&row)))?;
                 revocation = Some(row);
             }
             emit(
                 ctx,
-                &tenant,
-                "agent_state",
-                &json!({"agent_id": agent.id, "tenant": tenant, "from": from.as_str(), "to": to.as_str()}),
+                &Event::AgentState(AgentStateChange { agent_id: agent.id.clone(), tenant: tenant.clone(), from, to }),
             )?;
             draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() }).to_string();
             ctx.audit(draft);

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 use ward_api::{Approval, ApprovalDecision, ApprovalList, DecideApproval, ErrorBody};
+use ward_model::feed::{AgentStateChange, Event};
 use ward_model::lifecycle::AgentState;
 use ward_model::roles::Permission;
 use ward_model::scope::Scope;
@@ -547,9 +548,12 @@ async fn decide(
                 if activated {
                     emit(
                         ctx,
-                        &row.tenant_id,
-                        "agent_state",
-                        &json!({"agent_id": row.agent_id, "tenant": row.tenant_id, "from": "pending_approval", "to": "active"}),
+                        &Event::AgentState(AgentStateChange {
+                            agent_id: row.agent_id.clone(),
+                            tenant: row.tenant_id.clone(),
+                            from: AgentState::PendingApproval,
+                            to: AgentState::Active,
+                        }),
                     )?;
                 }
                 (final_status, activated)

@@ -14,6 +14,7 @@ use ward_api::{
     TokenRequest, TokenResponse,
 };
 use ward_model::audit::hex;
+use ward_model::feed::Event;
 use ward_model::lifecycle::AgentState;
 use ward_model::matrix::Risk;
 use ward_model::roles::Permission;
@@ -602,12 +603,7 @@ pub async fn revoke(
                 return Ok(Err(ApiError::not_found(what, &stored.value)));
             }
             ward_store::insert_revocation(ctx.conn(), &stored)?;
-            emit(
-                ctx,
-                &stored.tenant_id,
-                "revocation",
-                &revocation_event(&stored),
-            )?;
+            emit(ctx, &Event::Revocation(crate::revocation::rule_of(&stored)))?;
             ctx.audit(draft);
             Ok(Ok(stored))
         })
@@ -625,12 +621,4 @@ pub async fn revoke(
             revoked_at: rfc3339(row.revoked_at_ms),
         }),
     ))
-}
-
-/// The watch-stream form of a revocation rule.
-pub fn revocation_event(row: &RevocationRow) -> Value {
-    json!({
-        "id": row.id, "tenant": row.tenant_id, "kind": row.kind, "value": row.value,
-        "revoked_at_ms": row.revoked_at_ms,
-    })
 }
