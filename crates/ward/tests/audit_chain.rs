@@ -113,7 +113,7 @@ async fn a_rehashed_forgery_is_caught_at_the_next_link() {
                         actor: row.get(4)?,
                         action: row.get(5)?,
                         target: row.get(6)?,
-                        result: row.get(7)?,
+                        result: row.get::<_, String>(7)?.parse().unwrap(),
                         reason: row.get(8)?,
                         correlation_id: row.get(9)?,
                         details: row.get(10)?,

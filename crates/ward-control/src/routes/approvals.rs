@@ -434,7 +434,7 @@ async fn decide(
             // Every step of an approval carries the original request's id.
             let mut draft = draft;
             draft.correlation_id.clone_from(&row.correlation_id);
-            let refuse = |ctx: &mut ward_store::WriteCtx<'_>, error: ApiError, draft: ward_store::AuditDraft| {
+            let refuse = |ctx: &mut ward_store::WriteCtx<'_>, error: ApiError, draft: ward_model::audit::AuditRecord| {
                 ctx.audit(draft.denied(&error));
                 Ok(Err(error))
             };
