@@ -205,9 +205,7 @@ pub async fn enroll(
             AgentState::PendingApproval
         } else {
             AgentState::Active
-        }
-        .as_str()
-        .to_owned(),
+        },
         os: body.device.os.clone(),
         agent_version: body.device.agent_version.clone(),
         host_id: body.device.host_id.clone(),
@@ -267,7 +265,7 @@ pub async fn enroll(
         .unwrap_or_default();
     let high_risk = matrix_high_risk || !policy_approval.is_empty();
     if high_risk {
-        row.state = AgentState::PendingApproval.as_str().to_owned();
+        row.state = AgentState::PendingApproval;
     }
     // Enrolment into a high-risk profile waits for a second person.
     let approval = if high_risk {
@@ -353,7 +351,7 @@ pub fn agent_out(row: AgentRow) -> Agent {
         tenant: row.tenant_id,
         owner: row.owner,
         profile: row.profile,
-        state: row.state,
+        state: row.state.as_str().to_owned(),
         device: DeviceInfo {
             os: row.os,
             agent_version: row.agent_version,
@@ -404,21 +402,16 @@ pub async fn list(
 ) -> Result<JsonOut<AgentList>, ApiError> {
     let tenant = principal.require(Permission::ReadAgents)?.to_owned();
     let limit = parse_limit(query.limit.as_deref(), 100, 500)?;
-    if let Some(wanted) = &query.state {
-        wanted
-            .parse::<AgentState>()
-            .map_err(|e| ApiError::invalid("state", e))?;
-    }
+    let wanted = query
+        .state
+        .as_deref()
+        .map(str::parse::<AgentState>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("state", e))?;
     let rows = state
         .store
         .read(move |conn| {
-            ward_store::list_agents(
-                conn,
-                &tenant,
-                query.state.as_deref(),
-                query.cursor.as_deref(),
-                limit + 1,
-            )
+            ward_store::list_agents(conn, &tenant, wanted, query.cursor.as_deref(), limit + 1)
         })
         .await?;
     let (agents, next_cursor) = super::page(rows, limit, agent_out, |a: &Agent| a.id.clone());
@@ -520,10 +513,7 @@ async fn change(
             let Some(mut agent) = ward_store::agent(ctx.conn(), Some(&tenant), &id)? else {
                 return Ok(Err(ApiError::not_found("agent", &id)));
             };
-            let from: AgentState = agent
-                .state
-                .parse()
-                .map_err(ward_store::StoreError::Corrupt)?;
+            let from = agent.state;
             if from == AgentState::PendingApproval && action == AgentAction::Activate {
                 let pending = ward_store::list_approvals(ctx.conn(), &tenant, Some("pending"), None, 500)?
                     .into_iter()
@@ -542,7 +532,7 @@ async fn change(
                 }
             };
             let updated_at = rfc3339(now);
-            if !ward_store::set_agent_state(ctx.conn(), &agent.id, from.as_str(), to.as_str(), &updated_at)? {
+            if !ward_store::set_agent_state(ctx.conn(), &agent.id, from, to, &updated_at)? {
                 return Ok(Err(ApiError::conflict("conflict", "the agent changed meanwhile; retry")));
             }
             let mut revocation = None;
@@ -566,7 +556,7 @@ async fn change(
             )?;
             draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() }).to_string();
             ctx.audit(draft);
-            agent.state = to.as_str().to_owned();
+            agent.state = to;
             agent.updated_at = updated_at;
             Ok(Ok((agent, revocation)))
         })

@@ -541,8 +541,8 @@ async fn decide(
                     && ward_store::set_agent_state(
                         conn,
                         &row.agent_id,
-                        AgentState::PendingApproval.as_str(),
-                        AgentState::Active.as_str(),
+                        AgentState::PendingApproval,
+                        AgentState::Active,
                         &decided_at,
                     )?;
                 if activated {

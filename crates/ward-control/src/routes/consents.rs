@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 use ward_api::{Consent, ConsentList, ErrorBody, RecordConsent};
+use ward_model::lifecycle::AgentState;
 use ward_model::roles::Permission;
 use ward_model::scope::Scope;
 use ward_store::{ConsentRow, Store};
@@ -89,7 +90,7 @@ pub async fn record(
         scopes.push(scope.to_string());
     }
     let agent = &agent.row;
-    if matches!(agent.state.as_str(), "revoked" | "uninstalled") {
+    if matches!(agent.state, AgentState::Revoked | AgentState::Uninstalled) {
         let error = ApiError::forbidden(
             "agent_not_active",
             format!("agent `{}` is {}", agent.id, agent.state),

@@ -125,7 +125,7 @@ pub async fn set_killswitch(
             Ok(Ok(()))
         })
         .await??;
-    state.switches.set_kill(switch.clone());
+    state.switches.kills.set(switch.clone());
     state.published();
     Ok(JsonOut(switch.into()))
 }
@@ -143,7 +143,8 @@ pub async fn killswitches(
     };
     let switches = state
         .switches
-        .kills_for(tenant.as_deref())
+        .kills
+        .visible(tenant.as_deref())
         .into_iter()
         .map(KillSwitch::from)
         .collect();
@@ -200,7 +201,7 @@ pub async fn set_flag(
             Ok(())
         })
         .await?;
-    state.switches.set_flag(flag.clone());
+    state.switches.flags.set(flag.clone());
     state.published();
     Ok(JsonOut(flag.into()))
 }
@@ -218,7 +219,8 @@ pub async fn flags(
     };
     let flags = state
         .switches
-        .flags_for(tenant.as_deref())
+        .flags
+        .visible(tenant.as_deref())
         .into_iter()
         .map(Flag::from)
         .collect();

@@ -88,10 +88,7 @@ async fn decide(
             .default_token_secs
             .min(state.config.max_token_secs),
     };
-    let agent_state: AgentState = agent
-        .state
-        .parse()
-        .map_err(|e: String| fail(ApiError::internal(e)))?;
+    let agent_state = agent.state;
     if !agent_state.may_obtain_tokens() {
         return Err(fail(ApiError::forbidden(
             "agent_not_active",
@@ -102,9 +99,11 @@ async fn decide(
         )));
     }
     // The kill switch comes before everything a grant could add.
-    let (mode, switch) = state
-        .switches
-        .mode_for(&agent.tenant_id, &agent.id, &agent.agent_version);
+    let (mode, switch) =
+        state
+            .switches
+            .kills
+            .mode_for(&agent.tenant_id, &agent.id, &agent.agent_version);
     let switch_name = || {
         switch
             .as_ref()
@@ -350,12 +349,12 @@ async fn decide(
         .write(move |ctx| {
             let consent_id = consent_id_checked;
             let current = ward_store::agent_state(ctx.conn(), &agent_id)?;
-            if current.as_deref() != Some(AgentState::Active.as_str()) {
+            if current != Some(AgentState::Active) {
                 return Ok(Err(ApiError::forbidden(
                     "agent_not_active",
                     format!(
                         "agent `{agent_id}` is {}; only active agents get tokens",
-                        current.as_deref().unwrap_or("gone")
+                        current.map_or("gone", AgentState::as_str)
                     ),
                 )));
             }

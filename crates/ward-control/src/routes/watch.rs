@@ -64,13 +64,15 @@ pub async fn snapshot(
         revocations,
         killswitches: state
             .switches
-            .kills_for(tenant.as_deref())
+            .kills
+            .visible(tenant.as_deref())
             .into_iter()
             .map(ward_api::KillSwitch::from)
             .collect(),
         flags: state
             .switches
-            .flags_for(tenant.as_deref())
+            .flags
+            .visible(tenant.as_deref())
             .into_iter()
             .map(ward_api::Flag::from)
             .collect(),
