@@ -207,7 +207,7 @@ impl Gateway {
             .headers()
             .get("x-correlation-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| valid_correlation_id(v))
+            .filter(|v| ward_model::audit::valid_correlation_id(v))
             .map_or_else(new_correlation_id, str::to_owned);
         let method = request.method().clone();
         let mut record = Record::default();
@@ -1361,13 +1361,6 @@ fn new_correlation_id() -> String {
     format!("corr_{}", random_hex(12))
 }
 
-fn valid_correlation_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
 fn shown(text: &str) -> String {
     text.chars()
         .take(64)
@@ -1384,17 +1377,11 @@ pub(crate) fn unix_now() -> i64 {
 }
 
 fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond()
-    )
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    ward_model::timestamp::rfc3339(now_ms)
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
