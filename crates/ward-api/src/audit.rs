@@ -1,7 +1,8 @@
-//! Pages of the audit log.
+//! Pages of the audit log, read from the domain's chained records.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use ward_model::audit::ChainedRecord;
 
 /// One audit log entry.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -42,4 +43,25 @@ pub struct AuditPage {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+impl From<ChainedRecord> for AuditEntry {
+    fn from(chained: ChainedRecord) -> AuditEntry {
+        let r = chained.record;
+        AuditEntry {
+            seq: r.seq,
+            ts: r.ts,
+            tenant: r.tenant,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            result: r.result.as_str().to_owned(),
+            reason: r.reason,
+            correlation_id: r.correlation_id,
+            details: serde_json::from_str(&r.details)
+                .unwrap_or(serde_json::Value::String(r.details)),
+            prev_hash: chained.prev_hash,
+            hash: chained.hash,
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! Kill switches and feature flags.
+//! Kill switches and feature flags, and their conversions from and to the
+//! domain's (`ward_model::enforcement`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use ward_model::enforcement::{self, Mode, SwitchScope};
 
 /// `PUT /v1/killswitch`: engage (or release, with mode `normal`) a kill switch.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -82,4 +84,60 @@ pub struct Flag {
 pub struct FlagList {
     /// Values for everyone and for the caller's tenant.
     pub flags: Vec<Flag>,
+}
+
+impl From<enforcement::KillSwitch> for KillSwitch {
+    fn from(switch: enforcement::KillSwitch) -> KillSwitch {
+        KillSwitch {
+            scope: switch.scope.as_str().to_owned(),
+            tenant: (!switch.tenant.is_empty()).then_some(switch.tenant),
+            target: switch.target,
+            mode: switch.mode.as_str().to_owned(),
+            reason: switch.reason,
+            set_by: switch.set_by,
+            set_at: switch.set_at,
+        }
+    }
+}
+
+/// Reads a switch as enforcement points do: an unknown scope or mode
+/// applies as widely and strictly as it could.
+impl From<&KillSwitch> for enforcement::KillSwitch {
+    fn from(switch: &KillSwitch) -> enforcement::KillSwitch {
+        enforcement::KillSwitch {
+            scope: SwitchScope::parse_or_global(&switch.scope),
+            tenant: switch.tenant.clone().unwrap_or_default(),
+            target: switch.target.clone(),
+            mode: Mode::parse_or_offline(&switch.mode),
+            reason: switch.reason.clone(),
+            set_by: switch.set_by.clone(),
+            set_at: switch.set_at.clone(),
+        }
+    }
+}
+
+impl From<enforcement::Flag> for Flag {
+    fn from(flag: enforcement::Flag) -> Flag {
+        Flag {
+            key: flag.key,
+            tenant: (!flag.tenant.is_empty()).then_some(flag.tenant),
+            enabled: flag.enabled,
+            reason: flag.reason,
+            set_by: flag.set_by,
+            set_at: flag.set_at,
+        }
+    }
+}
+
+impl From<&Flag> for enforcement::Flag {
+    fn from(flag: &Flag) -> enforcement::Flag {
+        enforcement::Flag {
+            key: flag.key.clone(),
+            tenant: flag.tenant.clone().unwrap_or_default(),
+            enabled: flag.enabled,
+            reason: flag.reason.clone(),
+            set_by: flag.set_by.clone(),
+            set_at: flag.set_at.clone(),
+        }
+    }
 }

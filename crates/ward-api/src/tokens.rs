@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use ward_model::enforcement::RevocationRule;
+use ward_model::timestamp::parse_rfc3339;
 
 /// `POST /v1/tokens`: ask the broker for a scoped token. Needs a `DPoP` header.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -131,4 +133,18 @@ pub struct Revocation {
     pub value: String,
     /// Tokens issued at or before this time (RFC 3339) are revoked.
     pub revoked_at: String,
+}
+
+/// The rule a published revocation makes; an unreadable time revokes every
+/// token the rule matches (fails closed).
+impl From<&Revocation> for RevocationRule {
+    fn from(revocation: &Revocation) -> RevocationRule {
+        RevocationRule {
+            id: revocation.id.clone(),
+            tenant: revocation.tenant.clone(),
+            kind: revocation.kind.clone(),
+            value: revocation.value.clone(),
+            revoked_at_ms: parse_rfc3339(&revocation.revoked_at).unwrap_or(i64::MAX),
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Building audit entries in request context, and recording denials.
 
 use serde_json::Value;
-use ward_store::AuditDraft;
+use ward_model::audit::{AuditRecord, AuditResult};
+use ward_model::feed::Event;
 
 use crate::AppState;
 use crate::error::{ApiError, correlation_id};
@@ -9,14 +10,15 @@ use crate::util::{now_ms, rfc3339};
 
 /// Starts an audit entry for `action` by `actor`, stamped now with the
 /// current request's correlation id.
-pub fn entry(actor: &str, action: &str, target: &str) -> AuditDraft {
-    AuditDraft {
+pub fn entry(actor: &str, action: &str, target: &str) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
         ts: rfc3339(now_ms()),
         tenant: None,
         actor: actor.to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
-        result: "success".into(),
+        result: AuditResult::Success,
         reason: String::new(),
         correlation_id: correlation_id(),
         details: "{}".to_owned(),
@@ -35,7 +37,7 @@ pub trait DraftExt {
     fn denied(self, error: &ApiError) -> Self;
 }
 
-impl DraftExt for AuditDraft {
+impl DraftExt for AuditRecord {
     fn tenant(mut self, tenant: Option<&str>) -> Self {
         self.tenant = tenant.map(str::to_owned);
         self
@@ -49,7 +51,7 @@ impl DraftExt for AuditDraft {
         self
     }
     fn denied(mut self, error: &ApiError) -> Self {
-        self.result = "denied".into();
+        self.result = AuditResult::Denied;
         self.reason = format!("{}: {}", error.code, error.message);
         self
     }
@@ -57,7 +59,7 @@ impl DraftExt for AuditDraft {
 
 impl AppState {
     /// Records a denial durably, then returns the error to answer with.
-    pub async fn deny(&self, draft: AuditDraft, error: ApiError) -> ApiError {
+    pub async fn deny(&self, draft: AuditRecord, error: ApiError) -> ApiError {
         let draft = draft.denied(&error);
         match self
             .store
@@ -75,18 +77,7 @@ impl AppState {
 
 /// Appends a change to the feed gateways follow (`GET /v1/watch`), in the
 /// transaction that makes the change; call [`AppState::published`] after
-/// the write returns. `tenant` is empty for instance-wide changes.
-pub fn emit(
-    ctx: &ward_store::WriteCtx<'_>,
-    tenant: &str,
-    kind: &str,
-    payload: &Value,
-) -> Result<i64, ward_store::StoreError> {
-    ward_store::append_event(
-        ctx.conn(),
-        tenant,
-        kind,
-        &payload.to_string(),
-        &rfc3339(now_ms()),
-    )
+/// the write returns.
+pub fn emit(ctx: &ward_store::WriteCtx<'_>, event: &Event) -> Result<i64, ward_store::StoreError> {
+    ward_store::append_event(ctx.conn(), event, &rfc3339(now_ms()))
 }

@@ -1,11 +1,9 @@
 //! The control plane's source of the shared enforcement state
-//! (`ward_model::enforcement`): revocation rules from stored rows, and
-//! their form on the change feed.
+//! (`ward_model::enforcement`): revocation rules from stored rows.
 //!
 //! INVARIANT: a revocation is added to memory only after it is durable, and
 //! the set is loaded from the database at start, so it never forgets one.
 
-use serde_json::{Value, json};
 use ward_model::enforcement::RevocationRule;
 use ward_store::RevocationRow;
 
@@ -14,6 +12,7 @@ pub use ward_model::enforcement::{ReplayCache, Revocations, TokenFacts};
 /// The rule a stored revocation makes.
 pub fn rule_of(row: &RevocationRow) -> RevocationRule {
     RevocationRule {
+        id: row.id.clone(),
         tenant: row.tenant_id.clone(),
         kind: row.kind.clone(),
         value: row.value.clone(),
@@ -40,12 +39,4 @@ pub fn agent_rule(
         reason,
         created_by,
     }
-}
-
-/// The watch-stream form of a revocation rule.
-pub fn revocation_event(row: &RevocationRow) -> Value {
-    json!({
-        "id": row.id, "tenant": row.tenant_id, "kind": row.kind, "value": row.value,
-        "revoked_at_ms": row.revoked_at_ms,
-    })
 }

@@ -144,7 +144,7 @@ async fn follow_once(client: &ControlClient, state: &ControlState) -> Result<(),
                 },
                 EventEffect::Malformed => {
                     eprintln!(
-                        "ward gateway: event {seq} (`{}`) is not JSON; skipped",
+                        "ward gateway: event {seq} (`{}`) does not read as one; skipped",
                         event.kind
                     );
                 }

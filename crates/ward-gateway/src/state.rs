@@ -5,29 +5,21 @@
 //! INVARIANT: events are applied in stream order and `seq` only advances
 //! after an event is applied, so a reconnect never skips one.
 
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use ward_api::{Jwks, WatchSnapshot};
 use ward_auth::{Jwk, VerifyingKey};
-use ward_model::enforcement::{KillSwitch, KillSwitches, ReplayCache, RevocationRule, Revocations};
+use ward_model::enforcement::ReplayCache;
+use ward_model::feed::{Enforcement, Event};
 use ward_model::scope::Scope;
 
 pub use ward_model::enforcement::{Mode, TokenFacts};
 
-#[derive(Clone, Debug)]
-struct FlagValue {
-    key: String,
-    tenant: String,
-    enabled: bool,
-}
-
-/// Flags and keys, and the last applied event.
+/// Keys, the matrix's high-risk scopes, and the last applied event.
 #[derive(Default)]
 struct Rules {
     seq: i64,
-    flags: Vec<FlagValue>,
     keys: HashMap<String, VerifyingKey>,
     /// The matrix's high-risk scopes.
     high_risk: Vec<Scope>,
@@ -40,13 +32,13 @@ struct Contact {
 }
 
 /// The shared, in-memory view of the control plane's state.
-/// Revocations, kill switches and the replay cache are the control
-/// plane's own types (`ward_model::enforcement`), so both enforcement
-/// points decide alike.
+/// Revocations, kill switches, flags and the replay cache are the control
+/// plane's own types (`ward_model::enforcement`), changed by the change
+/// feed's own events (`ward_model::feed`), so every enforcement point
+/// decides alike.
 pub struct ControlState {
     rules: RwLock<Rules>,
-    revocations: Revocations,
-    kills: KillSwitches,
+    enforcement: Enforcement,
     replay: ReplayCache,
     contact: Mutex<Contact>,
     staleness: Duration,
@@ -59,45 +51,24 @@ const SILENT_STREAM: Duration = Duration::from_secs(45);
 impl ControlState {
     /// Starts from a snapshot.
     pub fn from_snapshot(snapshot: &WatchSnapshot, staleness: Duration) -> ControlState {
-        let revocations = Revocations::default();
-        for r in &snapshot.revocations {
-            revocations.add(&RevocationRule {
-                tenant: r.tenant.clone(),
-                kind: r.kind.clone(),
-                value: r.value.clone(),
-                revoked_at_ms: parse_ms(&r.revoked_at),
-            });
+        let enforcement = Enforcement::default();
+        for revocation in &snapshot.revocations {
+            enforcement.revocations.add(&revocation.into());
         }
-        let kills = KillSwitches::default();
-        for k in &snapshot.killswitches {
-            kills.set(KillSwitch {
-                scope: k.scope.clone(),
-                tenant: k.tenant.clone().unwrap_or_default(),
-                target: k.target.clone(),
-                mode: k.mode.clone(),
-                reason: k.reason.clone(),
-                set_by: k.set_by.clone(),
-                set_at: k.set_at.clone(),
-            });
+        for switch in &snapshot.killswitches {
+            enforcement.kills.set(switch.into());
+        }
+        for flag in &snapshot.flags {
+            enforcement.flags.set(flag.into());
         }
         let rules = Rules {
             seq: snapshot.seq,
-            flags: snapshot
-                .flags
-                .iter()
-                .map(|f| FlagValue {
-                    key: f.key.clone(),
-                    tenant: f.tenant.clone().unwrap_or_default(),
-                    enabled: f.enabled,
-                })
-                .collect(),
             keys: keys_of(&snapshot.jwks),
             high_risk: scopes_of(&snapshot.high_risk_scopes),
         };
         ControlState {
             rules: RwLock::new(rules),
-            revocations,
-            kills,
+            enforcement,
             replay: ReplayCache::default(),
             contact: Mutex::new(Contact {
                 connected: false,
@@ -143,80 +114,49 @@ impl ControlState {
         }
     }
 
-    /// Applies one stream event; unknown kinds are skipped (the event still
-    /// counts as seen).
+    /// Applies one stream event. Kinds this version does not know are
+    /// skipped (the event still counts as seen): they are changes it does
+    /// not enforce. An event whose data does not read is skipped too.
     pub fn apply(&self, seq: i64, kind: &str, data: &str) -> EventEffect {
-        let Ok(payload) = serde_json::from_str::<Value>(data) else {
-            return EventEffect::Malformed;
+        let effect = match Event::decode(kind, data) {
+            Ok(Some(event)) => {
+                let effect = if matches!(event, Event::KeyRotation(_)) {
+                    EventEffect::RefetchKeys
+                } else {
+                    EventEffect::Applied
+                };
+                self.enforcement.apply(event);
+                effect
+            }
+            Ok(None) => EventEffect::Applied,
+            Err(_) => return EventEffect::Malformed,
         };
-        let text = |name: &str| payload.get(name).and_then(Value::as_str).unwrap_or("");
-        let mut effect = EventEffect::Applied;
-        match kind {
-            "revocation" => self.revocations.add(&RevocationRule {
-                tenant: text("tenant").to_owned(),
-                kind: text("kind").to_owned(),
-                value: text("value").to_owned(),
-                // A rule without a time revokes every token it matches.
-                revoked_at_ms: payload
-                    .get("revoked_at_ms")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(i64::MAX),
-            }),
-            "killswitch" => self.kills.set(KillSwitch {
-                scope: text("scope").to_owned(),
-                tenant: text("tenant").to_owned(),
-                target: text("target").to_owned(),
-                mode: text("mode").to_owned(),
-                reason: text("reason").to_owned(),
-                set_by: String::new(),
-                set_at: String::new(),
-            }),
-            "key_rotation" => effect = EventEffect::RefetchKeys,
-            _ => {}
-        }
         let Ok(mut rules) = self.rules.write() else {
             return EventEffect::Malformed;
         };
-        if kind == "flag" {
-            let flag = FlagValue {
-                key: text("key").to_owned(),
-                tenant: text("tenant").to_owned(),
-                enabled: payload
-                    .get("enabled")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            };
-            rules
-                .flags
-                .retain(|f| !(f.key == flag.key && f.tenant == flag.tenant));
-            rules.flags.push(flag);
-        }
         rules.seq = rules.seq.max(seq);
         effect
     }
 
     /// Why the token is revoked, or `None` (the control plane's rules).
     pub fn revoked(&self, token: &TokenFacts<'_>) -> Option<String> {
-        self.revocations.check(token)
+        self.enforcement.revocations.check(token)
     }
 
     /// The strictest kill switch mode for an agent and the switch's
     /// reason. Fails closed.
     pub fn mode_for(&self, tenant: &str, agent: &str, agent_version: &str) -> (Mode, String) {
-        let (mode, switch) = self.kills.mode_for(tenant, agent, agent_version);
+        let (mode, switch) = self
+            .enforcement
+            .kills
+            .mode_for(tenant, agent, agent_version);
         (mode, switch.map(|k| k.reason).unwrap_or_default())
     }
 
     /// Whether flag `key` is off for everyone or for `tenant`. A flag never
     /// set is on. Fails closed.
     pub fn flag_off(&self, key: &str, tenant: &str) -> bool {
-        let Ok(rules) = self.rules.read() else {
-            return true;
-        };
-        rules
-            .flags
-            .iter()
-            .any(|f| f.key == key && (f.tenant.is_empty() || f.tenant == tenant) && !f.enabled)
+        self.enforcement.flags.is_off(key, tenant)
     }
 
     /// Records a DPoP proof id until `expires_at`; false on a replay.
@@ -273,14 +213,8 @@ pub enum EventEffect {
     Applied,
     /// The signing keys changed: fetch the JWKS.
     RefetchKeys,
-    /// The payload was not JSON (skipped).
+    /// The data did not read as its kind's (skipped).
     Malformed,
-}
-
-/// RFC 3339 to unix milliseconds; unparsable times revoke everything (fail
-/// closed).
-fn parse_ms(text: &str) -> i64 {
-    ward_model::timestamp::parse_rfc3339(text).unwrap_or(i64::MAX)
 }
 
 fn keys_of(jwks: &Jwks) -> HashMap<String, VerifyingKey> {

@@ -7,14 +7,64 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
 
 /// The `prev_hash` of the first entry: 64 hex zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The recorded fields of one audit entry, as they are hashed.
+/// How an audited action ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditResult {
+    /// It was done.
+    Success,
+    /// It was refused; the reason names the rule.
+    Denied,
+    /// It failed.
+    Error,
+}
+
+impl AuditResult {
+    /// Every result.
+    pub const ALL: [AuditResult; 3] = [
+        AuditResult::Success,
+        AuditResult::Denied,
+        AuditResult::Error,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Success => "success",
+            AuditResult::Denied => "denied",
+            AuditResult::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for AuditResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuditResult {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AuditResult::ALL
+            .into_iter()
+            .find(|result| result.as_str() == s)
+            .ok_or_else(|| format!("unknown audit result `{s}`"))
+    }
+}
+
+/// The recorded fields of one audit entry, as they are hashed. A record
+/// being written (a draft) has `seq` 0: the store's writer gives it its
+/// place in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// Position in the chain, starting at 1, without gaps.
+    /// Position in the chain, starting at 1, without gaps (0 in a draft).
     pub seq: i64,
     /// When it happened, RFC 3339 UTC with milliseconds.
     pub ts: String,
@@ -26,8 +76,8 @@ pub struct AuditRecord {
     pub action: String,
     /// What it was done to (an id or a name).
     pub target: String,
-    /// `success`, `denied` or `error`.
-    pub result: String,
+    /// How it ended.
+    pub result: AuditResult,
     /// Why: a human reason, or the machine reason for a denial.
     pub reason: String,
     /// The correlation id of the request that caused it.
@@ -62,7 +112,7 @@ impl AuditRecord {
             Some(&self.actor),
             Some(&self.action),
             Some(&self.target),
-            Some(&self.result),
+            Some(self.result.as_str()),
             Some(&self.reason),
             Some(&self.correlation_id),
             Some(&self.details),
@@ -221,7 +271,7 @@ mod tests {
             actor: "bootstrap".into(),
             action: action.into(),
             target: "x".into(),
-            result: "success".into(),
+            result: AuditResult::Success,
             reason: String::new(),
             correlation_id: "c".into(),
             details: "{}".into(),
@@ -255,7 +305,7 @@ mod tests {
     #[test]
     fn an_altered_field_is_named() {
         let mut entries = chain(5);
-        entries[2].record.result = "denied".into();
+        entries[2].record.result = AuditResult::Denied;
         assert_eq!(verify(&entries), Err(ChainBreak::Altered { seq: 3 }));
     }
 
@@ -290,7 +340,7 @@ mod tests {
     #[test]
     fn a_rehashed_forgery_breaks_the_link() {
         let mut entries = chain(5);
-        entries[2].record.result = "denied".into();
+        entries[2].record.result = AuditResult::Denied;
         let prev = entries[2].prev_hash.clone();
         entries[2] = entries[2].record.clone().chain(prev);
         assert_eq!(verify(&entries), Err(ChainBreak::Unlinked { seq: 4 }));

@@ -1,23 +1,44 @@
-//! The state both enforcement points hold in memory and decide from: token
-//! revocation rules, engaged kill switches, and the DPoP proof replay
-//! cache. The control plane fills it from its database, gateways from the
-//! change feed; both answer the same way.
+//! The state every enforcement point holds in memory and decides from:
+//! token revocation rules, engaged kill switches, feature flags, and the
+//! DPoP proof replay cache. The control plane fills it from its database,
+//! gateways from the change feed; all answer the same way, because this is
+//! the only code that evaluates them.
+//!
+//! The serde form of a rule, switch and flag is the data of its change
+//! feed event (`crate::feed`). Fields missing from an event take the value
+//! that restricts most: a rule without a time revokes every token it
+//! matches, a switch without a known mode is `offline`, a flag without a
+//! value is off.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Mutex, RwLock};
 
 /// A token revocation rule: tokens issued at or before `revoked_at_ms`
 /// whose id, agent, or a scope prefix matches are revoked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationRule {
+    /// Revocation id (`rev_...`).
+    #[serde(default)]
+    pub id: String,
     /// Tenant the rule belongs to.
+    #[serde(default)]
     pub tenant: String,
     /// `jti`, `agent` or `scope_prefix`.
+    #[serde(default)]
     pub kind: String,
     /// The token id, agent id or scope prefix.
+    #[serde(default)]
     pub value: String,
     /// When it was made, unix milliseconds.
+    #[serde(default = "latest")]
     pub revoked_at_ms: i64,
+}
+
+/// The time of a rule that does not say: it revokes every token it matches.
+fn latest() -> i64 {
+    i64::MAX
 }
 
 /// The facts of a token a rule is tested against.
@@ -113,6 +134,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, loosest first.
+    pub const ALL: [Mode; 3] = [Mode::Normal, Mode::ReadOnly, Mode::Offline];
+
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Mode> {
         match text {
@@ -131,45 +155,144 @@ impl Mode {
             Mode::Offline => "offline",
         }
     }
+
+    /// Reads a stored or streamed mode; an unknown one is `Offline` (fails
+    /// closed: a newer control plane's mode stops everything here).
+    pub fn parse_or_offline(text: &str) -> Mode {
+        Mode::parse(text).unwrap_or(Mode::Offline)
+    }
 }
 
-/// An engaged kill switch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
+        Ok(Mode::parse_or_offline(&String::deserialize(deserializer)?))
+    }
+}
+
+fn offline() -> Mode {
+    Mode::Offline
+}
+
+/// What a kill switch applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SwitchScope {
+    /// Every agent of every tenant (set by the bootstrap token).
+    Global,
+    /// Every agent of one tenant.
+    Tenant,
+    /// One agent.
+    Agent,
+    /// Every agent of one tenant running one software version.
+    AgentVersion,
+}
+
+impl SwitchScope {
+    /// Every scope.
+    pub const ALL: [SwitchScope; 4] = [
+        SwitchScope::Global,
+        SwitchScope::Tenant,
+        SwitchScope::Agent,
+        SwitchScope::AgentVersion,
+    ];
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<SwitchScope> {
+        SwitchScope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchScope::Global => "global",
+            SwitchScope::Tenant => "tenant",
+            SwitchScope::Agent => "agent",
+            SwitchScope::AgentVersion => "agent_version",
+        }
+    }
+
+    /// Reads a stored or streamed scope; an unknown one is `Global`, which
+    /// still only covers the switch's tenant when it has one (fails closed:
+    /// it applies to every agent it could mean).
+    pub fn parse_or_global(text: &str) -> SwitchScope {
+        SwitchScope::parse(text).unwrap_or(SwitchScope::Global)
+    }
+}
+
+impl fmt::Display for SwitchScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for SwitchScope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SwitchScope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SwitchScope, D::Error> {
+        Ok(SwitchScope::parse_or_global(&String::deserialize(
+            deserializer,
+        )?))
+    }
+}
+
+fn global() -> SwitchScope {
+    SwitchScope::Global
+}
+
+/// A kill switch: engaged, or released (`Mode::Normal`). Its key is
+/// `(scope, tenant, target)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KillSwitch {
-    /// `global`, `tenant`, `agent` or `agent_version`.
-    pub scope: String,
+    /// What it applies to.
+    #[serde(default = "global")]
+    pub scope: SwitchScope,
     /// Tenant, or empty for instance-wide switches.
+    #[serde(default)]
     pub tenant: String,
     /// Agent id, agent version, tenant id (`tenant`) or empty (`global`).
+    #[serde(default)]
     pub target: String,
-    /// The mode (an unknown mode counts as offline: fail closed).
-    pub mode: String,
+    /// How far it restricts.
+    #[serde(default = "offline")]
+    pub mode: Mode,
     /// Why.
+    #[serde(default)]
     pub reason: String,
-    /// Who.
+    /// Who (not on the change feed).
+    #[serde(skip)]
     pub set_by: String,
-    /// When, RFC 3339.
+    /// When, RFC 3339 (not on the change feed).
+    #[serde(skip)]
     pub set_at: String,
 }
 
 impl KillSwitch {
-    /// The switch's mode; an unknown one is `Offline`.
-    pub fn mode(&self) -> Mode {
-        Mode::parse(&self.mode).unwrap_or(Mode::Offline)
-    }
-
     fn same_key(&self, other: &KillSwitch) -> bool {
         self.scope == other.scope && self.tenant == other.tenant && self.target == other.target
     }
 
     fn applies_to(&self, tenant: &str, agent: &str, agent_version: &str) -> bool {
         (self.tenant.is_empty() || self.tenant == tenant)
-            && match self.scope.as_str() {
-                "global" => true,
-                "tenant" => self.target == tenant,
-                "agent" => self.target == agent,
-                "agent_version" => self.target == agent_version,
-                _ => true,
+            && match self.scope {
+                SwitchScope::Global => true,
+                SwitchScope::Tenant => self.target == tenant,
+                SwitchScope::Agent => self.target == agent,
+                SwitchScope::AgentVersion => self.target == agent_version,
             }
     }
 }
@@ -181,13 +304,22 @@ pub struct KillSwitches {
 }
 
 impl KillSwitches {
+    /// Starts from stored switches.
+    pub fn new(switches: Vec<KillSwitch>) -> KillSwitches {
+        let kills = KillSwitches::default();
+        for switch in switches {
+            kills.set(switch);
+        }
+        kills
+    }
+
     /// Records a switch, replacing one with the same key; `normal` releases.
     pub fn set(&self, switch: KillSwitch) {
         let Ok(mut engaged) = self.engaged.write() else {
             return;
         };
         engaged.retain(|k| !k.same_key(&switch));
-        if switch.mode() != Mode::Normal {
+        if switch.mode != Mode::Normal {
             engaged.push(switch);
         }
     }
@@ -220,9 +352,84 @@ impl KillSwitches {
         engaged
             .iter()
             .filter(|k| k.applies_to(tenant, agent, agent_version))
-            .map(|k| (k.mode(), Some(k.clone())))
-            .max_by_key(|(mode, _)| *mode)
-            .unwrap_or((Mode::Normal, None))
+            .max_by_key(|k| k.mode)
+            .map_or((Mode::Normal, None), |k| (k.mode, Some(k.clone())))
+    }
+}
+
+/// A feature flag value: on or off for one tenant, or for everyone (empty
+/// tenant). Its key is `(key, tenant)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    /// Flag key.
+    #[serde(default)]
+    pub key: String,
+    /// Tenant, or empty for everyone.
+    #[serde(default)]
+    pub tenant: String,
+    /// On or off.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Why (not on the change feed).
+    #[serde(skip)]
+    pub reason: String,
+    /// Who (not on the change feed).
+    #[serde(skip)]
+    pub set_by: String,
+    /// When, RFC 3339 (not on the change feed).
+    #[serde(skip)]
+    pub set_at: String,
+}
+
+/// Feature flag values. A flag never set is on.
+#[derive(Default)]
+pub struct Flags {
+    values: RwLock<Vec<Flag>>,
+}
+
+impl Flags {
+    /// Starts from stored values.
+    pub fn new(values: Vec<Flag>) -> Flags {
+        let flags = Flags::default();
+        for flag in values {
+            flags.set(flag);
+        }
+        flags
+    }
+
+    /// Records a value, replacing the one with the same key and tenant.
+    pub fn set(&self, flag: Flag) {
+        let Ok(mut values) = self.values.write() else {
+            return;
+        };
+        values.retain(|f| !(f.key == flag.key && f.tenant == flag.tenant));
+        values.push(flag);
+    }
+
+    /// The values visible to `tenant` (the ones for everyone too); all of
+    /// them for `None`.
+    pub fn visible(&self, tenant: Option<&str>) -> Vec<Flag> {
+        self.values
+            .read()
+            .map(|values| {
+                values
+                    .iter()
+                    .filter(|f| tenant.is_none_or(|t| f.tenant.is_empty() || f.tenant == t))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether flag `key` is off for everyone or for `tenant`. Fails
+    /// closed: unreadable values count as off.
+    pub fn is_off(&self, key: &str, tenant: &str) -> bool {
+        let Ok(values) = self.values.read() else {
+            return true;
+        };
+        values
+            .iter()
+            .any(|f| f.key == key && (f.tenant.is_empty() || f.tenant == tenant) && !f.enabled)
     }
 }
 
@@ -284,6 +491,7 @@ mod tests {
 
     fn rule(kind: &str, value: &str, at_ms: i64) -> RevocationRule {
         RevocationRule {
+            id: "rev_1".into(),
             tenant: "ten_a".into(),
             kind: kind.into(),
             value: value.into(),
@@ -332,10 +540,10 @@ mod tests {
 
     fn kill(scope: &str, tenant: &str, target: &str, mode: &str) -> KillSwitch {
         KillSwitch {
-            scope: scope.into(),
+            scope: SwitchScope::parse_or_global(scope),
             tenant: tenant.into(),
             target: target.into(),
-            mode: mode.into(),
+            mode: Mode::parse_or_offline(mode),
             reason: "drill".into(),
             set_by: "x".into(),
             set_at: "t".into(),
@@ -372,5 +580,28 @@ mod tests {
             Mode::Offline,
             "unknown modes fail closed"
         );
+    }
+
+    #[test]
+    fn a_flag_is_off_where_its_value_for_everyone_or_the_tenant_says_so() {
+        let flag = |tenant: &str, enabled: bool| Flag {
+            key: "k".into(),
+            tenant: tenant.into(),
+            enabled,
+            reason: String::new(),
+            set_by: String::new(),
+            set_at: String::new(),
+        };
+        let flags = Flags::default();
+        assert!(!flags.is_off("k", "t1"), "a flag never set is on");
+        flags.set(flag("t1", false));
+        assert!(flags.is_off("k", "t1"));
+        assert!(!flags.is_off("k", "t2"));
+        flags.set(flag("t1", true));
+        assert!(!flags.is_off("k", "t1"));
+        flags.set(flag("", false));
+        assert!(flags.is_off("k", "t2"));
+        assert_eq!(flags.visible(Some("t2")).len(), 1);
+        assert_eq!(flags.visible(None).len(), 2);
     }
 }

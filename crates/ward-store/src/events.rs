@@ -1,38 +1,37 @@
-//! The change feed gateways follow: revocations, kill switches, flags, key
-//! rotations and agent state changes, each appended in the transaction that
-//! made the change, numbered in commit order.
+//! The change feed gateways follow (`ward_model::feed::Event`): each event
+//! appended in the transaction that made the change, numbered in commit
+//! order, and read back in its wire form (kind and JSON data) so the feed
+//! streams exactly what was written.
 
 use rusqlite::{Connection, params};
+use ward_model::feed::Event;
 
 use crate::StoreError;
 
-/// One change. `tenant_id` is empty for instance-wide changes.
+/// One stored change. `tenant_id` is empty for instance-wide changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRow {
     /// Position in the feed; strictly increasing in commit order.
     pub seq: i64,
     /// Tenant, or empty for instance-wide changes.
     pub tenant_id: String,
-    /// `revocation`, `killswitch`, `flag`, `key_rotation` or `agent_state`.
+    /// The event's kind (`ward_model::feed::Event::KINDS`).
     pub kind: String,
-    /// The change, JSON.
+    /// The event's data, JSON.
     pub payload: String,
     /// RFC 3339.
     pub ts: String,
 }
 
-/// Appends a change; returns its sequence number.
-pub fn append_event(
-    conn: &Connection,
-    tenant: &str,
-    kind: &str,
-    payload: &str,
-    ts: &str,
-) -> Result<i64, StoreError> {
+/// Appends a change at `ts` (RFC 3339); returns its sequence number.
+pub fn append_event(conn: &Connection, event: &Event, ts: &str) -> Result<i64, StoreError> {
+    let (kind, payload) = event
+        .encode()
+        .map_err(|e| StoreError::Rejected(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO events (tenant_id, kind, payload, ts) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![tenant, kind, payload, ts])?;
+    .execute(params![event.tenant(), kind, payload, ts])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -67,34 +67,11 @@ pub enum StoreError {
     },
 }
 
-/// An audit entry before the writer gives it its place in the chain.
-#[derive(Clone, Debug)]
-pub struct AuditDraft {
-    /// When, RFC 3339.
-    pub ts: String,
-    /// Tenant id, `None` for instance-wide actions.
-    pub tenant: Option<String>,
-    /// Who acted.
-    pub actor: String,
-    /// What was done.
-    pub action: String,
-    /// To what.
-    pub target: String,
-    /// `success`, `denied` or `error`.
-    pub result: String,
-    /// Why.
-    pub reason: String,
-    /// Correlation id of the request.
-    pub correlation_id: String,
-    /// Further facts, as JSON text (an object), stored and hashed verbatim.
-    pub details: String,
-}
-
 /// What a write transaction sees: the connection, and a place to record
 /// audit entries that commit with it.
 pub struct WriteCtx<'a> {
     conn: &'a Connection,
-    audit: Vec<AuditDraft>,
+    audit: Vec<AuditRecord>,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -103,8 +80,9 @@ impl<'a> WriteCtx<'a> {
         self.conn
     }
 
-    /// Records an audit entry that commits atomically with this write.
-    pub fn audit(&mut self, draft: AuditDraft) {
+    /// Records an audit entry that commits atomically with this write; the
+    /// writer gives it its `seq`.
+    pub fn audit(&mut self, draft: AuditRecord) {
         self.audit.push(draft);
     }
 }
@@ -384,7 +362,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 fn append_audit(
     conn: &Connection,
     head: &mut (i64, String),
-    drafts: Vec<AuditDraft>,
+    drafts: Vec<AuditRecord>,
 ) -> Result<Vec<i64>, ()> {
     let mut seqs = Vec::with_capacity(drafts.len());
     let mut statement = conn
@@ -393,19 +371,8 @@ fn append_audit(
              correlation_id, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(|error| tracing::error!(%error, "cannot prepare the audit insert"))?;
-    for draft in drafts {
-        let record = AuditRecord {
-            seq: head.0 + 1,
-            ts: draft.ts,
-            tenant: draft.tenant,
-            actor: draft.actor,
-            action: draft.action,
-            target: draft.target,
-            result: draft.result,
-            reason: draft.reason,
-            correlation_id: draft.correlation_id,
-            details: draft.details,
-        };
+    for mut record in drafts {
+        record.seq = head.0 + 1;
         let chained = record.chain(head.1.clone());
         let r = &chained.record;
         statement
@@ -416,7 +383,7 @@ fn append_audit(
                 r.actor,
                 r.action,
                 r.target,
-                r.result,
+                r.result.as_str(),
                 r.reason,
                 r.correlation_id,
                 r.details,
@@ -456,7 +423,18 @@ pub fn verify_audit(dir: &Path) -> Result<VerifyReport, StoreError> {
     let mut rows = statement.query([])?;
     let mut verifier = ChainVerifier::default();
     while let Some(row) = rows.next()? {
-        let entry = chained_from_row(row)?;
+        let entry = match chained_from_row(row) {
+            Ok(entry) => entry,
+            // No writer stores a result it cannot name: the entry was altered.
+            Err(rusqlite::Error::FromSqlConversionFailure(..)) => {
+                return Ok(VerifyReport {
+                    verified: verifier.verified(),
+                    head: verifier.head().to_owned(),
+                    first_break: Some(ChainBreak::Altered { seq: row.get(0)? }),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         if let Err(broken) = verifier.push(&entry) {
             return Ok(VerifyReport {
                 verified: verifier.verified(),
@@ -483,7 +461,9 @@ pub(crate) fn chained_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Chai
             actor: row.get(3)?,
             action: row.get(4)?,
             target: row.get(5)?,
-            result: row.get(6)?,
+            result: row.get::<_, String>(6)?.parse().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+            })?,
             reason: row.get(7)?,
             correlation_id: row.get(8)?,
             details: row.get(9)?,

@@ -5,6 +5,7 @@
 use crate::{AUDIT_COLUMNS, StoreError, chained_from_row};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use ward_model::audit::ChainedRecord;
+use ward_model::lifecycle::AgentState;
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,8 +71,8 @@ pub struct AgentRow {
     pub owner: String,
     /// Profile name.
     pub profile: String,
-    /// Lifecycle state name.
-    pub state: String,
+    /// Lifecycle state.
+    pub state: AgentState,
     /// Device OS.
     pub os: String,
     /// Agent software version.
@@ -320,13 +321,21 @@ pub fn consume_enroll_token(
 
 const AGENT_COLUMNS: &str = "id, tenant_id, owner, profile, state, os, agent_version, host_id, device_jwk, device_jkt, enroll_token_id, created_at, updated_at";
 
+/// The agent state in column `index`; a name this version does not know
+/// is a corrupt row.
+fn agent_state_at(row: &Row<'_>, index: usize) -> rusqlite::Result<AgentState> {
+    row.get::<_, String>(index)?.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRow> {
     Ok(AgentRow {
         id: row.get(0)?,
         tenant_id: row.get(1)?,
         owner: row.get(2)?,
         profile: row.get(3)?,
-        state: row.get(4)?,
+        state: agent_state_at(row, 4)?,
         os: row.get(5)?,
         agent_version: row.get(6)?,
         host_id: row.get(7)?,
@@ -349,7 +358,7 @@ pub fn insert_agent(conn: &Connection, row: &AgentRow) -> Result<(), StoreError>
             row.tenant_id,
             row.owner,
             row.profile,
-            row.state,
+            row.state.as_str(),
             row.os,
             row.agent_version,
             row.host_id,
@@ -379,10 +388,10 @@ pub fn agent(
 }
 
 /// The state of agent `id`, if it exists.
-pub fn agent_state(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+pub fn agent_state(conn: &Connection, id: &str) -> Result<Option<AgentState>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT state FROM agents WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
+        .query_row([id], |row| agent_state_at(row, 0))
         .optional()?)
 }
 
@@ -390,7 +399,7 @@ pub fn agent_state(conn: &Connection, id: &str) -> Result<Option<String>, StoreE
 pub fn list_agents(
     conn: &Connection,
     tenant: &str,
-    state: Option<&str>,
+    state: Option<AgentState>,
     after_id: Option<&str>,
     limit: u32,
 ) -> Result<Vec<AgentRow>, StoreError> {
@@ -398,7 +407,10 @@ pub fn list_agents(
         "SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = ?1 AND (?2 IS NULL OR state = ?2) \
          AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4"
     ))?;
-    let rows = statement.query_map(params![tenant, state, after_id, limit], agent_from_row)?;
+    let rows = statement.query_map(
+        params![tenant, state.map(AgentState::as_str), after_id, limit],
+        agent_from_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -406,13 +418,13 @@ pub fn list_agents(
 pub fn set_agent_state(
     conn: &Connection,
     id: &str,
-    expected: &str,
-    state: &str,
+    expected: AgentState,
+    state: AgentState,
     updated_at: &str,
 ) -> Result<bool, StoreError> {
     let changed = conn.execute(
         "UPDATE agents SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
-        params![id, expected, state, updated_at],
+        params![id, expected.as_str(), state.as_str(), updated_at],
     )?;
     Ok(changed == 1)
 }

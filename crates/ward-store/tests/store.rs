@@ -8,16 +8,18 @@
     reason = "a test fails by panicking"
 )]
 
-use ward_store::{AuditDraft, Store, StoreError, TenantRow, verify_audit};
+use ward_model::audit::{AuditRecord, AuditResult};
+use ward_store::{Store, StoreError, TenantRow, verify_audit};
 
-fn draft(action: &str) -> AuditDraft {
-    AuditDraft {
+fn draft(action: &str) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
         ts: "2026-11-26T00:00:00.000Z".into(),
         tenant: None,
         actor: "test".into(),
         action: action.into(),
         target: "t".into(),
-        result: "success".into(),
+        result: AuditResult::Success,
         reason: String::new(),
         correlation_id: "c".into(),
         details: "{}".into(),

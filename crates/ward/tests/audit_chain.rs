@@ -113,7 +113,7 @@ async fn a_rehashed_forgery_is_caught_at_the_next_link() {
                         actor: row.get(4)?,
                         action: row.get(5)?,
                         target: row.get(6)?,
-                        result: row.get(7)?,
+                        result: row.get::<_, String>(7)?.parse().unwrap(),
                         reason: row.get(8)?,
                         correlation_id: row.get(9)?,
                         details: row.get(10)?,
@@ -226,4 +226,20 @@ async fn every_token_a_client_received_survives_sigkill() {
     );
     let (status, _) = server.get(&admin, "/v1/agents").await;
     assert_eq!(status, 200, "the server serves again");
+}
+
+/// The result is stored as a name the writer knows; one it does not know
+/// can only come from an edit, and is reported as one, not as a read error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_result_name_is_an_edited_field() {
+    let (server, _) = populated().await;
+    db(&server)
+        .execute("UPDATE audit SET result = 'approved' WHERE seq = 7", [])
+        .unwrap();
+    let (code, _, err) = verify(&server);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err.trim(),
+        "error: audit chain broken at entry 7: entry 7 was altered: its content does not match its hash"
+    );
 }

@@ -244,3 +244,36 @@ async fn watchers_see_their_tenant_and_instance_wide_changes_only() {
     let (status, body) = server.get("", "/v1/watch").await;
     assert_error(status, &body, 401, "unauthenticated");
 }
+
+/// A gateway following the whole instance (the bootstrap token) receives
+/// every tenant's flag changes on the stream, so its snapshot must hold
+/// them too: a flag turned off before the gateway started stays off there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_instance_wide_snapshot_holds_every_tenants_flags_and_switches() {
+    let server = Server::start();
+    let (_, acme) = server.tenant("acme").await;
+    for (path, body) in [
+        (
+            "/v1/flags/search",
+            json!({"enabled": false, "scope": "tenant", "reason": "a"}),
+        ),
+        (
+            "/v1/killswitch",
+            json!({"scope": "tenant", "mode": "read-only", "reason": "b"}),
+        ),
+    ] {
+        assert_eq!(server.put(&acme, path, body).await.0, 200);
+    }
+    let (status, snapshot) = server.get(&server.bootstrap, "/v1/watch/snapshot").await;
+    assert_eq!(status, 200, "{snapshot}");
+    assert_eq!(snapshot["flags"].as_array().unwrap().len(), 1, "{snapshot}");
+    assert_eq!(snapshot["flags"][0]["key"], "search");
+    assert_eq!(snapshot["flags"][0]["enabled"], false);
+    assert_eq!(
+        snapshot["killswitches"].as_array().unwrap().len(),
+        1,
+        "{snapshot}"
+    );
+    let (_, flags) = server.get(&server.bootstrap, "/v1/flags").await;
+    assert_eq!(flags["flags"], snapshot["flags"]);
+}

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use ward_api::DecideApproval;
+use ward_model::feed::{AgentStateChange, Event};
 use ward_model::lifecycle::AgentState;
 use ward_model::roles::Permission;
 use ward_model::scope::Scope;
@@ -303,7 +304,7 @@ pub async fn decide(
             // Every step of an approval carries the original request's id.
             let mut draft = draft;
             draft.correlation_id.clone_from(&row.correlation_id);
-            let refuse = |ctx: &mut ward_store::WriteCtx<'_>, error: ApiError, draft: ward_store::AuditDraft| {
+            let refuse = |ctx: &mut ward_store::WriteCtx<'_>, error: ApiError, draft: ward_model::audit::AuditRecord| {
                 ctx.audit(draft.denied(&error));
                 Ok(Err(error))
             };
@@ -410,16 +411,19 @@ pub async fn decide(
                     && ward_store::set_agent_state(
                         conn,
                         &row.agent_id,
-                        AgentState::PendingApproval.as_str(),
-                        AgentState::Active.as_str(),
+                        AgentState::PendingApproval,
+                        AgentState::Active,
                         &decided_at,
                     )?;
                 if activated {
                     emit(
                         ctx,
-                        &row.tenant_id,
-                        "agent_state",
-                        &json!({"agent_id": row.agent_id, "tenant": row.tenant_id, "from": "pending_approval", "to": "active"}),
+                        &Event::AgentState(AgentStateChange {
+                            agent_id: row.agent_id.clone(),
+                            tenant: row.tenant_id.clone(),
+                            from: AgentState::PendingApproval,
+                            to: AgentState::Active,
+                        }),
                     )?;
                 }
                 (final_status, activated)

@@ -7,6 +7,8 @@
 
 use serde_json::json;
 use ward_api::RecordConsent;
+use ward_model::feed::Event;
+use ward_model::lifecycle::AgentState;
 use ward_model::roles::Permission;
 use ward_model::scope::Scope;
 use ward_store::{AgentRow, ConsentRow, Store};
@@ -16,7 +18,7 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Caller;
 use crate::error::{ApiError, correlation_id};
 use crate::fields::{id_field, text_field};
-use crate::revocation::{agent_rule, revocation_event, rule_of};
+use crate::revocation::{agent_rule, rule_of};
 use crate::util::{new_id, now_ms, rfc3339};
 
 /// Records the owner's consent or refusal for scopes of the agent's
@@ -49,7 +51,7 @@ pub async fn record(
         Err(error) => return Err(state.deny(denial, error).await),
     };
     let scopes = read_record(&body)?;
-    if matches!(agent.state.as_str(), "revoked" | "uninstalled") {
+    if matches!(agent.state, AgentState::Revoked | AgentState::Uninstalled) {
         let error = ApiError::forbidden(
             "agent_not_active",
             format!("agent `{}` is {}", agent.id, agent.state),
@@ -109,7 +111,7 @@ pub async fn record(
                     actor,
                 );
                 ward_store::insert_revocation(ctx.conn(), &rule)?;
-                emit(ctx, &rule.tenant_id, "revocation", &revocation_event(&rule))?;
+                emit(ctx, &Event::Revocation(rule_of(&rule)))?;
                 revocation = Some(rule);
             }
             let mut details = details;

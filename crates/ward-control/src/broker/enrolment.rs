@@ -161,9 +161,7 @@ pub async fn enrol(state: &AppState, body: EnrollAgent) -> Result<AgentRow, ApiE
             AgentState::PendingApproval
         } else {
             AgentState::Active
-        }
-        .as_str()
-        .to_owned(),
+        },
         os: body.device.os.clone(),
         agent_version: body.device.agent_version.clone(),
         host_id: body.device.host_id.clone(),
@@ -223,7 +221,7 @@ pub async fn enrol(state: &AppState, body: EnrollAgent) -> Result<AgentRow, ApiE
         .unwrap_or_default();
     let high_risk = matrix_high_risk || !policy_approval.is_empty();
     if high_risk {
-        row.state = AgentState::PendingApproval.as_str().to_owned();
+        row.state = AgentState::PendingApproval;
     }
     // Enrolment into a high-risk profile waits for a second person.
     let approval = if high_risk {

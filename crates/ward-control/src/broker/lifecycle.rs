@@ -4,6 +4,7 @@
 
 use serde_json::json;
 use ward_api::LifecycleChange;
+use ward_model::feed::{AgentStateChange, Event};
 use ward_model::lifecycle::{AgentAction, AgentState};
 use ward_model::roles::Permission;
 use ward_store::AgentRow;
@@ -14,7 +15,7 @@ use crate::auth::Principal;
 use crate::broker::approval;
 use crate::error::ApiError;
 use crate::fields::text_field;
-use crate::revocation::{agent_rule, revocation_event};
+use crate::revocation::agent_rule;
 use crate::util::{new_id, now_ms, rfc3339};
 
 /// Applies an operator's `action` to agent `id` of the principal's tenant:
@@ -51,10 +52,7 @@ pub async fn change(
             let Some(mut agent) = ward_store::agent(ctx.conn(), Some(&tenant), &id)? else {
                 return Ok(Err(ApiError::not_found("agent", &id)));
             };
-            let from: AgentState = agent
-                .state
-                .parse()
-                .map_err(ward_store::StoreError::Corrupt)?;
+            let from = agent.state;
             if from == AgentState::PendingApproval && action == AgentAction::Activate {
                 let pending = ward_store::list_approvals(ctx.conn(), &tenant, Some("pending"), None, 500)?
                     .into_iter()
@@ -73,7 +71,7 @@ pub async fn change(
                 }
             };
             let updated_at = rfc3339(now);
-            if !ward_store::set_agent_state(ctx.conn(), &agent.id, from.as_str(), to.as_str(), &updated_at)? {
+            if !ward_store::set_agent_state(ctx.conn(), &agent.id, from, to, &updated_at)? {
                 return Ok(Err(ApiError::conflict("conflict", "the agent changed meanwhile; retry")));
             }
             let mut revocation = None;
@@ -87,18 +85,21 @@ pub async fn change(
                     actor.clone(),
                 );
                 ward_store::insert_revocation(ctx.conn(), &row)?;
-                emit(ctx, &tenant, "revocation", &revocation_event(&row))?;
+                emit(ctx, &Event::Revocation(crate::revocation::rule_of(&row)))?;
                 revocation = Some(row);
             }
             emit(
                 ctx,
-                &tenant,
-                "agent_state",
-                &json!({"agent_id": agent.id, "tenant": tenant, "from": from.as_str(), "to": to.as_str()}),
+                &Event::AgentState(AgentStateChange {
+                    agent_id: agent.id.clone(),
+                    tenant: tenant.clone(),
+                    from,
+                    to,
+                }),
             )?;
             draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() }).to_string();
             ctx.audit(draft);
-            agent.state = to.as_str().to_owned();
+            agent.state = to;
             agent.updated_at = updated_at;
             Ok(Ok((agent, revocation)))
         })

@@ -4,6 +4,7 @@
 
 use serde_json::json;
 use ward_api::RevokeTokens;
+use ward_model::feed::Event;
 use ward_model::roles::Permission;
 use ward_store::{RevocationRow, StoreError};
 
@@ -12,7 +13,6 @@ use crate::audit::{DraftExt, emit, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::fields::text_field;
-use crate::revocation::revocation_event;
 use crate::util::{new_id, now_ms};
 
 /// Revokes what `body` names in the principal's tenant; returns the rule.
@@ -73,12 +73,7 @@ pub async fn revoke(
                 return Ok(Err(ApiError::not_found(what, &stored.value)));
             }
             ward_store::insert_revocation(ctx.conn(), &stored)?;
-            emit(
-                ctx,
-                &stored.tenant_id,
-                "revocation",
-                &revocation_event(&stored),
-            )?;
+            emit(ctx, &Event::Revocation(crate::revocation::rule_of(&stored)))?;
             ctx.audit(draft);
             Ok(Ok(stored))
         })

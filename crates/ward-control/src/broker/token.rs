@@ -141,10 +141,7 @@ fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
 /// Only active agents get tokens (the cached state; the write transaction
 /// checks again).
 fn agent_state(agent: &AgentRow) -> Result<(), ApiError> {
-    let agent_state: AgentState = agent
-        .state
-        .parse()
-        .map_err(|e: String| ApiError::internal(e))?;
+    let agent_state = agent.state;
     if !agent_state.may_obtain_tokens() {
         return Err(ApiError::forbidden(
             "agent_not_active",
@@ -160,9 +157,11 @@ fn agent_state(agent: &AgentRow) -> Result<(), ApiError> {
 /// The kill switch comes before everything a grant could add: offline
 /// refuses every token, read-only every scope that is not read-style.
 fn kill_switch(state: &AppState, agent: &AgentRow, scopes: &[Scope]) -> Result<(), ApiError> {
-    let (mode, switch) = state
-        .switches
-        .mode_for(&agent.tenant_id, &agent.id, &agent.agent_version);
+    let (mode, switch) =
+        state
+            .switches
+            .kills
+            .mode_for(&agent.tenant_id, &agent.id, &agent.agent_version);
     let switch_name = || {
         switch
             .as_ref()
@@ -536,12 +535,12 @@ async fn audit(
         .write(move |ctx| {
             let consent_id = consent_id_checked;
             let current = ward_store::agent_state(ctx.conn(), &agent_id)?;
-            if current.as_deref() != Some(AgentState::Active.as_str()) {
+            if current != Some(AgentState::Active) {
                 return Ok(Err(ApiError::forbidden(
                     "agent_not_active",
                     format!(
                         "agent `{agent_id}` is {}; only active agents get tokens",
-                        current.as_deref().unwrap_or("gone")
+                        current.map_or("gone", AgentState::as_str)
                     ),
                 )));
             }

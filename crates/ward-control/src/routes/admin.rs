@@ -8,6 +8,7 @@ use serde_json::json;
 use ward_api::{
     ApiTokenCreated, CreateApiToken, CreateTenant, ErrorBody, KeyRotated, Tenant, TenantList,
 };
+use ward_model::feed::{Event, KeyRotation};
 use ward_store::{ApiTokenRow, TenantRow};
 
 use crate::AppState;
@@ -169,9 +170,11 @@ pub async fn rotate_key(
             ward_store::insert_signing_key(ctx.conn(), &row)?;
             emit(
                 ctx,
-                "",
-                "key_rotation",
-                &json!({"kid": row.kid, "previous_kid": retiring, "previous_published_until_ms": until}),
+                &Event::KeyRotation(KeyRotation {
+                    kid: row.kid.clone(),
+                    previous_kid: retiring.clone(),
+                    previous_published_until_ms: until,
+                }),
             )?;
             ctx.audit(draft);
             Ok(())

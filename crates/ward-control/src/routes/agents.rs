@@ -55,7 +55,7 @@ pub fn agent_out(row: AgentRow) -> Agent {
         tenant: row.tenant_id,
         owner: row.owner,
         profile: row.profile,
-        state: row.state,
+        state: row.state.as_str().to_owned(),
         device: DeviceInfo {
             os: row.os,
             agent_version: row.agent_version,
@@ -90,21 +90,16 @@ pub async fn list(
 ) -> Result<JsonOut<AgentList>, ApiError> {
     let tenant = principal.require(Permission::ReadAgents)?.to_owned();
     let limit = parse_limit(query.limit.as_deref(), 100, 500)?;
-    if let Some(wanted) = &query.state {
-        wanted
-            .parse::<AgentState>()
-            .map_err(|e| ApiError::invalid("state", e))?;
-    }
+    let wanted = query
+        .state
+        .as_deref()
+        .map(str::parse::<AgentState>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("state", e))?;
     let rows = state
         .store
         .read(move |conn| {
-            ward_store::list_agents(
-                conn,
-                &tenant,
-                query.state.as_deref(),
-                query.cursor.as_deref(),
-                limit + 1,
-            )
+            ward_store::list_agents(conn, &tenant, wanted, query.cursor.as_deref(), limit + 1)
         })
         .await?;
     let (agents, next_cursor) = page(rows, limit, agent_out, |a: &Agent| a.id.clone());

@@ -88,29 +88,9 @@ pub async fn list(
         .store
         .read(move |conn| ward_store::query_audit(conn, &filter))
         .await?;
-    let (entries, next_cursor) = page(
-        rows,
-        limit,
-        |chained| {
-            let r = chained.record;
-            AuditEntry {
-                seq: r.seq,
-                ts: r.ts,
-                tenant: r.tenant,
-                actor: r.actor,
-                action: r.action,
-                target: r.target,
-                result: r.result,
-                reason: r.reason,
-                correlation_id: r.correlation_id,
-                details: serde_json::from_str(&r.details)
-                    .unwrap_or(serde_json::Value::String(r.details)),
-                prev_hash: chained.prev_hash,
-                hash: chained.hash,
-            }
-        },
-        |e: &AuditEntry| e.seq.to_string(),
-    );
+    let (entries, next_cursor) = page(rows, limit, AuditEntry::from, |e: &AuditEntry| {
+        e.seq.to_string()
+    });
     Ok(JsonOut(AuditPage {
         entries,
         next_cursor,

@@ -7,8 +7,9 @@ use axum::Json as JsonOut;
 use axum::extract::{Path, State};
 use serde_json::json;
 use ward_api::{ErrorBody, Flag, FlagList, KillSwitch, KillSwitchList, SetFlag, SetKillSwitch};
+use ward_model::enforcement::{self, Mode, SwitchScope};
+use ward_model::feed::Event;
 use ward_model::roles::Permission;
-use ward_store::{FlagRow, KillSwitchRow};
 
 use crate::AppState;
 use crate::audit::{DraftExt, emit, entry};
@@ -16,31 +17,7 @@ use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::fields::text_field;
-use crate::switches::Mode;
 use crate::util::{now_ms, rfc3339};
-
-pub fn kill_out(row: KillSwitchRow) -> KillSwitch {
-    KillSwitch {
-        scope: row.scope,
-        tenant: (!row.tenant_id.is_empty()).then_some(row.tenant_id),
-        target: row.target,
-        mode: row.mode,
-        reason: row.reason,
-        set_by: row.set_by,
-        set_at: row.set_at,
-    }
-}
-
-pub fn flag_out(row: FlagRow) -> Flag {
-    Flag {
-        key: row.key,
-        tenant: (!row.tenant_id.is_empty()).then_some(row.tenant_id),
-        enabled: row.enabled,
-        reason: row.reason,
-        set_by: row.set_by,
-        set_at: row.set_at,
-    }
-}
 
 /// The tenant a switch is scoped to: empty for instance-wide switches,
 /// which only the bootstrap token may flip.
@@ -72,49 +49,44 @@ pub async fn set_killswitch(
         )
     })?;
     text_field("reason", &body.reason, 1000)?;
-    let global = body.scope == "global";
-    let tenant = switch_tenant(&principal, global)?;
-    let target = match (body.scope.as_str(), &body.target) {
-        ("global", None) => String::new(),
-        ("tenant", None) => tenant.clone(),
-        ("tenant", Some(t)) if *t == tenant => tenant.clone(),
-        ("tenant", Some(t)) => return Err(ApiError::not_found("tenant", t)),
-        ("agent" | "agent_version", Some(t)) => {
+    let scope = SwitchScope::parse(&body.scope);
+    let tenant = switch_tenant(&principal, scope == Some(SwitchScope::Global))?;
+    let target = match (scope, &body.target) {
+        (Some(SwitchScope::Global), None) => String::new(),
+        (Some(SwitchScope::Tenant), None) => tenant.clone(),
+        (Some(SwitchScope::Tenant), Some(t)) if *t == tenant => tenant.clone(),
+        (Some(SwitchScope::Tenant), Some(t)) => return Err(ApiError::not_found("tenant", t)),
+        (Some(SwitchScope::Agent | SwitchScope::AgentVersion), Some(t)) => {
             text_field("target", t, 128)?;
             t.clone()
         }
-        ("global", Some(_)) => {
+        (Some(SwitchScope::Global), Some(_)) => {
             return Err(ApiError::invalid(
                 "target",
                 format!("scope `{}` takes no `target`", body.scope),
             ));
         }
-        ("agent" | "agent_version", None) => {
+        (Some(SwitchScope::Agent | SwitchScope::AgentVersion), None) => {
             return Err(ApiError::invalid(
                 "target",
                 format!("scope `{}` needs a `target`", body.scope),
             ));
         }
-        (other, _) => {
+        (None, _) => {
             return Err(ApiError::invalid(
                 "scope",
                 format!(
-                    "unknown scope `{other}`; use `global`, `tenant`, `agent` or `agent_version`"
+                    "unknown scope `{}`; use `global`, `tenant`, `agent` or `agent_version`",
+                    body.scope
                 ),
             ));
         }
     };
-    if body.scope == "agent_version" && global {
-        return Err(ApiError::invalid(
-            "scope",
-            "`agent_version` switches belong to a tenant",
-        ));
-    }
-    let row = KillSwitchRow {
-        scope: body.scope.clone(),
-        tenant_id: tenant.clone(),
+    let switch = enforcement::KillSwitch {
+        scope: scope.unwrap_or(SwitchScope::Global),
+        tenant: tenant.clone(),
         target,
-        mode: mode.as_str().to_owned(),
+        mode,
         reason: body.reason.clone(),
         set_by: principal.actor(),
         set_at: rfc3339(now_ms()),
@@ -122,43 +94,40 @@ pub async fn set_killswitch(
     let draft = entry(
         &principal.actor(),
         "killswitch.set",
-        &format!("{}:{}", row.scope, row.target),
+        &format!("{}:{}", switch.scope, switch.target),
     )
     .tenant((!tenant.is_empty()).then_some(tenant.as_str()))
     .reason(body.reason)
-    .details(json!({"scope": row.scope, "target": row.target, "mode": row.mode}));
-    let stored = row.clone();
+    .details(
+        json!({"scope": switch.scope.as_str(), "target": switch.target, "mode": mode.as_str()}),
+    );
+    let stored = switch.clone();
     state
         .store
         .write(move |ctx| {
-            if stored.scope == "agent"
-                && ward_store::agent(ctx.conn(), Some(&stored.tenant_id), &stored.target)?.is_none()
+            if stored.scope == SwitchScope::Agent
+                && ward_store::agent(ctx.conn(), Some(&stored.tenant), &stored.target)?.is_none()
             {
                 return Ok(Err(ApiError::not_found("agent", &stored.target)));
             }
             if mode == Mode::Normal {
                 ward_store::clear_killswitch(
                     ctx.conn(),
-                    &stored.scope,
-                    &stored.tenant_id,
+                    stored.scope,
+                    &stored.tenant,
                     &stored.target,
                 )?;
             } else {
                 ward_store::upsert_killswitch(ctx.conn(), &stored)?;
             }
-            emit(
-                ctx,
-                &stored.tenant_id,
-                "killswitch",
-                &json!({"scope": stored.scope, "tenant": stored.tenant_id, "target": stored.target, "mode": stored.mode, "reason": stored.reason}),
-            )?;
+            emit(ctx, &Event::Killswitch(stored))?;
             ctx.audit(draft);
             Ok(Ok(()))
         })
         .await??;
-    state.switches.set_kill(row.clone());
+    state.switches.kills.set(switch.clone());
     state.published();
-    Ok(JsonOut(kill_out(row)))
+    Ok(JsonOut(switch.into()))
 }
 
 /// The engaged kill switches that apply to the caller's tenant.
@@ -174,9 +143,10 @@ pub async fn killswitches(
     };
     let switches = state
         .switches
-        .kills_for(tenant.as_deref())
+        .kills
+        .visible(tenant.as_deref())
         .into_iter()
-        .map(kill_out)
+        .map(KillSwitch::from)
         .collect();
     Ok(JsonOut(KillSwitchList { switches }))
 }
@@ -209,9 +179,9 @@ pub async fn set_flag(
             ));
         }
     };
-    let row = FlagRow {
+    let flag = enforcement::Flag {
         key: key.clone(),
-        tenant_id: tenant.clone(),
+        tenant: tenant.clone(),
         enabled: body.enabled,
         reason: body.reason.clone(),
         set_by: principal.actor(),
@@ -221,24 +191,19 @@ pub async fn set_flag(
         .tenant((!tenant.is_empty()).then_some(tenant.as_str()))
         .reason(body.reason)
         .details(json!({"enabled": body.enabled, "scope": body.scope}));
-    let stored = row.clone();
+    let stored = flag.clone();
     state
         .store
         .write(move |ctx| {
             ward_store::upsert_flag(ctx.conn(), &stored)?;
-            emit(
-                ctx,
-                &stored.tenant_id,
-                "flag",
-                &json!({"key": stored.key, "tenant": stored.tenant_id, "enabled": stored.enabled}),
-            )?;
+            emit(ctx, &Event::Flag(stored))?;
             ctx.audit(draft);
             Ok(())
         })
         .await?;
-    state.switches.set_flag(row.clone());
+    state.switches.flags.set(flag.clone());
     state.published();
-    Ok(JsonOut(flag_out(row)))
+    Ok(JsonOut(flag.into()))
 }
 
 /// Feature flag values for everyone and for the caller's tenant.
@@ -254,9 +219,10 @@ pub async fn flags(
     };
     let flags = state
         .switches
-        .flags_for(tenant.as_deref())
+        .flags
+        .visible(tenant.as_deref())
         .into_iter()
-        .map(flag_out)
+        .map(Flag::from)
         .collect();
     Ok(JsonOut(FlagList { flags }))
 }

@@ -64,15 +64,17 @@ pub async fn snapshot(
         revocations,
         killswitches: state
             .switches
-            .kills_for(tenant.as_deref())
+            .kills
+            .visible(tenant.as_deref())
             .into_iter()
-            .map(super::switches::kill_out)
+            .map(ward_api::KillSwitch::from)
             .collect(),
         flags: state
             .switches
-            .flags_for(tenant.as_deref())
+            .flags
+            .visible(tenant.as_deref())
             .into_iter()
-            .map(super::switches::flag_out)
+            .map(ward_api::Flag::from)
             .collect(),
         jwks: state.keys.jwks(now_ms()),
         high_risk_scopes: state

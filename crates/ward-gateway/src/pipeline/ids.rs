@@ -11,7 +11,7 @@ pub fn correlation_id(headers: &HeaderMap) -> String {
     headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_correlation_id(v))
+        .filter(|v| ward_model::audit::valid_correlation_id(v))
         .map_or_else(new_correlation_id, str::to_owned)
 }
 
@@ -91,13 +91,6 @@ fn random_seed() -> u64 {
 
 fn new_correlation_id() -> String {
     format!("corr_{}", random_hex(12))
-}
-
-fn valid_correlation_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 #[cfg(test)]
