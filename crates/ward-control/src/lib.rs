@@ -10,7 +10,7 @@ mod extract;
 mod keys;
 pub mod oidc;
 mod openapi;
-mod policy;
+pub mod policy;
 mod revocation;
 mod routes;
 mod switches;

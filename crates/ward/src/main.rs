@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod gateway;
 mod login;
+mod sandbox;
 mod serve;
 
 use clap::Parser;
@@ -19,6 +20,9 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if let Some(code) = sandbox::run_if_requested() {
+        return code;
+    }
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
