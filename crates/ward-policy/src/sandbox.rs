@@ -1,9 +1,11 @@
 //! What a policy sandbox does: the requests a host sends to the process it
 //! evaluates tenant policies in, the answers, and the sandbox's side of the
-//! exchange, a bounded cache of compiled bundles. Pure: the process, its
-//! pipes and the limits the operating system puts on it belong to the host.
+//! exchange, a bounded cache of compiled bundles answering one line of JSON
+//! per line of JSON. The crate still opens nothing: the process, its pipes
+//! and the limits the operating system puts on it belong to the host.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +125,30 @@ impl Sandbox {
     }
 }
 
+/// Answers each request line read from `requests` with one line written
+/// to `answers`, until `requests` ends or `answers` fails.
+pub fn serve(requests: impl BufRead, mut answers: impl Write) {
+    let mut sandbox = Sandbox::default();
+    for line in requests.lines() {
+        let Ok(line) = line else {
+            return;
+        };
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => sandbox.handle(request),
+            Err(e) => Response::Refused {
+                error: PolicyError::Evaluation(format!("unreadable request: {e}")),
+            },
+        };
+        let written = serde_json::to_writer(&mut answers, &response)
+            .map_err(std::io::Error::from)
+            .and_then(|()| answers.write_all(b"\n"))
+            .and_then(|()| answers.flush());
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
 fn check(files: Vec<(String, String)>) -> Response {
     let checked = Bundle::from_files(files).and_then(|bundle| {
         let report = bundle.run_tests()?;
@@ -182,6 +208,21 @@ mod tests {
             matches!(response, Response::Refused { error: PolicyError::Evaluation(ref m) } if m.contains("do not hash")),
             "{response:?}"
         );
+    }
+
+    #[test]
+    fn serve_answers_every_line_even_an_unreadable_one() {
+        let check = serde_json::to_string(&Request::Check { files: files() }).unwrap();
+        let mut out = Vec::new();
+        serve(format!("{check}\nnot json\n").as_bytes(), &mut out);
+        let answers: Vec<Response> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0], Response::Checked { passed: vec![] });
+        assert!(matches!(answers[1], Response::Refused { .. }));
     }
 
     #[test]

@@ -12,14 +12,13 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
-use ward_policy::sandbox::{Request, Response, Sandbox};
+use ward_policy::sandbox::{Request, Response};
 
 /// The first argument that makes the `ward` binary run [`child_main`].
 pub const COMMAND: &str = "__policy-sandbox";
@@ -320,25 +319,6 @@ pub fn child_main(args: impl Iterator<Item = OsString>) -> ExitCode {
         eprintln!("error: cannot start the policy sandbox: {e}");
         return ExitCode::FAILURE;
     }
-    let mut sandbox = Sandbox::default();
-    let mut stdout = std::io::stdout().lock();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else {
-            break;
-        };
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => sandbox.handle(request),
-            Err(e) => Response::Refused {
-                error: ward_policy::PolicyError::Evaluation(format!("unreadable request: {e}")),
-            },
-        };
-        let written = serde_json::to_writer(&mut stdout, &response)
-            .map_err(std::io::Error::from)
-            .and_then(|()| stdout.write_all(b"\n"))
-            .and_then(|()| stdout.flush());
-        if written.is_err() {
-            break;
-        }
-    }
+    ward_policy::sandbox::serve(std::io::stdin().lock(), std::io::stdout().lock());
     ExitCode::SUCCESS
 }
