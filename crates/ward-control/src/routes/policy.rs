@@ -71,9 +71,12 @@ fn busy(why: &str) -> Response {
 }
 
 /// Push a policy bundle: it becomes active only if every file parses, the
-/// `ward.broker` package compiles and every `test_` rule passes. The tests
-/// run in a sandbox bounded in memory and time, one push per tenant at a
-/// time and a few in all; a push beyond that is answered 429.
+/// `ward.broker` package compiles and every `test_` rule passes.
+///
+/// The tests run in a sandbox process bounded in memory and time (a bundle
+/// that exceeds a bound is refused with `policy_limit_exceeded`), one push
+/// per tenant at a time and two in all; a push beyond that is answered 429
+/// `policy_push_busy` with `Retry-After`.
 #[utoipa::path(post, path = "/v1/policy/bundles", tag = "policy", request_body = PushPolicy,
     security(("bearer" = [])),
     responses((status = 201, body = PolicyBundle), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
