@@ -30,8 +30,8 @@ pub enum Refusal {
 /// The decision sandboxes.
 pub struct Decisions {
     idle: Mutex<Vec<Process>>,
-    // INVARIANT: at most `processes` sandboxes exist at once: one is
-    // created or taken from `idle` only under a permit of `permits`.
+    // INVARIANT: no more sandboxes exist than `permits` started with: one
+    // is created or taken from `idle` only under one of its permits.
     permits: Arc<Semaphore>,
     per_tenant: usize,
     tenants: Mutex<HashMap<String, Arc<Semaphore>>>,

@@ -322,3 +322,68 @@ pub fn child_main(args: impl Iterator<Item = OsString>) -> ExitCode {
     ward_policy::sandbox::serve(std::io::stdin().lock(), std::io::stdout().lock());
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    #[test]
+    fn a_dead_sandbox_is_blamed_on_the_limit_it_hit() {
+        let aborted = Some(ExitStatus::from_raw(6));
+        let cases = [
+            (
+                aborted,
+                "memory allocation of 720000000 bytes failed\n",
+                Failure::Memory(PUSH_LIMITS.memory),
+            ),
+            (
+                Some(ExitStatus::from_raw(101 << 8)),
+                "thread 'main' panicked at library/alloc: capacity overflow\n",
+                Failure::Memory(PUSH_LIMITS.memory),
+            ),
+            (
+                aborted,
+                "thread 'main' has overflowed its stack\n",
+                Failure::Stack,
+            ),
+            (
+                Some(ExitStatus::from_raw(24)),
+                "",
+                Failure::Cpu(PUSH_LIMITS.cpu_seconds),
+            ),
+            (
+                Some(ExitStatus::from_raw(1 << 8)),
+                "error: something else\n",
+                Failure::Crashed("error: something else".into()),
+            ),
+        ];
+        for (status, said, expected) in cases {
+            assert_eq!(classify(status, said, PUSH_LIMITS), expected, "{said}");
+        }
+        assert!(Failure::Memory(256 * MIB).is_limit());
+        assert_eq!(
+            Failure::Memory(256 * MIB).to_string(),
+            "the policy exceeded the memory limit of 256 MiB"
+        );
+        assert!(!Failure::Crashed("x".into()).is_limit());
+    }
+
+    #[test]
+    fn limits_survive_the_command_line() {
+        let args = PUSH_LIMITS.to_args().map(OsString::from);
+        let (limits, limited) = Limits::from_args(args.clone().into_iter()).unwrap();
+        assert_eq!(
+            (limits.memory, limits.cpu_seconds, limits.nice, limited),
+            (
+                PUSH_LIMITS.memory,
+                PUSH_LIMITS.cpu_seconds,
+                PUSH_LIMITS.nice,
+                false
+            )
+        );
+        let marked = args.into_iter().chain([OsString::from(LIMITED)]);
+        assert!(matches!(Limits::from_args(marked), Some((_, true))));
+        assert!(Limits::from_args([OsString::from("x")].into_iter()).is_none());
+    }
+}
