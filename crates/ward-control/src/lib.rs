@@ -14,7 +14,7 @@ mod keys;
 pub mod oidc;
 mod openapi;
 mod paging;
-mod policy;
+pub mod policy;
 mod revocation;
 mod routes;
 mod switches;

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use regorus::utils::limits::ExecutionTimerConfig;
-use regorus::{Engine, Value};
+use regorus::{Engine, LimitError, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{ParseError, PolicyError};
@@ -94,6 +94,14 @@ impl Bundle {
     /// endian) path and text. Independent of the order files were given in.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The hash [`Bundle::hash`] gives for `files`, in any order, without
+    /// parsing them: for a caller that must not run the Rego engine itself.
+    pub fn hash_of(files: &[(String, String)]) -> String {
+        let mut sorted = files.to_vec();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        hash_files(&sorted)
     }
 
     /// The files, sorted by path.
@@ -208,7 +216,9 @@ impl Bundle {
                         other.to_json_str().unwrap_or_default().trim()
                     ),
                 )),
-                Err(e) => report.failed.push((display, compact_error(&e.to_string()))),
+                Err(e) => report
+                    .failed
+                    .push((display, engine_error(e.downcast_ref(), &e.to_string()))),
             }
         }
         Ok(report)
@@ -356,8 +366,21 @@ pub(crate) fn parse_error(file: &str, text: &str) -> ParseError {
     out
 }
 
-/// One-line form of a regorus error for decision and test logs.
-pub(crate) fn compact_error(text: &str) -> String {
+/// One-line form of a regorus error for decision and test logs; a limit
+/// the engine enforced is named with its value.
+pub(crate) fn engine_error(limit: Option<&LimitError>, text: &str) -> String {
+    match limit {
+        Some(LimitError::TimeLimitExceeded { limit, .. }) => {
+            return format!(
+                "the evaluation exceeded its time limit of {} ms",
+                limit.as_millis()
+            );
+        }
+        Some(LimitError::RegexSizeLimitExceeded { limit }) => {
+            return format!("a regular expression exceeded the size limit of {limit} bytes");
+        }
+        _ => {}
+    }
     let e = parse_error("", text);
     if e.line == 0 {
         e.message

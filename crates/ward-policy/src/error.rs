@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Where and why a policy file fails to parse or to compile.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParseError {
     /// The file's path inside the bundle.
     pub file: String,
@@ -35,7 +35,7 @@ impl fmt::Display for ParseError {
 /// A caller that gets [`PolicyError::Evaluation`] from
 /// [`Policy::evaluate`](crate::Policy::evaluate) must deny the request (fail
 /// closed) and audit the message.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PolicyError {
     /// The bundle holds no file.
     #[error("policy bundle is empty: add at least one `.rego` file")]

@@ -22,6 +22,11 @@
 //!    from any number of threads, within a time limit
 //!    ([`DEFAULT_TIME_LIMIT`]).
 //!
+//! A host that must not run tenant Rego in its own process (the control
+//! plane) runs [`sandbox::Sandbox`] in a child process under operating
+//! system limits and exchanges [`sandbox::Request`]s and
+//! [`sandbox::Response`]s with it; the crate stays free of that I/O.
+//!
 //! # Contract for policy authors
 //!
 //! The broker evaluates package `ward.broker` and reads four rules; every
@@ -69,6 +74,7 @@
 mod bundle;
 mod error;
 mod policy;
+pub mod sandbox;
 
 pub use bundle::{BROKER_PACKAGE, Bundle, DEFAULT_TIME_LIMIT, TestReport};
 pub use error::{ParseError, PolicyError};

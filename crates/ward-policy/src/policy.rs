@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use regorus::{Engine, Value};
 use serde::Deserialize as _;
 
-use crate::bundle::compact_error;
+use crate::bundle::engine_error;
 use crate::error::PolicyError;
 
 /// The rules of `data.ward.broker` that a decision reads, in output order.
@@ -16,7 +16,9 @@ pub(crate) const RULES: [&str; 4] = ["deny", "require_approval", "remove_scopes"
 pub(crate) const DECISION_RULE: &str = "data.ward_policy_internal.decision";
 
 /// Why a decision came out as it did: the policy rule and its message.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Reason {
     /// The `rule` field of the element, e.g. `exec-work-hours`.
     pub rule: String,
@@ -26,7 +28,7 @@ pub struct Reason {
 
 /// What the policy adds to the matrix decision. It can only take away:
 /// deny, require approval, drop requested scopes, shorten the lifetime.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyDecision {
     /// Every `deny` element, sorted; any element denies the request.
     pub deny: Vec<Reason>,
@@ -85,7 +87,7 @@ impl Policy {
         engine.set_input(input_value);
         let value = engine
             .eval_rule(DECISION_RULE.to_owned())
-            .map_err(|e| PolicyError::Evaluation(compact_error(&e.to_string())))?;
+            .map_err(|e| PolicyError::Evaluation(engine_error(e.downcast_ref(), &e.to_string())))?;
         decision_from(&value, input)
     }
 }

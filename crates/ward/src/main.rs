@@ -8,6 +8,7 @@ mod connection;
 mod credentials;
 mod error;
 mod output;
+mod sandbox;
 mod serving;
 
 use clap::Parser;
@@ -23,6 +24,11 @@ use crate::error::CliError;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // INVARIANT: the policy sandbox is started before clap and tokio, so
+    // its limits apply from its first instruction.
+    if let Some(code) = sandbox::run_if_requested() {
+        return code;
+    }
     let cli = match commands::Cli::try_parse() {
         Ok(cli) => cli,
         // `--help` and `--version` arrive as "errors" meant for stdout.

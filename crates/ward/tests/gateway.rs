@@ -999,23 +999,6 @@ async fn an_openapi_document_is_the_contract_of_each_method() {
     assert_error(status, &error, 400, "unknown_query_parameter");
 }
 
-/// Sends `request`, expects a 429 with `code` and a `Retry-After` within
-/// `retry`; the response headers.
-async fn refused_429(
-    request: reqwest::RequestBuilder,
-    retry: std::ops::RangeInclusive<u64>,
-    code: &str,
-) -> reqwest::header::HeaderMap {
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 429);
-    let headers = response.headers().clone();
-    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry.contains(&after), "{after}");
-    let body: Value = response.json().await.unwrap();
-    assert_error(429, &body, 429, code);
-    headers
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_and_feature_flags_refuse_with_their_codes() {
     let w = World::start(30).await;

@@ -325,3 +325,227 @@ async fn the_example_policies_push_through_the_cli_and_deny_unapproved_releases(
     );
     assert_eq!(stderr(&out).trim(), "error: 1 policy test(s) failed");
 }
+
+/// A `test_` rule that builds a 30-million-element array (about 700 MB):
+/// more than a push's sandbox may use.
+const MEMORY_HEAVY_TEST: &str = r#"
+package ward.heavy_test
+import rego.v1
+test_b_heavy if { count(numbers.range(1, 30000000)) > 0 }
+"#;
+
+/// A `test_` rule that would run for hours; the engine's time limit ends it.
+const SLOW_TEST: &str = r#"
+package ward.a_slow_test
+import rego.v1
+test_a_slow if {
+    r := numbers.range(1, 100000)
+    count([x | some x in r; some y in r; x == y + 1000000]) > 0
+}
+"#;
+
+/// The server's peak resident memory (`VmHWM`), in kB.
+fn peak_memory_kb(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Generous bound on the server's peak memory: the heavy policies here
+/// would take it past 2 GB if they ran inside it.
+const PEAK_MEMORY_BOUND_KB: u64 = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_whose_tests_exhaust_memory_is_refused_naming_the_limit() {
+    let server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let agent = server.agent(&admin, "reader").await;
+    let (status, first) = push(&server, &admin, &[("broker.rego", NARROWING)]).await;
+    assert_eq!(status, 201, "{first}");
+
+    let (status, body) = push(
+        &server,
+        &admin,
+        &[
+            ("broker.rego", NARROWING),
+            ("heavy_test.rego", MEMORY_HEAVY_TEST),
+        ],
+    )
+    .await;
+    assert_error(status, &body, 422, "policy_limit_exceeded");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("memory limit of 512 MiB"), "{message}");
+    assert!(message.contains("the active one stays"), "{message}");
+
+    let (_, active) = server.get(&admin, "/v1/policy").await;
+    assert_eq!(active["hash"], first["hash"], "the old bundle stays active");
+    let (status, granted) = server.token(&agent, &[READ]).await;
+    assert_eq!(status, 200, "{granted}");
+    assert_eq!(granted["expires_in"], 60, "and keeps deciding");
+    let pushes = server.audit(&admin, "action=policy.push").await;
+    let refusal = pushes.iter().find(|e| e["result"] == "denied").unwrap();
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy_limit_exceeded: "),
+        "{refusal}"
+    );
+    assert!(peak_memory_kb(&server) < PEAK_MEMORY_BOUND_KB);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heavy_pushes_at_once_are_bounded_while_another_tenant_gets_tokens() {
+    let server = std::sync::Arc::new(Server::start());
+    let (_, victim_admin) = server.tenant("victim").await;
+    let victim = server.agent(&victim_admin, "reader").await;
+    let mut admins = Vec::new();
+    for name in ["evil-a", "evil-b", "evil-c"] {
+        admins.push(server.tenant(name).await.1);
+    }
+    let heavy = [
+        ("broker.rego", NARROWING),
+        ("slow_test.rego", SLOW_TEST),
+        ("heavy_test.rego", MEMORY_HEAVY_TEST),
+    ];
+    let body = json!({"files": heavy.iter().map(|(path, text)| json!({"path": path, "text": text})).collect::<Vec<_>>()});
+    let request = |admin: &str| {
+        server
+            .request(reqwest::Method::POST, "/v1/policy/bundles")
+            .bearer_auth(admin)
+            .json(&body)
+    };
+
+    // Two tenants' pushes take the two slots; their tests run for seconds.
+    let running: Vec<_> = admins[..2]
+        .iter()
+        .map(|admin| tokio::spawn(send(request(admin))))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // A third tenant finds every slot taken, a second push of a running
+    // tenant finds its own slot taken.
+    refused_429(request(&admins[2]), 1..=10, "policy_push_busy").await;
+    refused_429(request(&admins[0]), 1..=10, "policy_push_busy").await;
+    let mut more = Vec::new();
+    for admin in admins.iter().cycle().take(6) {
+        more.push(tokio::spawn(send(request(admin))));
+    }
+
+    // Meanwhile another tenant's agent keeps getting tokens.
+    for _ in 0..10 {
+        let (status, granted) = server.token(&victim, &[READ]).await;
+        assert_eq!(status, 200, "{granted}");
+    }
+
+    for push in running {
+        let (status, body) = push.await.unwrap();
+        assert_error(status, &body, 422, "policy_limit_exceeded");
+    }
+    for push in more {
+        let (status, body) = push.await.unwrap();
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            (status == 429 && code == "policy_push_busy")
+                || (status == 422 && code == "policy_limit_exceeded"),
+            "{status} {body}"
+        );
+    }
+    let (status, granted) = server.token(&victim, &[READ]).await;
+    assert_eq!(status, 200, "{granted}");
+    assert!(peak_memory_kb(&server) < PEAK_MEMORY_BOUND_KB);
+}
+
+/// Decides lightly for most requests, but builds a huge array when the
+/// weather is asked for and loops for hours when the forecast is.
+const HEAVY_DECISIONS: &str = r#"
+package ward.broker
+import rego.v1
+
+deny contains {"rule": "weather", "message": "never"} if {
+    some s in input.request.scopes
+    startswith(s, "http:get:https://api.example.com/v1/weather/")
+    count(numbers.range(1, 30000000)) < 0
+}
+
+deny contains {"rule": "forecast", "message": "never"} if {
+    some s in input.request.scopes
+    startswith(s, "http:get:https://api.example.com/v1/forecast/")
+    r := numbers.range(1, 100000)
+    count([x | some x in r; some y in r; x == y + 1000000]) > 0
+}
+
+max_duration contains {"rule": "short-lived", "seconds": 60} if true
+
+test_light_requests_pass if {
+    count(deny) == 0 with input as {"request": {"scopes": ["files:read:/home/alice/projects/x"]}}
+}
+"#;
+
+const WEATHER: &str = "http:get:https://api.example.com/v1/weather/paris";
+const FORECAST: &str = "http:get:https://api.example.com/v1/forecast/paris";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_that_exhausts_memory_or_time_denies_and_the_server_stays_healthy() {
+    let server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let agent = server.agent(&admin, "reader").await;
+    let (status, pushed) = push(&server, &admin, &[("broker.rego", HEAVY_DECISIONS)]).await;
+    assert_eq!(status, 201, "{pushed}");
+    let (status, granted) = server.token(&agent, &[READ]).await;
+    assert_eq!(status, 200, "{granted}");
+    assert_eq!(granted["expires_in"], 60);
+
+    for (scope, limit) in [
+        (WEATHER, "memory limit of 256 MiB"),
+        (FORECAST, "time limit of "),
+    ] {
+        let (status, body) = server.token(&agent, &[scope]).await;
+        assert_error(status, &body, 403, "policy_error");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(limit), "{message}");
+        assert!(message.contains("denied"), "{message}");
+        let (status, granted) = server.token(&agent, &[READ]).await;
+        assert_eq!(status, 200, "the next decision is made: {granted}");
+    }
+    let entries = server.audit(&admin, "action=token.issue").await;
+    let denials: Vec<_> = entries.iter().filter(|e| e["result"] == "denied").collect();
+    assert_eq!(denials.len(), 2);
+    assert!(
+        denials
+            .iter()
+            .all(|e| e["reason"].as_str().unwrap().starts_with("policy_error: ")),
+        "{denials:?}"
+    );
+    assert!(peak_memory_kb(&server) < PEAK_MEMORY_BOUND_KB);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_flooding_slow_decisions_does_not_starve_another_tenant() {
+    let server = std::sync::Arc::new(Server::start());
+    let (_, victim_admin) = server.tenant("victim").await;
+    let victim = server.agent(&victim_admin, "reader").await;
+    let (status, _) = push(&server, &victim_admin, &[("broker.rego", NARROWING)]).await;
+    assert_eq!(status, 201);
+    let (_, evil_admin) = server.tenant("evil").await;
+    let evil = std::sync::Arc::new(server.agent(&evil_admin, "reader").await);
+    let (status, pushed) = push(&server, &evil_admin, &[("broker.rego", HEAVY_DECISIONS)]).await;
+    assert_eq!(status, 201, "{pushed}");
+
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (server, evil) = (server.clone(), evil.clone());
+            tokio::spawn(async move { server.token(&evil, &[FORECAST]).await })
+        })
+        .collect();
+    for _ in 0..10 {
+        let (status, granted) = server.token(&victim, &[READ]).await;
+        assert_eq!(status, 200, "{granted}");
+        assert_eq!(granted["expires_in"], 60);
+    }
+    for request in flood {
+        let (status, body) = request.await.unwrap();
+        assert_error(status, &body, 403, "policy_error");
+    }
+    let (status, granted) = server.token(&evil, &[READ]).await;
+    assert_eq!(status, 200, "{granted}");
+}

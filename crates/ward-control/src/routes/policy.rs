@@ -3,10 +3,12 @@
 
 use axum::Json as JsonOut;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use ward_api::{ErrorBody, PolicyBundle, PushPolicy};
 use ward_model::roles::Permission;
+use ward_policy::sandbox::Response as SandboxResponse;
 use ward_policy::{Bundle, PolicyError};
 use ward_store::PolicyBundleRow;
 
@@ -15,6 +17,8 @@ use crate::audit::{DraftExt, entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::json_body;
+use crate::policy::Refusal;
+use crate::policy::sandbox::Failure;
 use crate::util::{new_id, now_ms, rfc3339};
 
 /// Largest policy bundle accepted, bytes of JSON.
@@ -38,54 +42,100 @@ fn refused(error: &PolicyError) -> ApiError {
         PolicyError::TestsFailed { .. } => "policy_tests_failed",
         _ => "policy_invalid",
     };
+    refusal(code, error)
+}
+
+fn refusal(code: &'static str, why: &dyn std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         code,
-        format!("bundle refused, the active one stays: {error}"),
+        format!("bundle refused, the active one stays: {why}"),
     )
     .field("files")
 }
 
+/// Seconds a push refused as busy is told to wait.
+const BUSY_RETRY_SECS: u64 = 5;
+
+/// 429 with `Retry-After`: the bounds on concurrent pushes are reached.
+fn busy(why: &str) -> Response {
+    (
+        [(header::RETRY_AFTER, BUSY_RETRY_SECS.to_string())],
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "policy_push_busy",
+            format!("{why}; retry after the time in `Retry-After`"),
+        ),
+    )
+        .into_response()
+}
+
 /// Push a policy bundle: it becomes active only if every file parses, the
 /// `ward.broker` package compiles and every `test_` rule passes.
+///
+/// The tests run in a sandbox process bounded in memory and time (a bundle
+/// that exceeds a bound is refused with `policy_limit_exceeded`), one push
+/// per tenant at a time and two in all; a push beyond that is answered 429
+/// `policy_push_busy` with `Retry-After`.
 #[utoipa::path(post, path = "/v1/policy/bundles", tag = "policy", request_body = PushPolicy,
     security(("bearer" = [])),
     responses((status = 201, body = PolicyBundle), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 pub async fn push(
     State(state): State<AppState>,
     principal: Principal,
     request: Request,
-) -> Result<(StatusCode, JsonOut<PolicyBundle>), ApiError> {
-    let tenant = principal.require(Permission::ManagePolicy)?.to_owned();
-    let body: PushPolicy = json_body(request, MAX_BUNDLE_BYTES).await?;
+) -> Result<(StatusCode, JsonOut<PolicyBundle>), Response> {
+    let tenant = principal
+        .require(Permission::ManagePolicy)
+        .map_err(IntoResponse::into_response)?
+        .to_owned();
+    let body: PushPolicy = json_body(request, MAX_BUNDLE_BYTES)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let files: Vec<(String, String)> = body.files.into_iter().map(|f| (f.path, f.text)).collect();
+    let slot = match state.policies.start_push(&tenant) {
+        Ok(slot) => slot,
+        Err(Refusal::Busy(why)) => return Err(busy(&why)),
+        Err(Refusal::Failed(failure)) => return Err(ApiError::internal(failure).into_response()),
+    };
     let draft = entry(&principal.actor(), "policy.push", &tenant).tenant(Some(&tenant));
-    let checked = Bundle::from_files(files.clone()).and_then(|bundle| {
-        let report = bundle.run_tests()?;
-        report.check()?;
-        let policy = bundle.compile()?;
-        Ok((bundle, report, policy))
-    });
-    let (bundle, report, policy) = match checked {
-        Ok(checked) => checked,
-        Err(error) => {
-            let refusal = refused(&error);
-            return Err(state.deny(draft, refusal).await);
+    let passed = match slot.check(files.clone()).await {
+        Ok(SandboxResponse::Checked { passed }) => passed,
+        Ok(SandboxResponse::Refused { error }) => {
+            return Err(state.deny(draft, refused(&error)).await.into_response());
         }
+        Ok(other) => {
+            return Err(
+                ApiError::internal(format!("unexpected sandbox answer `{other:?}`"))
+                    .into_response(),
+            );
+        }
+        Err(Refusal::Failed(failure)) if !matches!(failure, Failure::Unavailable(_)) => {
+            let code = if failure.is_limit() {
+                "policy_limit_exceeded"
+            } else {
+                "policy_invalid"
+            };
+            let why = format!("checking it in the policy sandbox failed: {failure}");
+            return Err(state.deny(draft, refusal(code, &why)).await.into_response());
+        }
+        Err(Refusal::Failed(failure)) => return Err(ApiError::internal(failure).into_response()),
+        Err(Refusal::Busy(why)) => return Err(busy(&why)),
     };
     let row = PolicyBundleRow {
-        id: new_id("pol")?,
+        id: new_id("pol").map_err(IntoResponse::into_response)?,
         tenant_id: tenant.clone(),
-        hash: bundle.hash().to_owned(),
-        files: serde_json::to_string(&files).map_err(ApiError::internal)?,
+        hash: Bundle::hash_of(&files),
+        files: serde_json::to_string(&files).map_err(|e| ApiError::internal(e).into_response())?,
         pushed_by: principal.actor(),
         pushed_at: rfc3339(now_ms()),
         active: true,
     };
     let draft = draft.details(json!({
         "bundle": row.hash, "bundle_id": row.id, "files": files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
-        "tests_passed": report.passed,
+        "tests_passed": passed,
     }));
     let stored = row.clone();
     state
@@ -95,12 +145,11 @@ pub async fn push(
             ctx.audit(draft);
             Ok(())
         })
-        .await?;
-    state.policies.set(&tenant, &row.id, policy);
-    Ok((
-        StatusCode::CREATED,
-        JsonOut(bundle_out(&row, report.passed)),
-    ))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    state.policies.set(&tenant, &row.id, files);
+    drop(slot);
+    Ok((StatusCode::CREATED, JsonOut(bundle_out(&row, passed))))
 }
 
 /// Show the tenant's active policy bundle.

@@ -309,6 +309,23 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str)
     );
 }
 
+/// Sends `request`, expects a 429 with `code` and a `Retry-After` within
+/// `retry`; the response headers.
+pub async fn refused_429(
+    request: reqwest::RequestBuilder,
+    retry: std::ops::RangeInclusive<u64>,
+    code: &str,
+) -> reqwest::header::HeaderMap {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let headers = response.headers().clone();
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry.contains(&after), "{after}");
+    let body: Value = response.json().await.unwrap();
+    assert_error(429, &body, 429, code);
+    headers
+}
+
 /// Output's stdout as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

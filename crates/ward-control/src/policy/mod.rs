@@ -1,47 +1,67 @@
-//! Policy-as-code at the broker: each tenant's active Rego bundle, compiled
-//! once, evaluated after the capability matrix for every token request and
+//! Policy-as-code at the broker: each tenant's active Rego bundle,
+//! evaluated after the capability matrix for every token request and
 //! enrolment. Policy can only deny, narrow scopes or lifetime, or require
 //! approval; an evaluation error denies.
+//!
+//! Tenant Rego never runs in this process: decisions and push-time tests
+//! run in sandbox processes ([`sandbox`]) whose use is bounded per tenant
+//! and in all ([`pool`]).
+
+mod pool;
+pub mod sandbox;
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
-use ward_policy::{Bundle, Policy, PolicyDecision};
+use ward_policy::sandbox::Response;
+use ward_policy::{Bundle, PolicyDecision, PolicyError};
 use ward_store::{AgentRow, PolicyBundleRow, Store, StoreError};
 
 use crate::error::ApiError;
+pub use pool::{PushSlot, Refusal};
 
-/// Each tenant's active policy, compiled.
+/// A tenant's active bundle: its files, to send to a sandbox, and hash.
+struct Active {
+    hash: String,
+    files: Vec<(String, String)>,
+}
+
+/// Each tenant's active policy and the sandboxes that evaluate it.
 #[derive(Default)]
 pub struct Policies {
-    /// A bundle that no longer compiles is kept as its error: it denies.
-    active: RwLock<HashMap<String, Arc<Result<Policy, String>>>>,
+    /// A stored bundle that cannot be read back is kept as its error: it
+    /// denies.
+    active: RwLock<HashMap<String, Arc<Result<Active, String>>>>,
     /// The stored id of each tenant's active bundle.
     bundle_ids: RwLock<HashMap<String, String>>,
     tenant_names: RwLock<HashMap<String, String>>,
+    decisions: pool::Decisions,
+    pushes: pool::Pushes,
 }
 
-/// Turns a stored bundle back into a bundle.
-pub fn bundle_of(row: &PolicyBundleRow) -> Result<Bundle, String> {
-    let files: Vec<(String, String)> =
-        serde_json::from_str(&row.files).map_err(|e| format!("stored bundle `{}`: {e}", row.id))?;
-    Bundle::from_files(files).map_err(|e| e.to_string())
+/// Reads a stored bundle's files back.
+pub fn files_of(row: &PolicyBundleRow) -> Result<Vec<(String, String)>, String> {
+    serde_json::from_str(&row.files).map_err(|e| format!("stored bundle `{}`: {e}", row.id))
 }
 
 impl Policies {
-    /// Loads every tenant's active bundle.
+    /// Loads every tenant's active bundle. Nothing is compiled here: a
+    /// sandbox compiles a bundle when it first decides with it.
     pub async fn load(store: &Store) -> Result<Policies, StoreError> {
         let rows = store.read(ward_store::active_policy_bundles).await?;
         let policies = Policies::default();
         for row in rows {
-            let compiled = bundle_of(&row).and_then(|b| b.compile().map_err(|e| e.to_string()));
-            if let Err(error) = &compiled {
-                // Fail closed: a bundle that no longer compiles denies.
-                tracing::error!(tenant = %row.tenant_id, %error, "stored policy bundle does not compile; its tenant's requests are denied until a bundle is pushed");
+            let active = files_of(&row).map(|files| Active {
+                hash: row.hash.clone(),
+                files,
+            });
+            if let Err(error) = &active {
+                // Fail closed: a bundle that cannot be read denies.
+                tracing::error!(tenant = %row.tenant_id, %error, "stored policy bundle cannot be read; its tenant's requests are denied until a bundle is pushed");
             }
-            if let Ok(mut active) = policies.active.write() {
-                active.insert(row.tenant_id.clone(), Arc::new(compiled));
+            if let Ok(mut map) = policies.active.write() {
+                map.insert(row.tenant_id.clone(), Arc::new(active));
             }
             if let Ok(mut ids) = policies.bundle_ids.write() {
                 ids.insert(row.tenant_id.clone(), row.id.clone());
@@ -50,11 +70,17 @@ impl Policies {
         Ok(policies)
     }
 
-    /// Makes `policy` (stored as bundle `bundle_id`) the tenant's active
-    /// one, unless a later push got there first: bundle ids are
+    /// Takes the tenant's push slot (one push at a time per tenant, a few
+    /// in all), or says why not.
+    pub fn start_push(&self, tenant: &str) -> Result<PushSlot<'_>, Refusal> {
+        self.pushes.start(tenant)
+    }
+
+    /// Makes `files` (stored as bundle `bundle_id`) the tenant's active
+    /// bundle, unless a later push got there first: bundle ids are
     /// time-ordered, so concurrent pushes end with the newest in memory,
     /// as in the store.
-    pub fn set(&self, tenant: &str, bundle_id: &str, policy: Policy) {
+    pub fn set(&self, tenant: &str, bundle_id: &str, files: Vec<(String, String)>) {
         let Ok(mut active) = self.active.write() else {
             return;
         };
@@ -68,10 +94,11 @@ impl Policies {
             return;
         }
         ids.insert(tenant.to_owned(), bundle_id.to_owned());
-        active.insert(tenant.to_owned(), Arc::new(Ok(policy)));
+        let hash = Bundle::hash_of(&files);
+        active.insert(tenant.to_owned(), Arc::new(Ok(Active { hash, files })));
     }
 
-    fn get(&self, tenant: &str) -> Option<Arc<Result<Policy, String>>> {
+    fn get(&self, tenant: &str) -> Option<Arc<Result<Active, String>>> {
         match self.active.read() {
             Ok(active) => active.get(tenant).cloned(),
             // Fail closed: unreadable policy state denies.
@@ -114,16 +141,9 @@ impl Policies {
         let Some(loaded) = self.get(&agent.tenant_id) else {
             return Ok(None);
         };
-        let policy = match loaded.as_ref() {
-            Ok(policy) => policy,
-            Err(error) => {
-                return Err(ApiError::forbidden(
-                    "policy_error",
-                    format!(
-                        "the active policy bundle does not compile, so the request is denied: {error}"
-                    ),
-                ));
-            }
+        let active = match loaded.as_ref() {
+            Ok(active) => active,
+            Err(error) => return Err(does_not_compile(error)),
         };
         let tenant_name = self.tenant_name(store, &agent.tenant_id).await?;
         let (os, os_version) = match agent.os.split_once(' ') {
@@ -145,18 +165,42 @@ impl Policies {
             },
             "matrix": matrix,
         });
-        let hash = policy.hash().to_owned();
-        match policy.evaluate(&input) {
-            Ok(decision) => Ok(Some(Decision { hash, decision })),
-            Err(error) => Err(ApiError::forbidden(
+        let hash = active.hash.clone();
+        let failed = |error: &dyn std::fmt::Display| {
+            ApiError::forbidden(
                 "policy_error",
                 format!(
-                    "policy bundle `{}` failed to decide, so the request is denied: {error}",
-                    hash
+                    "policy bundle `{hash}` failed to decide, so the request is denied: {error}"
                 ),
-            )),
+            )
+        };
+        match self
+            .decisions
+            .evaluate(&agent.tenant_id, &hash, &active.files, input)
+            .await
+        {
+            Ok(Response::Decided { decision }) => Ok(Some(Decision { hash, decision })),
+            Ok(Response::Refused {
+                error: error @ PolicyError::Evaluation(_),
+            }) => Err(failed(&error)),
+            Ok(Response::Refused { error }) => Err(does_not_compile(&error)),
+            Ok(other) => Err(failed(&format!("unexpected sandbox answer `{other:?}`"))),
+            Err(Refusal::Busy(why)) => Err(failed(&why)),
+            Err(Refusal::Failed(failure)) => {
+                if !failure.is_limit() {
+                    tracing::error!(tenant = %agent.tenant_id, %failure, "policy sandbox failed");
+                }
+                Err(failed(&failure))
+            }
         }
     }
+}
+
+fn does_not_compile(error: &dyn std::fmt::Display) -> ApiError {
+    ApiError::forbidden(
+        "policy_error",
+        format!("the active policy bundle does not compile, so the request is denied: {error}"),
+    )
 }
 
 /// A policy decision and the bundle that made it.
