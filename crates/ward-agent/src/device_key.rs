@@ -5,12 +5,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use ward_auth::Keypair;
 
 use crate::error::AgentError;
-use crate::state::write_private;
+use crate::state::{refuse_if_open, write_private};
 
 /// Makes a new device key and writes it to `path` (0600); refuses to
 /// replace an existing file.
@@ -24,15 +23,7 @@ pub fn create(path: &Path) -> Result<Keypair, AgentError> {
 /// Reads the device key at `path`; refused when others can read the file.
 pub fn load(path: &Path) -> Result<Keypair, AgentError> {
     let meta = std::fs::metadata(path).map_err(AgentError::io("read", path))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(AgentError::NotPrivate {
-            path: path.to_owned(),
-            what: "readable",
-            mode,
-            fix: "600",
-        });
-    }
+    refuse_if_open(path, &meta, 0o077, "readable", "600")?;
     let text = std::fs::read_to_string(path).map_err(AgentError::io("read", path))?;
     let not_a_key = || AgentError::Corrupt {
         path: path.to_owned(),
@@ -54,6 +45,7 @@ mod tests {
     )]
 
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_new_key_file_is_0600_and_reads_back_as_the_same_key() {

@@ -50,15 +50,7 @@ impl StateDir {
             source,
             hint: Some("; run `ward agent enroll` first"),
         })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 {
-            return Err(AgentError::NotPrivate {
-                path: path.to_owned(),
-                what: "writable",
-                mode,
-                fix: "700",
-            });
-        }
+        refuse_if_open(path, &meta, 0o022, "writable", "700")?;
         Ok(StateDir {
             path: path.to_owned(),
         })
@@ -104,6 +96,28 @@ impl StateDir {
             .map_err(|e| AgentError::Invalid(format!("cannot encode the agent record: {e}")))?;
         write_private(&self.record_path(), &text)
     }
+}
+
+/// Refuses `path` when any bit of `mask` is set in its mode (`0o022`:
+/// others may write it; `0o077`: others may read it), naming the mode
+/// `fix` to set.
+pub(crate) fn refuse_if_open(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    mask: u32,
+    what: &'static str,
+    fix: &'static str,
+) -> Result<(), AgentError> {
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & mask != 0 {
+        return Err(AgentError::NotPrivate {
+            path: path.to_owned(),
+            what,
+            mode,
+            fix,
+        });
+    }
+    Ok(())
 }
 
 /// Writes a new file readable only by its owner; refuses to replace one.
