@@ -7,10 +7,10 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use regorus::utils::limits::ExecutionTimerConfig;
-use regorus::{Engine, LimitError, Value};
+use regorus::{Engine, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{ParseError, PolicyError};
+use crate::error::{PolicyError, engine_error, parse_error};
 use crate::policy::{DECISION_RULE, Policy, RULES};
 
 /// The package the broker evaluates.
@@ -335,56 +335,4 @@ fn test_candidates(text: &str) -> BTreeSet<&str> {
         }
     }
     out
-}
-
-/// Extracts file, line, column and message from a regorus error of the form
-/// `--> file:line:col` … `error: message`; falls back to the whole text.
-pub(crate) fn parse_error(file: &str, text: &str) -> ParseError {
-    let mut out = ParseError {
-        file: file.to_owned(),
-        line: 0,
-        column: 0,
-        message: String::new(),
-    };
-    for line in text.lines() {
-        if let Some(position) = line.trim_start().strip_prefix("--> ") {
-            let mut parts = position.rsplitn(3, ':');
-            if let (Some(col), Some(row), Some(path)) = (parts.next(), parts.next(), parts.next())
-                && let (Ok(col), Ok(row)) = (col.trim().parse(), row.trim().parse())
-            {
-                path.clone_into(&mut out.file);
-                out.line = row;
-                out.column = col;
-            }
-        } else if let Some(message) = line.strip_prefix("error: ") {
-            message.trim().clone_into(&mut out.message);
-        }
-    }
-    if out.message.is_empty() {
-        out.message = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    }
-    out
-}
-
-/// One-line form of a regorus error for decision and test logs; a limit
-/// the engine enforced is named with its value.
-pub(crate) fn engine_error(limit: Option<&LimitError>, text: &str) -> String {
-    match limit {
-        Some(LimitError::TimeLimitExceeded { limit, .. }) => {
-            return format!(
-                "the evaluation exceeded its time limit of {} ms",
-                limit.as_millis()
-            );
-        }
-        Some(LimitError::RegexSizeLimitExceeded { limit }) => {
-            return format!("a regular expression exceeded the size limit of {limit} bytes");
-        }
-        _ => {}
-    }
-    let e = parse_error("", text);
-    if e.line == 0 {
-        e.message
-    } else {
-        format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message)
-    }
 }

@@ -1,6 +1,7 @@
 //! The one error type of this crate, with lowercase messages that name the
 //! offending file, rule or value and say how to fix it.
 
+use regorus::LimitError;
 use std::fmt;
 
 /// Where and why a policy file fails to parse or to compile.
@@ -94,4 +95,56 @@ fn join_failed(failed: &[(String, String)]) -> String {
         .map(|(name, reason)| format!("`{name}` ({reason})"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Extracts file, line, column and message from a regorus error of the form
+/// `--> file:line:col` … `error: message`; falls back to the whole text.
+pub(crate) fn parse_error(file: &str, text: &str) -> ParseError {
+    let mut out = ParseError {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        message: String::new(),
+    };
+    for line in text.lines() {
+        if let Some(position) = line.trim_start().strip_prefix("--> ") {
+            let mut parts = position.rsplitn(3, ':');
+            if let (Some(col), Some(row), Some(path)) = (parts.next(), parts.next(), parts.next())
+                && let (Ok(col), Ok(row)) = (col.trim().parse(), row.trim().parse())
+            {
+                path.clone_into(&mut out.file);
+                out.line = row;
+                out.column = col;
+            }
+        } else if let Some(message) = line.strip_prefix("error: ") {
+            message.trim().clone_into(&mut out.message);
+        }
+    }
+    if out.message.is_empty() {
+        out.message = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    out
+}
+
+/// One-line form of a regorus error for decision and test logs; a limit
+/// the engine enforced is named with its value.
+pub(crate) fn engine_error(limit: Option<&LimitError>, text: &str) -> String {
+    match limit {
+        Some(LimitError::TimeLimitExceeded { limit, .. }) => {
+            return format!(
+                "the evaluation exceeded its time limit of {} ms",
+                limit.as_millis()
+            );
+        }
+        Some(LimitError::RegexSizeLimitExceeded { limit }) => {
+            return format!("a regular expression exceeded the size limit of {limit} bytes");
+        }
+        _ => {}
+    }
+    let e = parse_error("", text);
+    if e.line == 0 {
+        e.message
+    } else {
+        format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message)
+    }
 }

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use regorus::{Engine, Value};
 use serde::Deserialize as _;
 
-use crate::bundle::engine_error;
-use crate::error::PolicyError;
+use crate::error::{PolicyError, engine_error};
 
 /// The rules of `data.ward.broker` that a decision reads, in output order.
 pub(crate) const RULES: [&str; 4] = ["deny", "require_approval", "remove_scopes", "max_duration"];
