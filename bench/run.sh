@@ -23,7 +23,7 @@ summarize_perf() {
   echo "## Inclusive time of selected frames"
   perf report -i "$1" --stdio --children --sort sym -g none --percent-limit 0.5 2>/dev/null \
     | grep -E '^ +[0-9]' | cut -c1-150 \
-    | grep -E 'decide::|verify_proof|jws::verify|jws::sign|KeyRing::sign|decompress|decode_unverified|thumbprint|writer_loop|run_batch|append_audit|execute_batch|sqlite3WalFrames|sqlite3WalCheckpoint|full_fsync|sqlite3BtreeInsert|blocking::pool::spawn_blocking|ward_store::rows::agent|Value as core::fmt::Display|__x64_sys_futex|schedule$|_int_malloc|__GI___libc_free|writev|handle_connection::\{\{closure' \
+    | grep -E 'broker::token::|verify_proof|jws::verify|jws::sign|KeyRing::sign|decompress|decode_unverified|thumbprint|writer_loop|run_batch|append_audit|execute_batch|sqlite3WalFrames|sqlite3WalCheckpoint|full_fsync|sqlite3BtreeInsert|blocking::pool::spawn_blocking|ward_store::rows::agent|Value as core::fmt::Display|__x64_sys_futex|schedule$|_int_malloc|__GI___libc_free|writev|handle_connection::\{\{closure' \
     | awk '!seen[$NF]++' || true
   echo
   echo "## Self time, top 40"
