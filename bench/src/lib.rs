@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 use std::future::Future;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode};
+use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a benchmark step returns: its value, or why the set-up broke.
@@ -283,4 +284,44 @@ pub fn summarize(lat: &mut [u32]) -> Latencies {
             lat.iter().map(|&v| f64::from(v)).sum::<f64>() / lat.len() as f64
         },
     }
+}
+
+/// Stops `child`: SIGTERM (a graceful shutdown), then SIGKILL if it has not
+/// exited after 10 s. Returns whether it stopped on SIGTERM.
+pub fn terminate(child: &mut Child) -> bool {
+    if let Ok(Some(_)) = child.try_wait() {
+        return true;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// The commit the results come from, marked when the working tree has
+/// uncommitted changes, and the time now (RFC 3339): the header of every
+/// result file.
+pub fn provenance() -> (String, String) {
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty =
+        !command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let commit = if dirty {
+        format!("{commit} (with uncommitted changes)")
+    } else {
+        commit
+    };
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    (commit, date)
 }

@@ -27,29 +27,11 @@ pub(crate) fn keep<'a>(
 }
 
 impl Proc {
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGTERM, then SIGKILL after 10 s.
     pub(crate) fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
+        if !ward_bench::terminate(&mut self.child) {
+            eprintln!("warning: {} did not stop on SIGTERM; killed it", self.name);
         }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("warning: {} did not stop on SIGTERM; killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
-use ward_bench::{BResult, command_output, machine_info, ms, s};
+use ward_bench::{BResult, machine_info, ms, s};
 
 pub(crate) fn result_json(r: &RunResult) -> Value {
     let per_req = |cpu: f64| {
@@ -126,17 +126,7 @@ pub(crate) struct Meta {
 }
 
 pub(crate) fn write_results(args: &Args, results: &[RunResult], meta: &Meta) -> BResult<()> {
-    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty =
-        !command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
-    let commit = if dirty {
-        format!("{commit} (with uncommitted changes)")
-    } else {
-        commit
-    };
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let (commit, date) = ward_bench::provenance();
     let machine = machine_info();
     let compare = |paced: bool| {
         let get = |name: &str| {

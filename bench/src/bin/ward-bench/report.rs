@@ -60,17 +60,7 @@ pub(crate) fn report(
     setup_note: &str,
 ) -> BResult<()> {
     let machine = machine_info();
-    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty =
-        !command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
-    let commit = if dirty {
-        format!("{commit} (working tree has uncommitted changes)")
-    } else {
-        commit
-    };
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let (commit, date) = ward_bench::provenance();
     let mode = args.mode.name();
     let durable_ok = audited >= received;
     let healthz: BTreeMap<usize, &RunResult> = results

@@ -105,18 +105,6 @@ pub(crate) fn start_server(args: &Args) -> BResult<Server> {
 impl Server {
     /// SIGTERM (graceful shutdown), then SIGKILL after 10 s.
     pub(crate) fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        ward_bench::terminate(&mut self.child);
     }
 }
