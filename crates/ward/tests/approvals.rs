@@ -23,10 +23,7 @@ struct World {
 
 async fn world(extra: &[&str]) -> World {
     let idp = Idp::start();
-    let mut flags = idp.serve_flags();
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with(&flags);
+    let server = Server::trusting(&idp, extra);
     let (_, admin) = server.tenant("acme").await;
     idp.user("alice", &["ward:acme:approver"], true).await;
     idp.user("bob", &["ward:acme:approver"], true).await;

@@ -29,9 +29,7 @@ struct World {
 
 async fn world() -> World {
     let idp = Idp::start();
-    let flags = idp.serve_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with(&flags);
+    let server = Server::trusting(&idp, &[]);
     let (_, admin) = server.tenant("acme").await;
     idp.user("alice", &[], false).await;
     idp.user("bob", &["ward:acme:approver"], true).await;

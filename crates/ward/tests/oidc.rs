@@ -14,9 +14,7 @@ use serde_json::json;
 
 async fn setup() -> (Idp, Server) {
     let idp = Idp::start();
-    let flags = idp.serve_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with(&flags);
+    let server = Server::trusting(&idp, &[]);
     server.tenant("acme").await;
     server.tenant("globex").await;
     (idp, server)

@@ -40,6 +40,14 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// Starts a server that trusts `idp` for sign-in, with extra flags.
+    pub fn trusting(idp: &Idp, extra: &[&str]) -> Server {
+        let mut flags = idp.serve_flags();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Server::start_with(&flags)
+    }
+
     /// Starts a server with extra `ward serve` flags.
     pub fn start_with(extra: &[&str]) -> Server {
         ward_client::install_tls_provider();
