@@ -49,7 +49,8 @@ pub fn is_json(content_type: &str) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads the body, refusing more than `limit` bytes with 413.
+/// Reads the body, refusing more than `limit` bytes with 413 and a body
+/// that has not arrived within [`ward_serve::BODY_READ_DEADLINE`] with 408.
 pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -67,8 +68,19 @@ pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError>
     {
         return Err(too_large());
     }
-    axum::body::to_bytes(req.into_body(), limit)
+    let deadline = ward_serve::BODY_READ_DEADLINE;
+    tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    deadline.as_secs()
+                ),
+            )
+        })?
         .map_err(|_| too_large())
 }
 

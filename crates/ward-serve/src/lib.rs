@@ -24,6 +24,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+/// How long a handler waits for a request's body once its head arrived.
+/// This crate does not see bodies: each server's handler enforces it as it
+/// reads (408 `body_timeout`), so a client trickling a body cannot hold a
+/// connection open for longer.
+pub const BODY_READ_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The deadlines of a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

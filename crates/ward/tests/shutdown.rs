@@ -1,6 +1,7 @@
 //! `ward serve` stops promptly on SIGTERM whatever its clients do (issue 9):
 //! open watch streams end, half-open connections do not hold the process,
-//! and a client that never finishes its headers is cut off.
+//! a client that never finishes its headers is cut off, and one that
+//! trickles its body is refused.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -123,4 +124,24 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         !String::from_utf8_lossy(&answer).contains("200 OK"),
         "the unfinished request was not served"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_body_that_trickles_is_refused_with_408_after_the_deadline() {
+    let server = Server::start();
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    // A complete head announcing 100 bytes, then only a few of them.
+    stream
+        .write_all(
+            b"POST /v1/tokens HTTP/1.1\r\nHost: ward\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"agent_id\"",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer to a trickling body within 60 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body_timeout\""), "{answer}");
 }

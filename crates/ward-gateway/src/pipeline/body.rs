@@ -19,7 +19,7 @@ use crate::contract::QueryKind;
 use crate::error::GatewayError;
 
 /// How long a client may take to send its request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = ward_serve::BODY_READ_DEADLINE;
 
 /// Checks the query string against the query rule of the route's
 /// `method`, when its contract has one.
