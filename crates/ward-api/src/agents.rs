@@ -90,6 +90,22 @@ pub struct Agent {
     pub created_at: String,
     /// Last state change, RFC 3339.
     pub updated_at: String,
+    /// Last heartbeat, RFC 3339; absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_at: Option<String>,
+    /// Seconds since the last heartbeat; absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_age_secs: Option<u64>,
+    /// Whether it missed 3 heartbeat intervals (an active agent that never
+    /// sent one counts from its enrolment).
+    #[serde(default)]
+    pub stale: bool,
+    /// The mode its runtime reported in the last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The runtime version it reported in the last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version: Option<String>,
 }
 
 /// A page of agents.

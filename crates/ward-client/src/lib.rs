@@ -292,6 +292,73 @@ impl Client {
         self.call(Method::GET, "/v1/flags", None::<&()>, None).await
     }
 
+    /// `POST /v1/agents/{id}/heartbeat` with a fresh DPoP proof.
+    pub async fn heartbeat(
+        &self,
+        device: &Keypair,
+        agent_id: &str,
+        body: &Heartbeat,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let path = format!("/v1/agents/{}/heartbeat", segment(agent_id));
+        let proof = self.proof(device, "POST", &path)?;
+        self.call(Method::POST, &path, Some(body), Some(proof)).await
+    }
+
+    /// `POST /v1/agents/{id}/acks` with a fresh DPoP proof.
+    pub async fn acknowledge(
+        &self,
+        device: &Keypair,
+        agent_id: &str,
+        body: &DirectiveAcks,
+    ) -> Result<AcksStored, ClientError> {
+        let path = format!("/v1/agents/{}/acks", segment(agent_id));
+        let proof = self.proof(device, "POST", &path)?;
+        self.call(Method::POST, &path, Some(body), Some(proof)).await
+    }
+
+    /// `POST /v1/events` with a fresh DPoP proof: ship a batch.
+    pub async fn ship_events(
+        &self,
+        device: &Keypair,
+        body: &EventBatch,
+    ) -> Result<EventsAccepted, ClientError> {
+        let proof = self.proof(device, "POST", "/v1/events")?;
+        self.call(Method::POST, "/v1/events", Some(body), Some(proof))
+            .await
+    }
+
+    /// `GET /v1/events` with query pairs (admin).
+    pub async fn events(&self, query: &[(&str, &str)]) -> Result<EventPage, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/events{}", query_string(query)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/agent-policy`.
+    pub async fn agent_policy(&self) -> Result<StalenessBounds, ClientError> {
+        self.call(Method::GET, "/v1/agent-policy", None::<&()>, None)
+            .await
+    }
+
+    /// `PUT /v1/agent-policy`.
+    pub async fn set_agent_policy(
+        &self,
+        body: &SetAgentPolicy,
+    ) -> Result<StalenessBounds, ClientError> {
+        self.call(Method::PUT, "/v1/agent-policy", Some(body), None)
+            .await
+    }
+
+    /// `GET /v1/killswitch/status`.
+    pub async fn killswitch_status(&self) -> Result<KillSwitchStatus, ClientError> {
+        self.call(Method::GET, "/v1/killswitch/status", None::<&()>, None)
+            .await
+    }
+
     /// `GET /.well-known/jwks.json`.
     pub async fn jwks(&self) -> Result<Jwks, ClientError> {
         self.call(Method::GET, "/.well-known/jwks.json", None::<&()>, None)

@@ -276,8 +276,9 @@ pub struct KillSwitch {
     /// Who (not on the change feed).
     #[serde(skip)]
     pub set_by: String,
-    /// When, RFC 3339 (not on the change feed).
-    #[serde(skip)]
+    /// When, RFC 3339 with milliseconds. On the change feed since
+    /// devices acknowledge a switch by [`KillSwitch::directive_id`].
+    #[serde(default)]
     pub set_at: String,
 }
 
@@ -286,7 +287,20 @@ impl KillSwitch {
         self.scope == other.scope && self.tenant == other.tenant && self.target == other.target
     }
 
-    fn applies_to(&self, tenant: &str, agent: &str, agent_version: &str) -> bool {
+    /// The id a device acknowledges this switch by: its key and when it
+    /// was set, so setting it again (another mode) is a new directive.
+    pub fn directive_id(&self) -> String {
+        format!(
+            "killswitch:{}:{}:{}:{}",
+            self.scope.as_str(),
+            self.tenant,
+            self.target,
+            self.set_at
+        )
+    }
+
+    /// Whether it covers the agent `agent` (of `tenant`, running `agent_version`).
+    pub fn applies_to(&self, tenant: &str, agent: &str, agent_version: &str) -> bool {
         (self.tenant.is_empty() || self.tenant == tenant)
             && match self.scope {
                 SwitchScope::Global => true,
@@ -338,6 +352,27 @@ impl KillSwitches {
             .unwrap_or_default()
     }
 
+    /// Every engaged switch that applies to an agent. Fails closed:
+    /// unreadable state is an instance-wide offline switch.
+    pub fn applying(&self, tenant: &str, agent: &str, agent_version: &str) -> Vec<KillSwitch> {
+        let Ok(engaged) = self.engaged.read() else {
+            return vec![KillSwitch {
+                scope: SwitchScope::Global,
+                tenant: String::new(),
+                target: String::new(),
+                mode: Mode::Offline,
+                reason: "kill switch state unreadable".to_owned(),
+                set_by: String::new(),
+                set_at: String::new(),
+            }];
+        };
+        engaged
+            .iter()
+            .filter(|k| k.applies_to(tenant, agent, agent_version))
+            .cloned()
+            .collect()
+    }
+
     /// The strictest switch that applies to an agent, and that switch.
     /// Fails closed: unreadable state counts as offline.
     pub fn mode_for(
@@ -376,8 +411,9 @@ pub struct Flag {
     /// Who (not on the change feed).
     #[serde(skip)]
     pub set_by: String,
-    /// When, RFC 3339 (not on the change feed).
-    #[serde(skip)]
+    /// When, RFC 3339 with milliseconds. On the change feed since
+    /// devices acknowledge a switch by [`KillSwitch::directive_id`].
+    #[serde(default)]
     pub set_at: String,
 }
 

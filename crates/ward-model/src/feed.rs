@@ -56,6 +56,32 @@ pub struct AgentStateChange {
     pub from: AgentState,
     /// The state it is in.
     pub to: AgentState,
+    /// When it changed (the agent's `updated_at`), RFC 3339 with milliseconds.
+    #[serde(default)]
+    pub at: String,
+}
+
+impl AgentStateChange {
+    /// The id a device acknowledges this change by, for the states that
+    /// are directives to the device (quarantine, uninstall, release from
+    /// quarantine); `None` for the others.
+    pub fn directive_id(&self) -> Option<String> {
+        directive_for_state(&self.agent_id, self.to, &self.at)
+    }
+}
+
+/// The directive id of an agent being in `state` since `at`, for the
+/// states a device must act on; the heartbeat answer and the change feed
+/// give the same id for the same change.
+pub fn directive_for_state(agent_id: &str, state: AgentState, at: &str) -> Option<String> {
+    let kind = match state {
+        AgentState::Quarantined => "quarantine",
+        AgentState::Uninstalled => "uninstall",
+        AgentState::Revoked => "revoke",
+        AgentState::Active => "activate",
+        AgentState::PendingApproval => return None,
+    };
+    Some(format!("{kind}:{agent_id}:{at}"))
 }
 
 /// An event that cannot be written or read.
@@ -188,6 +214,7 @@ mod tests {
                 tenant: "t".into(),
                 from: AgentState::Active,
                 to: AgentState::Quarantined,
+                at: String::new(),
             }),
         ]
     }

@@ -423,6 +423,7 @@ pub async fn decide(
                             tenant: row.tenant_id.clone(),
                             from: AgentState::PendingApproval,
                             to: AgentState::Active,
+                            at: decided_at.clone(),
                         }),
                     )?;
                 }

@@ -95,6 +95,7 @@ pub async fn change(
                     tenant: tenant.clone(),
                     from,
                     to,
+                    at: updated_at.clone(),
                 }),
             )?;
             draft.details = json!({ "from": from.as_str(), "to": to.as_str(), "tokens_revoked": revocation.is_some() }).to_string();

@@ -64,6 +64,11 @@ pub fn agent_out(row: AgentRow) -> Agent {
         device_jkt: row.device_jkt,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        last_heartbeat_at: None,
+        heartbeat_age_secs: None,
+        stale: false,
+        mode: None,
+        runtime_version: None,
     }
 }
 

@@ -1,0 +1,278 @@
+//! What a desktop runtime (`ward agent run`) and the control plane say to
+//! each other: heartbeats and the directives they answer with, directive
+//! acknowledgements, the per-tenant staleness policy, and the events the
+//! runtime ships. Every call an agent makes is authenticated by a DPoP
+//! proof signed with its enrolled device key.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /v1/agents/{id}/heartbeat` (DPoP): how the device is doing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Version of the runtime.
+    pub version: String,
+    /// Seconds since the runtime started.
+    pub uptime_secs: u64,
+    /// Operating system and release.
+    pub os: String,
+    /// `ok`, or `degraded` when something is wrong (see `problems`).
+    pub health: String,
+    /// What is wrong, in plain words; empty when healthy.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// The mode in force on the device: `normal`, `read-only` or `offline`.
+    pub mode: String,
+    /// Events waiting in the spool.
+    pub spool_depth: u64,
+    /// Bytes of the spool on disk.
+    pub spool_bytes: u64,
+    /// Telemetry events dropped because the spool was full, since enrolment.
+    pub spool_dropped: u64,
+    /// Directives applied since the last heartbeat that reached the server.
+    #[serde(default)]
+    pub acks: Vec<DirectiveAck>,
+}
+
+/// A directive the device applied, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveAck {
+    /// The directive's id, as the server gave it (`Directive.id`) or as
+    /// the device computed it from a change-feed event (the same id).
+    pub directive: String,
+    /// When it took effect on the device, RFC 3339 with milliseconds.
+    pub applied_at: String,
+}
+
+/// `POST /v1/agents/{id}/acks` (DPoP): directives applied, sent as soon as
+/// they take effect (heartbeats carry any that could not be sent).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveAcks {
+    /// The acknowledgements, 1 to 100.
+    pub acks: Vec<DirectiveAck>,
+}
+
+/// How many acknowledgements the server stored (repeats are not stored twice).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AcksStored {
+    /// New acknowledgements.
+    pub stored: u64,
+}
+
+/// The answer to a heartbeat: what the device must do and know.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// Seconds until the next heartbeat.
+    pub interval_secs: u64,
+    /// The server's clock, RFC 3339 with milliseconds.
+    pub server_time: String,
+    /// The agent's lifecycle state.
+    pub state: String,
+    /// The agent's owner (the `user_id` of its events).
+    pub owner: String,
+    /// The agent's tenant.
+    pub tenant: String,
+    /// The last change-feed sequence number this answer reflects: follow
+    /// `GET /v1/agents/{id}/watch` from here (`Last-Event-ID`).
+    pub feed_seq: i64,
+    /// What the device must do now.
+    pub directives: Vec<Directive>,
+    /// When the device must tighten on its own without contact.
+    pub bounds: StalenessBounds,
+    /// The features of the agent's profile, with their scopes.
+    pub features: Vec<AgentFeature>,
+    /// Feature flags visible to the agent (a flag named after a feature
+    /// and turned off disables that feature).
+    pub flags: Vec<crate::Flag>,
+}
+
+/// One directive. Ids are stable: the same directive always has the same
+/// id, so acknowledging it twice stores one acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Directive {
+    /// Stable id to acknowledge, e.g. `killswitch:agent:ten_1:agt_1:2026-12-02T10:00:00.000Z`.
+    pub id: String,
+    /// `mode` (a kill switch in force), `quarantine`, `uninstall`,
+    /// `reconsent` or `version`.
+    pub kind: String,
+    /// For `mode`: `read-only` or `offline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// For `reconsent`: the features to ask consent for again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// For `version`: the version the device should run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When the server issued it, RFC 3339 with milliseconds.
+    pub issued_at: String,
+}
+
+/// The staleness bounds: how long after its last successful contact with
+/// the control plane a device tightens on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StalenessBounds {
+    /// Heartbeat interval, seconds (default 30).
+    pub heartbeat_interval_secs: u64,
+    /// High-risk features stop after this many seconds (default 90).
+    pub high_risk_after_secs: u64,
+    /// Everything becomes read-only after this many seconds (default 300).
+    pub read_only_after_secs: u64,
+    /// Everything is denied after this many seconds (default 900; never
+    /// longer than the token lifetime).
+    pub offline_after_secs: u64,
+}
+
+/// `PUT /v1/agent-policy`: a tenant's staleness bounds. Rules:
+/// `1 <= heartbeat_interval_secs < high_risk_after_secs <= read_only_after_secs
+/// <= offline_after_secs <= the server's default token lifetime`.
+pub type SetAgentPolicy = StalenessBounds;
+
+/// A feature of the agent's profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentFeature {
+    /// Feature name.
+    pub name: String,
+    /// What it does, in plain words.
+    pub description: String,
+    /// `low`, `medium` or `high`.
+    pub risk: String,
+    /// The scopes it needs.
+    pub scopes: Vec<String>,
+    /// Whether the owner must consent before the agent may use it.
+    pub consent_required: bool,
+    /// Whether the owner's consent to its current scopes is on record.
+    pub consented: bool,
+}
+
+/// One event in the checklist's log schema, as the runtime ships it.
+/// Identity fields are filled by the runtime, never by a local producer;
+/// the server checks them against the proof's agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEvent {
+    /// The device's sequence number: with the device, the event's id.
+    pub seq: u64,
+    /// When it happened, RFC 3339 with milliseconds.
+    pub ts: String,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// The agent (must be the sender).
+    pub agent_id: String,
+    /// The agent's owner.
+    pub user_id: String,
+    /// The device key thumbprint (must be the sender's).
+    pub device_id: String,
+    /// `audit` (never dropped) or `telemetry` (may be sampled or dropped).
+    pub class: String,
+    /// The feature, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    /// What was done, e.g. `files:read`, `directive`, `consent`.
+    pub action: String,
+    /// What it was done to (redacted).
+    pub target: String,
+    /// `allow`, `deny`, `ok`, `error`, `applied`, ...
+    pub result: String,
+    /// Why, in plain words (redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The sampling rate this event was kept at (1.0: every event).
+    pub sampling: f64,
+}
+
+/// `POST /v1/events` (DPoP): a batch of a device's events.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBatch {
+    /// The sending agent; its device key signs the proof.
+    pub agent_id: String,
+    /// 1 to 1000 events.
+    pub events: Vec<AgentEvent>,
+}
+
+/// What the server did with a batch.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventsAccepted {
+    /// Events stored now.
+    pub stored: u64,
+    /// Events it already held (same device and sequence number).
+    pub duplicates: u64,
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StoredEvent {
+    /// The event as the device sent it.
+    #[serde(flatten)]
+    pub event: AgentEvent,
+    /// Its tenant.
+    pub tenant: String,
+    /// When the server stored it, RFC 3339 with milliseconds.
+    pub received_at: String,
+}
+
+/// `GET /v1/events`: a page of events, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<StoredEvent>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/killswitch/status`: every engaged kill switch and, for each
+/// agent it covers, whether the device acknowledged it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct KillSwitchStatus {
+    /// One entry per engaged switch.
+    pub switches: Vec<KillSwitchReach>,
+}
+
+/// How far one kill switch has reached.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct KillSwitchReach {
+    /// The switch.
+    pub switch: crate::KillSwitch,
+    /// Its directive id (what devices acknowledge).
+    pub directive: String,
+    /// Agents it covers that acknowledged it.
+    pub acknowledged: Vec<DeviceAck>,
+    /// Agents it covers that have not: when each is guaranteed to be in
+    /// safe mode on its own.
+    pub pending: Vec<DevicePending>,
+}
+
+/// An agent that applied a directive.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeviceAck {
+    /// The agent.
+    pub agent_id: String,
+    /// When it took effect on the device, RFC 3339.
+    pub applied_at: String,
+    /// Milliseconds from the switch being set to it taking effect.
+    pub time_to_apply_ms: i64,
+}
+
+/// An agent that has not acknowledged a directive yet.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DevicePending {
+    /// The agent.
+    pub agent_id: String,
+    /// Its last successful contact, RFC 3339; absent if it never sent a heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact: Option<String>,
+    /// By when it is in the switch's mode on its own at the latest (last
+    /// contact + the tenant's bound for that mode), RFC 3339; absent if it
+    /// never made contact (it then holds no token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_by: Option<String>,
+}
