@@ -1,4 +1,5 @@
-//! Serving HTTP/1.1 from a TCP listener, optionally over TLS, with a
+//! Serving HTTP/1.1 from a TCP listener (optionally over TLS) or a Unix
+//! socket (with the peer's credentials), with a
 //! deadline for each TLS handshake and request head, and a bounded graceful
 //! shutdown: stop accepting, close idle connections, give requests in
 //! flight [`Limits::grace`] to finish, then close whatever is left. Neither
@@ -7,7 +8,8 @@
 //! Knows nothing about what is served: the caller gives one hyper service
 //! per connection. `ward gateway` serves its proxy and admin listeners with
 //! it, `ward serve` the control plane's router (a tower service, wrapped
-//! with `hyper_util::service::TowerToHyperService`).
+//! with `hyper_util::service::TowerToHyperService`), `ward agent run` its
+//! local API on a Unix socket.
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
@@ -19,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -50,19 +52,68 @@ impl Limits {
     };
 }
 
+/// A listener `serve` accepts from: what a connection is and who is on the
+/// other end.
+pub trait Listener: Send {
+    /// The connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Who connected: an address, or a Unix peer's credentials.
+    type Peer;
+    /// The next connection.
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, Self::Peer)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    type Peer = SocketAddr;
+    async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
+/// The process on the other end of a Unix socket, as the kernel reports
+/// it (SO_PEERCRED / getpeereid): it cannot be forged by the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixPeer {
+    /// Its user id.
+    pub uid: u32,
+    /// Its group id.
+    pub gid: u32,
+    /// Its process id, where the system reports one.
+    pub pid: Option<i32>,
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    /// `None` when the system could not say who connected (treat as a stranger).
+    type Peer = Option<UnixPeer>;
+    async fn accept(&self) -> std::io::Result<(UnixStream, Option<UnixPeer>)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        let peer = stream.peer_cred().ok().map(|cred| UnixPeer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        });
+        Ok((stream, peer))
+    }
+}
+
 /// Accepts connections on `listener` until `stop` completes and serves
 /// each with the service `service_for(peer)` returns, after a TLS handshake
 /// when `tls` is given. Then stops accepting, closes idle connections, lets
 /// requests in flight finish within `limits.grace`, closes the rest and
 /// returns: a client can delay the return by at most `limits.grace`.
-pub async fn serve<M, S, B>(
-    listener: TcpListener,
+pub async fn serve<L, M, S, B>(
+    listener: L,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     mut service_for: M,
     stop: impl Future<Output = ()>,
 ) where
-    M: FnMut(SocketAddr) -> S,
+    L: Listener,
+    M: FnMut(L::Peer) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -77,7 +128,6 @@ pub async fn serve<M, S, B>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
                     let service = service_for(peer);
                     let stopped = stopped.clone();
                     let tls = tls.clone();
