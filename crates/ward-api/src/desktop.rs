@@ -101,6 +101,10 @@ pub struct Directive {
     /// For `mode`: `read-only` or `offline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// For `mode`: the kill switch in force, so the device can apply its
+    /// release from the change feed later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<crate::KillSwitch>,
     /// For `reconsent`: the features to ask consent for again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,

@@ -23,7 +23,7 @@ pub struct SetKillSwitch {
 }
 
 /// An engaged kill switch.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KillSwitch {
     /// `global`, `tenant`, `agent` or `agent_version`.
     pub scope: String,

@@ -47,6 +47,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Client {
@@ -54,13 +55,55 @@ impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Client, ClientError> {
         install_tls_provider();
         let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token,
+            timeout: None,
         })
+    }
+
+    /// The same client, giving up on any call after `timeout` (connecting
+    /// included); a daemon must notice a control plane that stopped answering.
+    /// ([`Client::agent_watch`] excepted: a stream stays open).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Client {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// `GET /v1/agents/{id}/watch` with a fresh DPoP proof: the change feed
+    /// for this agent as server-sent events from after `last_event_id`.
+    /// Returns the open response to read chunks from.
+    pub async fn agent_watch(
+        &self,
+        device: &Keypair,
+        agent_id: &str,
+        last_event_id: i64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let path = format!("/v1/agents/{}/watch", segment(agent_id));
+        let proof = self.proof(device, "GET", &path)?;
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .header("DPoP", proof)
+            .header("Last-Event-ID", last_event_id.to_string())
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(api_error(status, &bytes))
     }
 
     /// The server's base URL.
@@ -77,6 +120,9 @@ impl Client {
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
+        if let Some(timeout) = self.timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
