@@ -14,6 +14,7 @@
 //!
 //! INVARIANT: only the public half of the device key is ever sent.
 
+pub mod daemon;
 pub mod device_key;
 pub mod enrolment;
 pub mod error;

@@ -11,6 +11,7 @@ use crate::error::AgentError;
 
 const KEY_FILE: &str = "device.key";
 const RECORD_FILE: &str = "agent.json";
+const LOCK_FILE: &str = "agent.lock";
 
 /// What enrolment leaves in the state directory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,6 +89,54 @@ impl StateDir {
             path,
             problem: format!("is corrupt: {e}"),
         })
+    }
+
+    /// Takes the state directory for one daemon: refused while another
+    /// `ward agent run` holds it. Held until the returned file is dropped
+    /// (the kernel releases it if the process dies).
+    pub fn lock_daemon(&self) -> Result<std::fs::File, AgentError> {
+        let path = self.path.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(AgentError::io("write", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Invalid(format!(
+                "another `ward agent run` is using `{}`; stop it first",
+                self.path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(source)) => Err(AgentError::Io {
+                action: "lock",
+                path,
+                source,
+                hint: None,
+            }),
+        }
+    }
+
+    /// Removes the device key, the enrolment record and the lock: what an
+    /// uninstalled agent leaves behind is an empty directory.
+    pub fn wipe(&self) -> Result<(), AgentError> {
+        for name in [KEY_FILE, RECORD_FILE, LOCK_FILE] {
+            let path = self.path.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(AgentError::Io {
+                        action: "remove",
+                        path,
+                        source,
+                        hint: None,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the enrolment record (0600; never overwrites one).

@@ -50,6 +50,8 @@ pub struct AuthorizeResponse {
 pub struct LocalStatus {
     /// The agent.
     pub agent_id: String,
+    /// The control plane it enrolled with.
+    pub server: String,
     /// The mode in force: `normal`, `read-only` or `offline`.
     pub mode: String,
     /// Why the mode is what it is, in plain words.
@@ -64,6 +66,11 @@ pub struct LocalStatus {
     /// The staleness bounds in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<crate::StalenessBounds>,
+    /// The profile's features as last heard, with their consent state.
+    pub features: Vec<crate::AgentFeature>,
+    /// Features the server asks the owner to consent to again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reconsent: Vec<String>,
     /// The spool.
     pub spool: SpoolStatus,
     /// Version of the runtime.

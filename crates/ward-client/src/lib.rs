@@ -1,6 +1,10 @@
 //! Typed HTTP client for Ward's control plane. Every call returns the wire
 //! type on success or a [`ClientError`] carrying the server's error body.
 
+mod local;
+
+pub use local::LocalClient;
+
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -402,6 +406,12 @@ impl Client {
     /// `GET /v1/killswitch/status`.
     pub async fn killswitch_status(&self) -> Result<KillSwitchStatus, ClientError> {
         self.call(Method::GET, "/v1/killswitch/status", None::<&()>, None)
+            .await
+    }
+
+    /// `POST /v1/consents`.
+    pub async fn record_consent(&self, body: &RecordConsent) -> Result<Consent, ClientError> {
+        self.call(Method::POST, "/v1/consents", Some(body), None)
             .await
     }
 

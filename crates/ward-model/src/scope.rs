@@ -108,9 +108,45 @@ impl Scope {
         }
     }
 
+    /// The scope in plain words, for a person deciding whether to allow
+    /// it: `files:read:/projects/**` is "read files under `/projects/`".
+    pub fn describe(&self) -> String {
+        let verb = if self.action == "*" {
+            "do anything with"
+        } else {
+            self.action.as_str()
+        };
+        let what = match self.resource.as_str() {
+            "files" => "files",
+            "exec" if self.action == "run" => return format!("run the program {}", where_(&self.pattern)),
+            "http" if self.action == "call" => return format!("call the web address {}", where_(&self.pattern)),
+            "*" => "any resource",
+            other => other,
+        };
+        format!("{verb} {what} {}", where_(&self.pattern))
+    }
+
     /// The canonical key used for equality, ordering and hashing.
     fn key(&self) -> (&str, &str, &str) {
         (&self.resource, &self.action, &self.pattern)
+    }
+}
+
+/// A pattern in plain words: "under `/p/`" for `/p/**`, "matching `x`"
+/// for other wildcards, "`x`" for one target.
+fn where_(pattern: &str) -> String {
+    if pattern == "**" || pattern == "/**" {
+        return "anywhere".to_owned();
+    }
+    if let Some(prefix) = pattern.strip_suffix("**")
+        && !prefix.contains('*')
+    {
+        return format!("under `{prefix}`");
+    }
+    if pattern.contains('*') {
+        format!("matching `{pattern}`")
+    } else {
+        format!("`{pattern}`")
     }
 }
 

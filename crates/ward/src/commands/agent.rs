@@ -1,10 +1,15 @@
 //! `ward agent ...`: the desktop side, run by `ward-agent` (the device key,
-//! the state directory, enrolment, tokens); this module reads the flags
-//! and prints the result.
+//! the state directory, enrolment, tokens, the daemon); this module reads
+//! the flags and prints the result.
 
 use clap::{Args, Subcommand};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::time::Duration;
+use ward_agent::daemon::{Ended, RunConfig};
+use ward_agent::spool::SpoolConfig;
 use ward_agent::{DeviceFacts, TokenWanted};
+use ward_client::{Client, LocalClient};
 
 use crate::error::CliResult;
 use crate::output::Output;
@@ -16,6 +21,83 @@ pub enum AgentCommand {
     Enroll(EnrollArgs),
     /// Get a token for scopes, signing a DPoP proof with the device key.
     Token(TokenArgs),
+    /// Run the enforcement daemon: local API on a Unix socket, heartbeats, tokens, spool.
+    Run(RunArgs),
+    /// Show what the running daemon enforces (its local `GET /v1/status`).
+    Status(SocketArgs),
+    /// Show each feature and its scopes, and record the owner's consent (signed in with `ward login`).
+    Consent(ConsentArgs),
+}
+
+/// `ward agent run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Directory written by `ward agent enroll`.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Socket to serve (default STATE_DIR/agent.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Also admit this uid on the socket (the desktop user's, when the daemon runs as a service user; repeatable).
+    #[arg(long = "allow-uid")]
+    pub allow_uids: Vec<u32>,
+    /// Another path no action may touch, besides the state directory (repeatable).
+    #[arg(long)]
+    pub protect: Vec<PathBuf>,
+    /// Largest spool of unshipped events, in bytes.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
+    /// Reported runtime version (defaults to this binary's).
+    #[arg(long)]
+    pub agent_version: Option<String>,
+    /// Seconds uninstalling may spend shipping what is left.
+    #[arg(long, default_value_t = 10)]
+    pub uninstall_ship_secs: u64,
+}
+
+/// Where the daemon's socket is.
+#[derive(Args, Debug)]
+pub struct SocketArgs {
+    /// Directory written by `ward agent enroll` (the socket is STATE_DIR/agent.sock).
+    #[arg(long, required_unless_present = "socket")]
+    pub state_dir: Option<PathBuf>,
+    /// The daemon's socket, when it is not in the state directory.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SocketArgs {
+    fn client(&self) -> LocalClient {
+        let socket = self.socket.clone().unwrap_or_else(|| {
+            self.state_dir
+                .clone()
+                .unwrap_or_default()
+                .join("agent.sock")
+        });
+        LocalClient::new(&socket)
+    }
+}
+
+/// `ward agent consent`.
+#[derive(Args, Debug)]
+pub struct ConsentArgs {
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Only this feature (repeatable; default: every feature that needs consent).
+    #[arg(long = "feature")]
+    pub features: Vec<String>,
+    /// Grant without asking.
+    #[arg(long, conflicts_with = "refuse")]
+    pub grant: bool,
+    /// Refuse without asking.
+    #[arg(long)]
+    pub refuse: bool,
+    /// The owner's token (default: the one `ward login` stored for the server).
+    #[arg(long, env = "WARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `ward agent enroll`.
@@ -72,8 +154,162 @@ pub async fn run(command: AgentCommand) -> CliResult {
     match command {
         AgentCommand::Enroll(args) => enroll(args).await,
         AgentCommand::Token(args) => token(args).await,
+        AgentCommand::Run(args) => run_daemon(args).await,
+        AgentCommand::Status(args) => status(args).await,
+        AgentCommand::Consent(args) => consent(args).await,
     }
 }
+
+async fn run_daemon(args: RunArgs) -> CliResult {
+    crate::serving::init_logging();
+    let config = RunConfig {
+        state_dir: args.state_dir,
+        socket: args.socket,
+        allow_uids: args.allow_uids,
+        protect: args.protect,
+        spool: SpoolConfig {
+            max_bytes: args.spool_max_bytes,
+            ..SpoolConfig::default()
+        },
+        version: args
+            .agent_version
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+        os: DeviceFacts::local_os(),
+        call_timeout: Duration::from_secs(10),
+        uninstall_ship_bound: Duration::from_secs(args.uninstall_ship_secs),
+    };
+    match ward_agent::daemon::run(config, crate::serving::signal()).await? {
+        Ended::Stopped => tracing::info!("stopped"),
+        Ended::Uninstalled => tracing::info!("uninstalled"),
+    }
+    Ok(())
+}
+
+async fn status(args: SocketArgs) -> CliResult {
+    let status = args.client().status().await?;
+    Output::new(args.json).show(&status, |status| {
+        let mut text = format!(
+            "agent {} ({}), mode {}{}\n",
+            status.agent_id,
+            status.agent_state,
+            status.mode,
+            if status.mode_reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", status.mode_reason)
+            }
+        );
+        text.push_str(&format!(
+            "last contact {}\n",
+            status.last_contact.as_deref().unwrap_or("never")
+        ));
+        for token in &status.tokens {
+            match (&token.expires_at, &token.refused) {
+                (Some(expires), _) => {
+                    text.push_str(&format!("  {}: token until {expires}\n", token.feature))
+                }
+                (None, Some(why)) => text.push_str(&format!("  {}: no token: {why}\n", token.feature)),
+                (None, None) => text.push_str(&format!("  {}: no token\n", token.feature)),
+            }
+        }
+        text.push_str(&format!(
+            "spool: {} events waiting, {} bytes, {} dropped, {} corrupt",
+            status.spool.depth, status.spool.bytes, status.spool.dropped, status.spool.corrupt
+        ));
+        text
+    })
+}
+
+/// Shows each feature's scopes in plain words and records the owner's
+/// answer with the owner's own sign-in: the server refuses consent carried
+/// by the agent's key alone.
+async fn consent(args: ConsentArgs) -> CliResult {
+    let mut local = args.socket.client();
+    let status = local.status().await?;
+    let token = args
+        .token
+        .clone()
+        .or_else(|| crate::credentials::stored_token(&status.server))
+        .ok_or_else(|| {
+            format!(
+                "sign in as the agent's owner first: `ward login --server {}`",
+                status.server
+            )
+        })?;
+    let wanted: Vec<&ward_api::AgentFeature> = status
+        .features
+        .iter()
+        .filter(|f| {
+            if args.features.is_empty() {
+                f.consent_required
+            } else {
+                args.features.contains(&f.name)
+            }
+        })
+        .collect();
+    for name in &args.features {
+        if !status.features.iter().any(|f| &f.name == name) {
+            return Err(format!(
+                "feature `{name}` is not in this agent's profile; `ward agent status` lists them"
+            )
+            .into());
+        }
+    }
+    if wanted.is_empty() {
+        println!("no feature of agent {} needs consent", status.agent_id);
+        return Ok(());
+    }
+    let server = Client::new(&status.server, Some(token))?;
+    let stdin = std::io::stdin();
+    for feature in wanted {
+        println!(
+            "Feature `{}` ({} risk): {}",
+            feature.name, feature.risk, feature.description
+        );
+        println!("It lets the agent:");
+        for scope in &feature.scopes {
+            match scope.parse::<ward_model::scope::Scope>() {
+                Ok(parsed) => println!("  - {} ({scope})", parsed.describe()),
+                Err(_) => println!("  - {scope}"),
+            }
+        }
+        let decision = if args.grant {
+            "granted"
+        } else if args.refuse {
+            "refused"
+        } else {
+            print!("Allow it? [y/N] ");
+            let _ = std::io::stdout().flush();
+            let mut answer = String::new();
+            stdin
+                .lock()
+                .read_line(&mut answer)
+                .map_err(|e| format!("cannot read the answer: {e}"))?;
+            if matches!(answer.trim(), "y" | "Y" | "yes") {
+                "granted"
+            } else {
+                "refused"
+            }
+        };
+        let recorded = server
+            .record_consent(&ward_api::RecordConsent {
+                agent_id: status.agent_id.clone(),
+                scopes: feature.scopes.clone(),
+                decision: decision.to_owned(),
+                text_version: CONSENT_TEXT_VERSION.to_owned(),
+                reason: None,
+            })
+            .await?;
+        println!("{decision}: recorded as {} by {}", recorded.id, recorded.owner);
+    }
+    if let Err(error) = local.refresh().await {
+        eprintln!("ward: the daemon was not asked to refresh ({error}); it learns at its next heartbeat");
+    }
+    Ok(())
+}
+
+/// The version of the consent text `ward agent consent` shows.
+const CONSENT_TEXT_VERSION: &str = "ward-agent-consent-1";
 
 async fn enroll(args: EnrollArgs) -> CliResult {
     let facts = DeviceFacts {

@@ -153,7 +153,7 @@ fn resolve(mut args: ServeArgs) -> CliResult<ServeArgs> {
 
 /// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> CliResult {
-    init_logging();
+    crate::serving::init_logging();
     let args = resolve(args)?;
     let data_dir = args
         .data_dir
@@ -276,14 +276,4 @@ pub async fn run(args: ServeArgs) -> CliResult {
     state.store().close();
     tracing::info!("stopped");
     Ok(())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

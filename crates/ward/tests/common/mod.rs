@@ -6,6 +6,8 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod desk;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ pub struct Server {
     pub bootstrap: String,
     pub child: Child,
     extra: Vec<String>,
+    matrix: PathBuf,
     pub http: reqwest::Client,
 }
 
@@ -50,10 +53,15 @@ impl Server {
 
     /// Starts a server with extra `ward serve` flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::with_matrix(&example_matrix(), extra)
+    }
+
+    /// Starts a server on the matrix at `matrix`, with extra flags.
+    pub fn with_matrix(matrix: &Path, extra: &[&str]) -> Server {
         ward_client::install_tls_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, url) = spawn(dir.path(), &extra, "127.0.0.1:0");
+        let (child, url) = spawn(dir.path(), matrix, &extra, "127.0.0.1:0");
         let bootstrap = std::fs::read_to_string(dir.path().join("bootstrap-admin-token"))
             .expect("bootstrap token file")
             .trim()
@@ -64,16 +72,27 @@ impl Server {
             bootstrap,
             child,
             extra,
+            matrix: matrix.to_owned(),
             http: reqwest::Client::new(),
         }
     }
 
     /// Kills the server with SIGKILL and starts it again on the same port and data.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
+    }
+
+    /// Starts the killed server again on the same port and data.
+    pub fn restart(&mut self) {
         let addr = self.url.trim_start_matches("http://").to_owned();
-        let (child, url) = spawn(self.dir.path(), &self.extra, &addr);
+        let (child, url) = spawn(self.dir.path(), &self.matrix, &self.extra, &addr);
         assert_eq!(url, self.url);
         self.child = child;
     }
@@ -348,7 +367,7 @@ pub fn stderr(output: &Output) -> String {
     clippy::zombie_processes,
     reason = "the caller owns the child and reaps it on drop"
 )]
-fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
+fn spawn(dir: &Path, matrix: &Path, extra: &[String], listen: &str) -> (Child, String) {
     let mut child = Command::new(ward_bin())
         .arg("serve")
         .arg("--data-dir")
@@ -356,7 +375,7 @@ fn spawn(dir: &Path, extra: &[String], listen: &str) -> (Child, String) {
         .arg("--listen")
         .arg(listen)
         .arg("--matrix")
-        .arg(example_matrix())
+        .arg(matrix)
         .args(extra)
         .env("WARD_LOG", "error")
         .stdout(Stdio::piped())
