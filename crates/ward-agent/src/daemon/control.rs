@@ -13,7 +13,7 @@ use ward_model::timestamp::rfc3339;
 
 use super::record::{self, Entry};
 use super::view::{Applied, HeldToken};
-use super::{Runtime, local};
+use super::Runtime;
 
 /// Heartbeat interval before the server has said one.
 const FIRST_INTERVAL: Duration = Duration::from_secs(30);
@@ -38,7 +38,7 @@ pub async fn heartbeats(runtime: Arc<Runtime>) {
 async fn beat(runtime: &Runtime) -> Duration {
     let (body, interval) = {
         let view = runtime.read();
-        let (mode, _) = local::mode_now(runtime, &view, Runtime::now_ms());
+        let (mode, _) = view.mode_now(Runtime::now_ms());
         let spool = runtime.spool.status();
         let mut problems = Vec::new();
         if spool.corrupt > 0 {

@@ -23,13 +23,11 @@ use ward_api::{
     AuthorizeRequest, AuthorizeResponse, FeatureToken, LocalEvents, LocalEventsAccepted,
     LocalStatus,
 };
-use ward_model::enforcement::Mode;
 use ward_model::timestamp::rfc3339;
 use ward_serve::UnixPeer;
 
 use super::Runtime;
 use super::record::{self, Entry};
-use super::view::View;
 use crate::decide::{self, Request};
 use crate::error::AgentError;
 
@@ -166,16 +164,6 @@ async fn body<T: serde::de::DeserializeOwned>(request: axum::extract::Request) -
     })
 }
 
-/// The mode in force now and why: the stricter of quarantine, the kill
-/// switches and the staleness bounds.
-pub fn mode_now(runtime: &Runtime, view: &View, now_ms: i64) -> (Mode, String) {
-    let _ = runtime;
-    let (mode, reason) = view.switch_mode();
-    let flags_off = view.flags_off();
-    let situation = view.situation(now_ms, &reason, mode, &flags_off);
-    decide::effective_mode(&situation)
-}
-
 #[utoipa::path(post, path = "/v1/authorize", request_body = AuthorizeRequest,
     responses((status = 200, body = AuthorizeResponse), (status = 400), (status = 403)))]
 async fn authorize(State(runtime): State<Arc<Runtime>>, request: axum::extract::Request) -> Response {
@@ -262,7 +250,7 @@ async fn authorize(State(runtime): State<Arc<Runtime>>, request: axum::extract::
 async fn status(State(runtime): State<Arc<Runtime>>) -> Response {
     let view = runtime.read();
     let now = Runtime::now_ms();
-    let (mode, mode_reason) = mode_now(&runtime, &view, now);
+    let (mode, mode_reason) = view.mode_now(now);
     let tokens = view
         .features
         .iter()

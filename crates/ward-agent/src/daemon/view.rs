@@ -270,6 +270,14 @@ impl View {
         }
     }
 
+    /// The mode in force at `now_ms` and why: the stricter of quarantine,
+    /// the kill switches and the staleness bounds.
+    pub fn mode_now(&self, now_ms: i64) -> (Mode, String) {
+        let (mode, reason) = self.switch_mode();
+        let flags_off = self.flags_off();
+        crate::decide::effective_mode(&self.situation(now_ms, &reason, mode, &flags_off))
+    }
+
     /// Features turned off by a flag named after them.
     pub fn flags_off(&self) -> HashSet<String> {
         self.features

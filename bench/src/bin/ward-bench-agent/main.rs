@@ -1,0 +1,307 @@
+//! `ward-bench-agent`: the desktop daemon (`ward agent run`) as its local
+//! clients see it. Starts a real `ward serve`, enrols an agent with `ward
+//! agent enroll`, starts `ward agent run`, then measures:
+//!
+//! - the daemon's resident memory after it has been idle (`/proc/PID/status`);
+//! - `POST /v1/authorize` over the Unix socket from C concurrent clients
+//!   (one keep-alive connection each): canonicalisation, decision, redaction
+//!   and the decision's event made durable in the spool before the answer;
+//! - the baseline in the same run: `GET /v1/status` from the same clients
+//!   (a socket round trip with no decision and no write).
+//!
+//! A benchmark, not a test: it fails only on a broken set-up.
+
+use clap::Parser;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use ward_api::AuthorizeRequest;
+use ward_bench::{BResult, Latencies, provenance, s, summarize, terminate};
+use ward_client::LocalClient;
+
+/// The command line.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The `ward` binary.
+    #[arg(long, default_value = "target/release/ward")]
+    ward_bin: PathBuf,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Seconds of each measured run.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Seconds the daemon idles before its memory is read.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    /// Where to write the Markdown result.
+    #[arg(long, default_value = "bench/results/agent.md")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    ward_client::install_tls_provider();
+    ward_bench::run_on_runtime("ward-bench-agent", run(args))
+}
+
+/// The processes under test; stopped on drop.
+struct Desk {
+    _dir: tempfile::TempDir,
+    server: Child,
+    daemon: Option<Child>,
+    socket: PathBuf,
+    work: PathBuf,
+}
+
+impl Drop for Desk {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.as_mut() {
+            terminate(daemon);
+        }
+        terminate(&mut self.server);
+    }
+}
+
+async fn run(args: Args) -> BResult<()> {
+    let desk = start(&args.ward_bin).await?;
+    let pid = desk.daemon.as_ref().map(Child::id).ok_or("no daemon")?;
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let idle_rss_kib = rss_kib(pid)?;
+    let file = desk.work.join("readme.txt").display().to_string();
+    let duration = Duration::from_secs(args.duration_secs);
+    let status = drive(&desk.socket, args.clients, duration, Call::Status).await?;
+    let authorize = drive(&desk.socket, args.clients, duration, Call::Authorize(file)).await?;
+    let busy_rss_kib = rss_kib(pid)?;
+    let (commit, date) = provenance();
+    let ratio = |a: u32, b: u32| f64::from(a) / f64::from(b.max(1));
+    let report = format!(
+        "# Desktop daemon: local API over the Unix socket\n\n\
+         Commit {commit}, {date}. Reproduce: `cargo build --release -p ward -p ward-bench && \
+         target/release/ward-bench-agent --clients {clients} --duration-secs {secs}`.\n\n\
+         {clients} concurrent clients, one keep-alive connection each, {secs} s per run. \
+         `authorize` canonicalises a real file path, decides from the in-memory tokens, \
+         redacts and makes the decision's event durable in the spool (group commit) before answering; \
+         the baseline `GET /v1/status` is a round trip with no decision and no write.\n\n\
+         | call | requests/s | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|---|\n\
+         {status_row}\n{authorize_row}\n\n\
+         authorize / status: p50 ×{p50:.2}, p99 ×{p99:.2}.\n\n\
+         Daemon resident memory: {idle} MiB idle (after {idle_secs} s), {busy} MiB after the runs.\n",
+        clients = args.clients,
+        secs = args.duration_secs,
+        status_row = row("GET /v1/status (baseline)", &status),
+        authorize_row = row("POST /v1/authorize", &authorize),
+        p50 = ratio(authorize.latencies.p50, status.latencies.p50),
+        p99 = ratio(authorize.latencies.p99, status.latencies.p99),
+        idle = format!("{:.1}", idle_rss_kib as f64 / 1024.0),
+        busy = format!("{:.1}", busy_rss_kib as f64 / 1024.0),
+        idle_secs = args.idle_secs,
+    );
+    print!("{report}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent).map_err(s)?;
+    }
+    std::fs::write(&args.out, report).map_err(s)?;
+    drop(desk);
+    Ok(())
+}
+
+fn row(name: &str, run: &Run) -> String {
+    let l = &run.latencies;
+    format!(
+        "| {name} | {:.0} | {} | {} | {} | {} |",
+        run.per_sec, l.p50, l.p99, l.p999, l.max
+    )
+}
+
+/// What each client calls.
+#[derive(Clone)]
+enum Call {
+    Status,
+    Authorize(String),
+}
+
+/// One measured run.
+struct Run {
+    per_sec: f64,
+    latencies: Latencies,
+}
+
+async fn drive(socket: &Path, clients: usize, duration: Duration, call: Call) -> BResult<Run> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let socket = socket.to_owned();
+        let call = call.clone();
+        tasks.spawn(async move {
+            let mut client = LocalClient::new(&socket);
+            let mut latencies = Vec::new();
+            while started.elapsed() < duration {
+                let at = Instant::now();
+                match &call {
+                    Call::Status => {
+                        client.status().await.map_err(s)?;
+                    }
+                    Call::Authorize(file) => {
+                        let answer = client
+                            .authorize(&AuthorizeRequest {
+                                feature: None,
+                                action: "files:read".into(),
+                                resource: file.clone(),
+                                cwd: None,
+                                correlation_id: None,
+                            })
+                            .await
+                            .map_err(s)?;
+                        if answer.decision != "allow" {
+                            return Err(format!("the benchmark read was denied: {}", answer.reason));
+                        }
+                    }
+                }
+                latencies.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            Ok::<_, String>(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.map_err(s)??);
+    }
+    let per_sec = all.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(Run {
+        per_sec,
+        latencies: summarize(&mut all),
+    })
+}
+
+fn rss_kib(pid: u32) -> BResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(s)?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/PID/status".to_owned())
+}
+
+/// Starts `ward serve` on a one-feature matrix over a temporary work tree,
+/// enrols an agent and starts its daemon; returns once it holds a token.
+async fn start(ward: &Path) -> BResult<Desk> {
+    let dir = tempfile::tempdir().map_err(s)?;
+    let root = std::fs::canonicalize(dir.path()).map_err(s)?;
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).map_err(s)?;
+    std::fs::write(work.join("readme.txt"), "hello").map_err(s)?;
+    let matrix = root.join("matrix.yaml");
+    std::fs::write(
+        &matrix,
+        format!(
+            "version: 1\nfeatures:\n  read-work:\n    description: Read the work tree\n    risk: low\n    scopes: [\"files:read:{}/**\"]\nprofiles:\n  bench:\n    description: Benchmark\n    features: [read-work]\n",
+            work.display()
+        ),
+    )
+    .map_err(s)?;
+    let data = root.join("data");
+    let mut server = Command::new(ward)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--matrix")
+        .arg(&matrix)
+        .env("WARD_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", ward.display()))?;
+    let url = listening_url(&mut server)?;
+    let http = reqwest::Client::new();
+    let bootstrap = std::fs::read_to_string(data.join("bootstrap-admin-token")).map_err(s)?;
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth(token.trim().to_owned())
+            .json(&body)
+            .send()
+    };
+    post("/v1/tenants", &bootstrap, json!({"name": "bench"}))
+        .await
+        .map_err(s)?;
+    let admin: serde_json::Value = post(
+        "/v1/api-tokens",
+        &bootstrap,
+        json!({"tenant": "bench", "role": "admin"}),
+    )
+    .await
+    .map_err(s)?
+    .json()
+    .await
+    .map_err(s)?;
+    let admin = admin["token"].as_str().ok_or("no admin token")?.to_owned();
+    let enroll: serde_json::Value = post(
+        "/v1/enroll-tokens",
+        &admin,
+        json!({"owner": "bench@example.com", "profile": "bench"}),
+    )
+    .await
+    .map_err(s)?
+    .json()
+    .await
+    .map_err(s)?;
+    let state = root.join("state");
+    let enrolled = Command::new(ward)
+        .args(["agent", "enroll", "--server", &url, "--enroll-token"])
+        .arg(enroll["token"].as_str().ok_or("no enrolment token")?)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .map_err(s)?;
+    if !enrolled.status.success() {
+        return Err(format!(
+            "ward agent enroll: {}",
+            String::from_utf8_lossy(&enrolled.stderr)
+        ));
+    }
+    let daemon = Command::new(ward)
+        .args(["agent", "run", "--state-dir"])
+        .arg(&state)
+        .env("WARD_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(s)?;
+    let socket = state.join("agent.sock");
+    let desk = Desk {
+        _dir: dir,
+        server,
+        daemon: Some(daemon),
+        socket,
+        work,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(status) = LocalClient::new(&desk.socket).status().await
+            && status.tokens.iter().all(|t| t.expires_at.is_some())
+            && !status.tokens.is_empty()
+        {
+            return Ok(desk);
+        }
+        if Instant::now() > deadline {
+            return Err("the daemon did not get its token within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn listening_url(server: &mut Child) -> BResult<String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = server.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.map_err(s)?;
+        if let Some(rest) = line.strip_prefix("ward listening on ") {
+            let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(url);
+        }
+    }
+    Err("ward serve exited before listening".into())
+}
