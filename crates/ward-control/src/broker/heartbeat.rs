@@ -15,7 +15,6 @@
 use serde_json::json;
 use ward_api::{
     AcksStored, AgentFeature, Directive, DirectiveAck, DirectiveAcks, Heartbeat, HeartbeatResponse,
-    StalenessBounds,
 };
 use ward_model::enforcement::{Flags, KillSwitches};
 use ward_model::feed::directive_for_state;
