@@ -134,7 +134,34 @@ pub struct StalenessBounds {
 /// `PUT /v1/agent-policy`: a tenant's staleness bounds. Rules:
 /// `1 <= heartbeat_interval_secs < high_risk_after_secs <= read_only_after_secs
 /// <= offline_after_secs <= the server's default token lifetime`.
-pub type SetAgentPolicy = StalenessBounds;
+/// Like every runtime switch an admin sets, it carries a reason for the
+/// audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAgentPolicy {
+    /// Heartbeat interval, seconds.
+    pub heartbeat_interval_secs: u64,
+    /// High-risk features stop after this many seconds without contact.
+    pub high_risk_after_secs: u64,
+    /// Everything becomes read-only after this many seconds.
+    pub read_only_after_secs: u64,
+    /// Everything is denied after this many seconds.
+    pub offline_after_secs: u64,
+    /// Why (recorded in the audit log).
+    pub reason: String,
+}
+
+impl SetAgentPolicy {
+    /// The bounds asked for.
+    pub fn bounds(&self) -> StalenessBounds {
+        StalenessBounds {
+            heartbeat_interval_secs: self.heartbeat_interval_secs,
+            high_risk_after_secs: self.high_risk_after_secs,
+            read_only_after_secs: self.read_only_after_secs,
+            offline_after_secs: self.offline_after_secs,
+        }
+    }
+}
 
 /// A feature of the agent's profile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

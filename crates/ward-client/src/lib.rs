@@ -351,7 +351,8 @@ impl Client {
     ) -> Result<HeartbeatResponse, ClientError> {
         let path = format!("/v1/agents/{}/heartbeat", segment(agent_id));
         let proof = self.proof(device, "POST", &path)?;
-        self.call(Method::POST, &path, Some(body), Some(proof)).await
+        self.call(Method::POST, &path, Some(body), Some(proof))
+            .await
     }
 
     /// `POST /v1/agents/{id}/acks` with a fresh DPoP proof.
@@ -363,7 +364,8 @@ impl Client {
     ) -> Result<AcksStored, ClientError> {
         let path = format!("/v1/agents/{}/acks", segment(agent_id));
         let proof = self.proof(device, "POST", &path)?;
-        self.call(Method::POST, &path, Some(body), Some(proof)).await
+        self.call(Method::POST, &path, Some(body), Some(proof))
+            .await
     }
 
     /// `POST /v1/events` with a fresh DPoP proof: ship a batch.

@@ -11,6 +11,7 @@ mod extract;
 mod fields;
 mod instance;
 mod keys;
+mod metrics;
 pub mod oidc;
 mod openapi;
 mod paging;
@@ -118,6 +119,8 @@ pub struct StateInner {
     /// Unix seconds at start: DPoP proofs issued earlier are refused, since
     /// the replay cache does not survive a restart.
     pub(crate) started_at: i64,
+    /// Heartbeats and acknowledgements received, for `/metrics`.
+    pub(crate) counters: metrics::Counters,
 }
 
 impl std::ops::Deref for AppState {
@@ -205,6 +208,7 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             replay: ReplayCache::default(),
             matrix,
             started_at: now / 1000,
+            counters: metrics::Counters::default(),
         }),
     };
     Ok(Initialised {

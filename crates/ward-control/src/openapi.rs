@@ -8,7 +8,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, agents, approvals, audit, consents, meta, policy, switches, tokens, watch,
+    admin, agents, approvals, audit, consents, desktop, meta, policy, switches, tokens, watch,
 };
 
 #[derive(OpenApi)]
@@ -26,6 +26,8 @@ use crate::routes::{
         policy::push, policy::show,
         switches::set_killswitch, switches::killswitches, switches::set_flag, switches::flags,
         watch::watch, watch::snapshot,
+        desktop::heartbeat, desktop::acks, desktop::watch, desktop::agent_policy,
+        desktop::set_agent_policy, desktop::killswitch_status, desktop::metrics,
     ),
     modifiers(&BearerAuth, &ResponseDescriptions, &UniqueOperationIds),
 )]

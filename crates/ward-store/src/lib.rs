@@ -11,6 +11,7 @@
 mod approvals;
 mod events;
 mod files;
+mod heartbeats;
 mod policy;
 mod rows;
 mod schema;
@@ -19,6 +20,7 @@ mod switches;
 pub use approvals::*;
 pub use events::*;
 pub use files::{LOCK_FILE, ensure_unlocked};
+pub use heartbeats::*;
 pub use policy::*;
 pub use rows::*;
 pub use switches::*;

@@ -181,4 +181,5 @@ CREATE TABLE events (
     ts TEXT NOT NULL
 ) STRICT;
 "#,
+    crate::heartbeats::MIGRATION,
 ];

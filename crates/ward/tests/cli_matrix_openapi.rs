@@ -121,6 +121,13 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/flags/{key}", "put"),
         ("/v1/watch", "get"),
         ("/v1/watch/snapshot", "get"),
+        ("/v1/agents/{id}/heartbeat", "post"),
+        ("/v1/agents/{id}/acks", "post"),
+        ("/v1/agents/{id}/watch", "get"),
+        ("/v1/agent-policy", "get"),
+        ("/v1/agent-policy", "put"),
+        ("/v1/killswitch/status", "get"),
+        ("/metrics", "get"),
     ];
     for (path, method) in expected {
         assert!(

@@ -101,8 +101,13 @@ async fn kill_switches_and_revocations_reach_a_watcher_at_once() {
         .expect("kill switch event");
     let kill_latency = started.elapsed();
     assert_eq!(event.kind, "killswitch");
+    let mut data = event.data.clone();
+    assert!(
+        data.as_object_mut().unwrap().remove("set_at").is_some(),
+        "devices acknowledge a switch by its set_at: {data}"
+    );
     assert_eq!(
-        event.data,
+        data,
         json!({"scope": "tenant", "tenant": tenant, "target": tenant, "mode": "offline", "reason": "drill"})
     );
 

@@ -240,6 +240,19 @@ fn scopes_of(record: &ConsentRow) -> Vec<Scope> {
         .collect()
 }
 
+/// Whether `latest` (the owner's latest record) grants every scope of
+/// `scopes`: what [`check`] requires at token time, asked without a
+/// request (the heartbeat's feature list and re-consent directive).
+pub fn covers(latest: Option<&ConsentRow>, scopes: &[Scope]) -> bool {
+    latest.is_some_and(|record| {
+        let consented = scopes_of(record);
+        record.decision == "granted"
+            && scopes
+                .iter()
+                .all(|scope| consented.iter().any(|c| c.covers(scope)))
+    })
+}
+
 /// Checks that the owner's latest consent covers every scope in `needed`
 /// (index in the request, scope). A refusal, no record, or a scope wider
 /// than what was consented to answers 403 `consent_required`.

@@ -1,6 +1,8 @@
 //! Authenticating an agent by a DPoP proof of its enrolled device key, for
-//! the requests agents make themselves (tokens): the first stage of a token
-//! decision. Knows nothing of HTTP: the handler passes the proof it read.
+//! the requests agents make themselves (tokens, heartbeats, acknowledgements,
+//! the agent's watch stream): the first stage of each. Knows nothing of
+//! HTTP: the handler passes the proof it read and the method and path it
+//! was made for.
 
 use std::sync::Arc;
 use ward_auth::ProofExpectations;
@@ -14,12 +16,25 @@ use crate::error::ApiError;
 pub type Refusal = (ApiError, Option<String>);
 
 /// Checks that `proof` (the request's one `DPoP` header, or why it has
-/// none) is a fresh, unreplayed DPoP proof for `path` signed by
+/// none) is a fresh, unreplayed DPoP proof for `POST` on `path` signed by
 /// `agent_id`'s enrolled device key. Returns the agent.
 pub async fn authenticate(
     state: &AppState,
     proof: Result<&str, ApiError>,
     agent_id: &str,
+    path: &str,
+    now: i64,
+) -> Result<Arc<CachedAgent>, Refusal> {
+    authenticate_for(state, proof, agent_id, "POST", path, now).await
+}
+
+/// Like [`authenticate`], for a proof made for `method` (`htm`) on `path`:
+/// a proof for another method or path is refused.
+pub async fn authenticate_for(
+    state: &AppState,
+    proof: Result<&str, ApiError>,
+    agent_id: &str,
+    method: &str,
     path: &str,
     now: i64,
 ) -> Result<Arc<CachedAgent>, Refusal> {
@@ -39,7 +54,7 @@ pub async fn authenticate(
     let verified = ward_auth::dpop::verify_proof_known(
         proof,
         &ProofExpectations {
-            htm: "POST",
+            htm: method,
             htu: &htu,
             now,
             max_age_secs: state.config.dpop_max_age_secs,

@@ -10,12 +10,18 @@
 //! - [`enrolment`]: enrolment tokens and enrolling a device.
 //! - [`lifecycle`]: moving an agent between states.
 //! - [`revoke`]: revoking tokens by id, agent or scope prefix.
+//! - [`heartbeat`]: heartbeats and directive acknowledgements of devices.
+//! - [`staleness`]: the per-tenant staleness policy; which agents are stale.
+//! - [`reach`]: how far each kill switch reached; the agent gauges.
 
 pub mod approval;
 pub mod consent;
 pub mod device;
 pub mod enrolment;
+pub mod heartbeat;
 pub mod introspect;
 pub mod lifecycle;
+pub mod reach;
 pub mod revoke;
+pub mod staleness;
 pub mod token;

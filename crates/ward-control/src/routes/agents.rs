@@ -17,10 +17,12 @@ use ward_store::AgentRow;
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::broker::{enrolment, lifecycle};
+use crate::broker::{enrolment, lifecycle, staleness};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::paging::{page, parse_limit};
+use crate::util::{now_ms, rfc3339};
+use ward_model::timestamp::parse_rfc3339;
 
 /// Create a single-use enrolment token for an owner and a profile.
 #[utoipa::path(post, path = "/v1/enroll-tokens", tag = "agents", request_body = CreateEnrollToken,
@@ -72,6 +74,58 @@ pub fn agent_out(row: AgentRow) -> Agent {
     }
 }
 
+/// Fills in what the agents' heartbeats say: last heartbeat, its age, the
+/// device's mode and runtime version, and whether the agent is stale (an
+/// active or quarantined agent silent for three of its tenant's intervals;
+/// one that never sent a heartbeat counts from its enrolment).
+pub async fn with_contact(
+    state: &AppState,
+    mut agents: Vec<Agent>,
+) -> Result<Vec<Agent>, ApiError> {
+    let ids: Vec<(String, String)> = agents
+        .iter()
+        .map(|a| (a.id.clone(), a.tenant.clone()))
+        .collect();
+    let (heartbeats, policies) = state
+        .store
+        .read(move |conn| {
+            let mut heartbeats = Vec::with_capacity(ids.len());
+            let mut policies = std::collections::HashMap::new();
+            for (id, tenant) in &ids {
+                heartbeats.push(ward_store::heartbeat(conn, id)?);
+                if !policies.contains_key(tenant) {
+                    policies.insert(tenant.clone(), ward_store::agent_policy(conn, tenant)?);
+                }
+            }
+            Ok((heartbeats, policies))
+        })
+        .await?;
+    let now = now_ms();
+    for (agent, heartbeat) in agents.iter_mut().zip(heartbeats) {
+        let interval = staleness::effective(
+            policies.get(&agent.tenant).and_then(Option::as_ref),
+            state.config.default_token_secs,
+        )
+        .heartbeat_interval_secs;
+        let last_contact = heartbeat
+            .as_ref()
+            .map(|h| h.received_at_ms)
+            .or_else(|| parse_rfc3339(&agent.created_at));
+        agent.stale = match (agent.state.parse::<AgentState>(), last_contact) {
+            (Ok(current), Some(at)) => staleness::is_stale(current, at, interval, now),
+            _ => false,
+        };
+        if let Some(h) = heartbeat {
+            agent.last_heartbeat_at = Some(rfc3339(h.received_at_ms));
+            agent.heartbeat_age_secs =
+                Some(u64::try_from((now - h.received_at_ms).max(0) / 1000).unwrap_or(0));
+            agent.mode = Some(h.mode);
+            agent.runtime_version = Some(h.version);
+        }
+    }
+    Ok(agents)
+}
+
 /// Query of `GET /v1/agents`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -109,7 +163,7 @@ pub async fn list(
         .await?;
     let (agents, next_cursor) = page(rows, limit, agent_out, |a: &Agent| a.id.clone());
     Ok(JsonOut(AgentList {
-        agents,
+        agents: with_contact(&state, agents).await?,
         next_cursor,
     }))
 }
@@ -130,7 +184,11 @@ pub async fn show(
         .read(move |conn| ward_store::agent(conn, Some(&tenant), &wanted))
         .await?
         .ok_or_else(|| ApiError::not_found("agent", &id))?;
-    Ok(JsonOut(agent_out(row)))
+    let mut shown = with_contact(&state, vec![agent_out(row)]).await?;
+    shown
+        .pop()
+        .map(JsonOut)
+        .ok_or_else(|| ApiError::internal("agent view lost"))
 }
 
 macro_rules! lifecycle_route {
@@ -147,7 +205,8 @@ macro_rules! lifecycle_route {
             Json(body): Json<LifecycleChange>,
         ) -> Result<JsonOut<Agent>, ApiError> {
             let row = lifecycle::change(&state, &principal, id, $action, body).await?;
-            Ok(JsonOut(agent_out(row)))
+            let mut shown = with_contact(&state, vec![agent_out(row)]).await?;
+            shown.pop().map(JsonOut).ok_or_else(|| ApiError::internal("agent view lost"))
         }
     };
 }

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod consents;
+pub mod desktop;
 pub mod meta;
 pub mod policy;
 pub mod switches;
@@ -56,4 +57,19 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/flags/{key}", put(switches::set_flag))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/watch/snapshot", get(watch::snapshot))
+        .merge(desktop_routes())
+}
+
+/// What desktop runtimes call, and what admins read about them.
+fn desktop_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agents/{id}/heartbeat", post(desktop::heartbeat))
+        .route("/v1/agents/{id}/acks", post(desktop::acks))
+        .route("/v1/agents/{id}/watch", get(desktop::watch))
+        .route(
+            "/v1/agent-policy",
+            get(desktop::agent_policy).put(desktop::set_agent_policy),
+        )
+        .route("/v1/killswitch/status", get(desktop::killswitch_status))
+        .route("/metrics", get(desktop::metrics))
 }

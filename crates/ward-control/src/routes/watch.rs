@@ -102,6 +102,18 @@ pub async fn watch(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let tenant = watcher_tenant(&principal)?;
+    follow(state, tenant, &headers).await
+}
+
+/// The change feed of `tenant` (and instance-wide changes; every tenant's
+/// when `None`) as server-sent events, from the request's `Last-Event-ID`
+/// or else from now: the stream of `GET /v1/watch` and of an agent's
+/// `GET /v1/agents/{id}/watch`.
+pub(crate) async fn follow(
+    state: AppState,
+    tenant: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()

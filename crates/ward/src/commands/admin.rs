@@ -60,6 +60,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KillswitchCommand,
     },
+    /// Staleness bounds of the tenant's desktop runtimes: heartbeat interval
+    /// and when devices tighten on their own without contact.
+    AgentPolicy {
+        /// What to do.
+        #[command(subcommand)]
+        command: AgentPolicyCommand,
+    },
     /// Feature flags: turn agent access to a gateway route on or off.
     Flags {
         /// What to do.
@@ -217,8 +224,36 @@ pub enum KillswitchCommand {
         #[arg(long)]
         reason: String,
     },
-    /// List the engaged kill switches.
+    /// The engaged kill switches and how far each reached: agents that
+    /// acknowledged it (time to apply) and, for the rest, when each is in
+    /// safe mode on its own.
     Status,
+}
+
+/// `ward admin agent-policy ...`.
+#[derive(Subcommand, Debug)]
+pub enum AgentPolicyCommand {
+    /// Show the bounds in force.
+    Show,
+    /// Set the bounds (tenant admin). Rules: 1 <= interval < high-risk
+    /// <= read-only <= offline <= the server's default token lifetime.
+    Set {
+        /// Seconds between heartbeats.
+        #[arg(long)]
+        heartbeat_interval: u64,
+        /// High-risk features stop after this many seconds without contact.
+        #[arg(long)]
+        high_risk_after: u64,
+        /// Everything becomes read-only after this many seconds.
+        #[arg(long)]
+        read_only_after: u64,
+        /// Everything is denied after this many seconds.
+        #[arg(long)]
+        offline_after: u64,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// `ward admin flags ...`.
@@ -341,21 +376,7 @@ pub async fn run(args: AdminArgs) -> CliResult {
         AdminCommand::Killswitch { command } => {
             let (scope, target, mode, reason) = match command {
                 KillswitchCommand::Status => {
-                    return out.show(
-                        &api.killswitches().await?,
-                        |l: &ward_api::KillSwitchList| {
-                            l.switches
-                                .iter()
-                                .map(|k| {
-                                    format!(
-                                        "{}\t{}\t{}\t{}\t{}",
-                                        k.scope, k.target, k.mode, k.set_by, k.reason
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                        },
-                    );
+                    return out.show(&api.killswitch_status().await?, reach_text);
                 }
                 KillswitchCommand::Set {
                     scope,
@@ -381,6 +402,36 @@ pub async fn run(args: AdminArgs) -> CliResult {
                     format!("kill switch {} {} is now {}", k.scope, k.target, k.mode)
                 },
             )
+        }
+        AdminCommand::AgentPolicy { command } => {
+            let bounds = match command {
+                AgentPolicyCommand::Show => api.agent_policy().await?,
+                AgentPolicyCommand::Set {
+                    heartbeat_interval,
+                    high_risk_after,
+                    read_only_after,
+                    offline_after,
+                    reason,
+                } => {
+                    let body = ward_api::SetAgentPolicy {
+                        heartbeat_interval_secs: heartbeat_interval,
+                        high_risk_after_secs: high_risk_after,
+                        read_only_after_secs: read_only_after,
+                        offline_after_secs: offline_after,
+                        reason,
+                    };
+                    api.set_agent_policy(&body).await?
+                }
+            };
+            out.show(&bounds, |b: &ward_api::StalenessBounds| {
+                format!(
+                    "heartbeat every {} s; high-risk features stop after {} s, read-only after {} s, offline after {} s without contact",
+                    b.heartbeat_interval_secs,
+                    b.high_risk_after_secs,
+                    b.read_only_after_secs,
+                    b.offline_after_secs
+                )
+            })
         }
         AdminCommand::Flags { command } => match command {
             FlagsCommand::List => out.show(&api.flags().await?, |l: &ward_api::FlagList| {
@@ -431,10 +482,61 @@ pub async fn run(args: AdminArgs) -> CliResult {
 }
 
 fn agent_line(a: &ward_api::Agent) -> String {
+    let heartbeat = a
+        .heartbeat_age_secs
+        .map_or_else(|| "never".to_owned(), |age| format!("{age}s ago"));
     format!(
-        "{}\t{}\t{}\t{}\t{}",
-        a.id, a.state, a.owner, a.profile, a.device.host_id
+        "{}\t{}\t{}\t{}\t{}\theartbeat {heartbeat}{}",
+        a.id,
+        a.state,
+        a.owner,
+        a.profile,
+        a.device.host_id,
+        if a.stale { "\tSTALE" } else { "" }
     )
+}
+
+/// A kill switch status as a readable table, one block per switch.
+fn reach_text(status: &ward_api::KillSwitchStatus) -> String {
+    if status.switches.is_empty() {
+        return "no kill switch is engaged".to_owned();
+    }
+    let mut lines = Vec::new();
+    for reach in &status.switches {
+        let k = &reach.switch;
+        lines.push(format!(
+            "{} {} {}: {} (set {} by {}: {})",
+            k.scope, k.target, k.mode, reach.directive, k.set_at, k.set_by, k.reason
+        ));
+        lines.push(format!(
+            "  {} acknowledged, {} pending",
+            reach.acknowledged.len(),
+            reach.pending.len()
+        ));
+        lines.push(format!(
+            "  {:<32} {:<12} {:<26} {}",
+            "AGENT", "STATUS", "APPLIED / LAST CONTACT", "TIME TO APPLY / SAFE BY"
+        ));
+        for ack in &reach.acknowledged {
+            lines.push(format!(
+                "  {:<32} {:<12} {:<26} {} ms",
+                ack.agent_id, "applied", ack.applied_at, ack.time_to_apply_ms
+            ));
+        }
+        for pending in &reach.pending {
+            lines.push(format!(
+                "  {:<32} {:<12} {:<26} {}",
+                pending.agent_id,
+                "pending",
+                pending.last_contact.as_deref().unwrap_or("never"),
+                pending
+                    .safe_by
+                    .as_deref()
+                    .unwrap_or("no contact, so no token")
+            ));
+        }
+    }
+    lines.join("\n")
 }
 
 async fn agents(api: &Client, out: Output, command: AgentsCommand) -> CliResult {
