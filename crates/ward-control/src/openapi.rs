@@ -8,7 +8,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, agents, approvals, audit, consents, meta, policy, switches, tokens, watch,
+    admin, agents, approvals, audit, consents, events, meta, policy, switches, tokens, watch,
 };
 
 #[derive(OpenApi)]
@@ -26,6 +26,7 @@ use crate::routes::{
         policy::push, policy::show,
         switches::set_killswitch, switches::killswitches, switches::set_flag, switches::flags,
         watch::watch, watch::snapshot,
+        events::ship, events::list,
     ),
     modifiers(&BearerAuth, &ResponseDescriptions, &UniqueOperationIds),
 )]

@@ -121,6 +121,8 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/flags/{key}", "put"),
         ("/v1/watch", "get"),
         ("/v1/watch/snapshot", "get"),
+        ("/v1/events", "post"),
+        ("/v1/events", "get"),
     ];
     for (path, method) in expected {
         assert!(
@@ -141,6 +143,8 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         "EnrollAgent",
         "AuditPage",
         "IntrospectResponse",
+        "EventBatch",
+        "EventPage",
     ] {
         assert!(
             served["components"]["schemas"].get(schema).is_some(),

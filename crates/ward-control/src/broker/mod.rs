@@ -10,11 +10,13 @@
 //! - [`enrolment`]: enrolment tokens and enrolling a device.
 //! - [`lifecycle`]: moving an agent between states.
 //! - [`revoke`]: revoking tokens by id, agent or scope prefix.
+//! - [`events`]: accepting a device's batch of shipped events.
 
 pub mod approval;
 pub mod consent;
 pub mod device;
 pub mod enrolment;
+pub mod events;
 pub mod introspect;
 pub mod lifecycle;
 pub mod revoke;

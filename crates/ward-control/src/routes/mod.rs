@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod consents;
+pub mod events;
 pub mod meta;
 pub mod policy;
 pub mod switches;
@@ -56,4 +57,5 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/flags/{key}", put(switches::set_flag))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/watch/snapshot", get(watch::snapshot))
+        .route("/v1/events", post(events::ship).get(events::list))
 }
