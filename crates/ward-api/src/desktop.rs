@@ -229,6 +229,31 @@ pub struct EventBatch {
     pub events: Vec<AgentEvent>,
 }
 
+/// The most events one `POST /v1/events` batch may hold.
+pub const EVENT_BATCH_MAX_EVENTS: usize = 1000;
+
+/// The largest `POST /v1/events` body, bytes (413 beyond): 1000 events of
+/// about 4 KiB each. Every event within the field bounds below fits in a
+/// batch of its own, so a shipper that cuts batches at this size and at
+/// [`EVENT_BATCH_MAX_EVENTS`] never holds an event it cannot send.
+pub const EVENT_BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The longest accepted `AgentEvent.target`, bytes of UTF-8.
+pub const EVENT_TARGET_MAX_BYTES: usize = 2048;
+
+/// The longest accepted `AgentEvent.reason`, bytes of UTF-8.
+pub const EVENT_REASON_MAX_BYTES: usize = 1024;
+
+/// The longest accepted `AgentEvent.action`, bytes of UTF-8.
+pub const EVENT_ACTION_MAX_BYTES: usize = 128;
+
+/// The longest accepted `AgentEvent.user_id`, bytes of UTF-8.
+pub const EVENT_USER_MAX_BYTES: usize = 254;
+
+/// The longest accepted `AgentEvent.result`, bytes (lowercase ASCII
+/// letters, digits, `_`, `-`, `.`).
+pub const EVENT_RESULT_MAX_BYTES: usize = 32;
+
 /// What the server did with a batch.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventsAccepted {

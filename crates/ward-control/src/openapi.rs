@@ -8,7 +8,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, agents, approvals, audit, consents, desktop, meta, policy, switches, tokens, watch,
+    admin, agents, approvals, audit, consents, desktop, events, meta, policy, switches, tokens,
+    watch,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +29,7 @@ use crate::routes::{
         watch::watch, watch::snapshot,
         desktop::heartbeat, desktop::acks, desktop::watch, desktop::agent_policy,
         desktop::set_agent_policy, desktop::killswitch_status, desktop::metrics,
+        events::ship, events::list,
     ),
     modifiers(&BearerAuth, &ResponseDescriptions, &UniqueOperationIds),
 )]

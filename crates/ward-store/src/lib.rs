@@ -8,6 +8,7 @@
 //! INVARIANT: only the writer thread appends to `audit`, so the chain head it
 //! keeps in memory is the head on disk.
 
+mod agent_events;
 mod approvals;
 mod events;
 mod files;
@@ -17,6 +18,7 @@ mod rows;
 mod schema;
 mod switches;
 
+pub use agent_events::*;
 pub use approvals::*;
 pub use events::*;
 pub use files::{LOCK_FILE, ensure_unlocked};

@@ -182,4 +182,31 @@ CREATE TABLE events (
 ) STRICT;
 "#,
     crate::heartbeats::MIGRATION,
+    // The events devices ship (`agent_events.rs`); `id` is received order.
+    r#"
+CREATE TABLE agent_events (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    ts TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    correlation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    class TEXT NOT NULL CHECK (class IN ('audit', 'telemetry')),
+    feature TEXT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT NOT NULL,
+    reason TEXT,
+    duration_ms INTEGER,
+    sampling REAL NOT NULL CHECK (sampling > 0 AND sampling <= 1),
+    received_at TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX agent_events_id ON agent_events(tenant_id, agent_id, device_id, seq);
+CREATE INDEX agent_events_by_tenant ON agent_events(tenant_id, id);
+CREATE INDEX agent_events_by_agent ON agent_events(tenant_id, agent_id, id);
+CREATE INDEX agent_events_by_correlation ON agent_events(tenant_id, correlation_id, id);
+"#,
 ];

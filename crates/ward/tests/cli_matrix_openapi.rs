@@ -128,6 +128,8 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/agent-policy", "put"),
         ("/v1/killswitch/status", "get"),
         ("/metrics", "get"),
+        ("/v1/events", "post"),
+        ("/v1/events", "get"),
     ];
     for (path, method) in expected {
         assert!(
@@ -148,6 +150,8 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         "EnrollAgent",
         "AuditPage",
         "IntrospectResponse",
+        "EventBatch",
+        "EventPage",
     ] {
         assert!(
             served["components"]["schemas"].get(schema).is_some(),

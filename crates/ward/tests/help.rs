@@ -70,8 +70,8 @@ fn the_help_lists_every_command_with_a_description() {
         .map(|(name, _)| name)
         .collect();
     let expected = [
-        "serve", "admin", "agent", "audit", "login", "policy", "gateway", "openapi", "matrix",
-        "help",
+        "serve", "admin", "agent", "audit", "events", "login", "policy", "gateway", "openapi",
+        "matrix", "help",
     ];
     assert_eq!(top, expected, "the commands `ward --help` lists");
     let mut seen = Vec::new();
@@ -83,6 +83,7 @@ fn the_help_lists_every_command_with_a_description() {
         "agent enroll",
         "agent token",
         "audit verify",
+        "events list",
         "policy push",
         "gateway check",
         "matrix check",

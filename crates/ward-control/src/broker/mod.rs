@@ -13,12 +13,14 @@
 //! - [`heartbeat`]: heartbeats and directive acknowledgements of devices.
 //! - [`staleness`]: the per-tenant staleness policy; which agents are stale.
 //! - [`reach`]: how far each kill switch reached; the agent gauges.
+//! - [`events`]: accepting a device's batch of shipped events.
 
 pub mod approval;
 pub mod consent;
 pub mod device;
 pub mod enrolment;
 pub mod heartbeat;
+pub mod events;
 pub mod introspect;
 pub mod lifecycle;
 pub mod reach;

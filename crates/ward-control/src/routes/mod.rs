@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod consents;
 pub mod desktop;
+pub mod events;
 pub mod meta;
 pub mod policy;
 pub mod switches;
@@ -72,4 +73,5 @@ fn desktop_routes() -> Router<AppState> {
         )
         .route("/v1/killswitch/status", get(desktop::killswitch_status))
         .route("/metrics", get(desktop::metrics))
+        .route("/v1/events", post(events::ship).get(events::list))
 }

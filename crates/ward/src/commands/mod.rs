@@ -5,6 +5,7 @@
 mod admin;
 mod agent;
 mod audit;
+mod events;
 mod gateway;
 mod login;
 mod matrix;
@@ -44,6 +45,12 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Read the events devices shipped (the agents' own logs).
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
     /// Sign in with the server's OpenID provider (device flow); later
     /// commands use the token when no --token / WARD_TOKEN is given.
     Login(login::LoginArgs),
@@ -73,6 +80,7 @@ pub async fn run(command: Command) -> CliResult {
         Command::Admin(args) => admin::run(args).await,
         Command::Agent { command } => agent::run(command).await,
         Command::Audit { command } => audit::run(command).await,
+        Command::Events { command } => events::run(command).await,
         Command::Login(args) => login::run(args).await,
         Command::Policy { command } => policy::run(command).await,
         Command::Gateway(args) => gateway::run(args).await,

@@ -1,0 +1,377 @@
+//! Accepting a device's batch of events (`POST /v1/events`), stage by
+//! stage: authenticate device -> read the batch (size, identity, fields)
+//! -> store. Knows nothing of HTTP: the handler passes the proof it read.
+//!
+//! The events are the agent's own log, not the control plane's audit: an
+//! accepted batch writes no audit entry (a refused one is audited by the
+//! caller, like every refusal). Events of agents that are quarantined,
+//! revoked or uninstalled are accepted: what a device ships on its way out
+//! is evidence.
+//!
+//! INVARIANT: a batch is stored whole or not at all (one write
+//! transaction), and only when every event names the sending agent and the
+//! key that signed the proof.
+
+use ward_api::{
+    AgentEvent, EVENT_ACTION_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, EVENT_REASON_MAX_BYTES,
+    EVENT_RESULT_MAX_BYTES, EVENT_TARGET_MAX_BYTES, EVENT_USER_MAX_BYTES, EventBatch,
+    EventsAccepted,
+};
+use ward_store::{AgentEventRow, AgentRow};
+
+use crate::AppState;
+use crate::broker::device::{self, Refusal};
+use crate::error::ApiError;
+use crate::util::{now_ms, rfc3339};
+
+/// The path DPoP proofs for shipping events are made for.
+const EVENTS_PATH: &str = "/v1/events";
+
+/// The longest accepted `ts`, bytes (an RFC 3339 time is about 30).
+const TS_MAX_BYTES: usize = 64;
+
+/// Accepts a batch carrying `proof` (the request's `DPoP` header, or why it
+/// has none): how many events were stored and how many were already held,
+/// or the refusal and the tenant it is attributed to.
+pub async fn accept(
+    state: &AppState,
+    proof: Result<&str, ApiError>,
+    batch: EventBatch,
+) -> Result<EventsAccepted, Refusal> {
+    let now = now_ms();
+    let cached =
+        device::authenticate(state, proof, &batch.agent_id, EVENTS_PATH, now / 1000).await?;
+    let agent = &cached.row;
+    let fail = |error: ApiError| (error, Some(agent.tenant_id.clone()));
+    let rows = read_batch(agent, batch.events, &rfc3339(now)).map_err(fail)?;
+    let stored = state
+        .store
+        .write(move |ctx| ward_store::insert_agent_events(ctx.conn(), &rows))
+        .await
+        .map_err(|e| fail(e.into()))?;
+    Ok(EventsAccepted {
+        stored: stored.stored,
+        duplicates: stored.duplicates,
+    })
+}
+
+/// Reads the batch into rows: 1 to [`EVENT_BATCH_MAX_EVENTS`] events, each
+/// naming `agent` and its device key, each field within its bounds.
+fn read_batch(
+    agent: &AgentRow,
+    events: Vec<AgentEvent>,
+    received_at: &str,
+) -> Result<Vec<AgentEventRow>, ApiError> {
+    if events.is_empty() || events.len() > EVENT_BATCH_MAX_EVENTS {
+        return Err(ApiError::invalid(
+            "events",
+            format!(
+                "a batch holds 1 to {EVENT_BATCH_MAX_EVENTS} events, this one {}; split it",
+                events.len()
+            ),
+        ));
+    }
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| read_event(agent, index, event, received_at))
+        .collect()
+}
+
+/// Checks one event and makes its row. Identity comes first: an event of
+/// another agent or device is refused (403) whatever else is wrong with it.
+fn read_event(
+    agent: &AgentRow,
+    index: usize,
+    event: AgentEvent,
+    received_at: &str,
+) -> Result<AgentEventRow, ApiError> {
+    let field = |name: &str| format!("events[{index}].{name}");
+    if event.agent_id != agent.id {
+        return Err(ApiError::forbidden(
+            "event_identity_mismatch",
+            format!(
+                "`{}` names agent `{}`, but the proof is signed by the device key of agent `{}`; ship only this agent's events",
+                field("agent_id"),
+                event.agent_id,
+                agent.id
+            ),
+        )
+        .field(field("agent_id")));
+    }
+    if event.device_id != agent.device_jkt {
+        return Err(ApiError::forbidden(
+            "event_identity_mismatch",
+            format!(
+                "`{}` is `{}`, but the proof is signed by device key `{}`; set it to the thumbprint of the key that signs the batch",
+                field("device_id"),
+                event.device_id,
+                agent.device_jkt
+            ),
+        )
+        .field(field("device_id")));
+    }
+    let seq = i64::try_from(event.seq)
+        .ok()
+        .filter(|seq| *seq >= 1)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field("seq"),
+                format!(
+                    "`{}` must be from 1 to {}, got {}",
+                    field("seq"),
+                    i64::MAX,
+                    event.seq
+                ),
+            )
+        })?;
+    let ts_ms = (event.ts.len() <= TS_MAX_BYTES)
+        .then(|| ward_model::timestamp::parse_rfc3339(&event.ts))
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field("ts"),
+                format!(
+                    "`{}` is not an RFC 3339 time such as `2026-01-17T14:23:05.123Z`",
+                    field("ts")
+                ),
+            )
+        })?;
+    if !ward_model::audit::valid_correlation_id(&event.correlation_id) {
+        return Err(ApiError::invalid(
+            field("correlation_id"),
+            format!(
+                "`{}` must be 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `:`",
+                field("correlation_id")
+            ),
+        ));
+    }
+    if !matches!(event.class.as_str(), "audit" | "telemetry") {
+        return Err(ApiError::invalid(
+            field("class"),
+            format!(
+                "`{}` must be `audit` or `telemetry`, got `{}`",
+                field("class"),
+                event.class
+            ),
+        ));
+    }
+    if !(event.sampling > 0.0 && event.sampling <= 1.0) {
+        return Err(ApiError::invalid(
+            field("sampling"),
+            format!(
+                "`{}` must be above 0 and at most 1 (1: every event kept), got {}",
+                field("sampling"),
+                event.sampling
+            ),
+        ));
+    }
+    let duration_ms = event
+        .duration_ms
+        .map(|ms| {
+            i64::try_from(ms).map_err(|_| {
+                ApiError::invalid(
+                    field("duration_ms"),
+                    format!("`{}` must be at most {}", field("duration_ms"), i64::MAX),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(feature) = &event.feature
+        && !ward_model::matrix::is_valid_name(feature)
+    {
+        return Err(ApiError::invalid(
+            field("feature"),
+            format!(
+                "`{}` is not a feature name: use 1 to 64 lowercase letters, digits, `-`, `_`, `.`",
+                field("feature")
+            ),
+        ));
+    }
+    if event.result.len() > EVENT_RESULT_MAX_BYTES
+        || !ward_model::matrix::is_valid_name(&event.result)
+    {
+        return Err(ApiError::invalid(
+            field("result"),
+            format!(
+                "`{}` must be 1 to {EVENT_RESULT_MAX_BYTES} lowercase letters, digits, `-`, `_`, `.`, such as `allow` or `error`",
+                field("result")
+            ),
+        ));
+    }
+    label(&field("user_id"), &event.user_id, EVENT_USER_MAX_BYTES)?;
+    label(&field("action"), &event.action, EVENT_ACTION_MAX_BYTES)?;
+    text(&field("target"), &event.target, EVENT_TARGET_MAX_BYTES)?;
+    if let Some(reason) = &event.reason {
+        text(&field("reason"), reason, EVENT_REASON_MAX_BYTES)?;
+    }
+    Ok(AgentEventRow {
+        id: 0,
+        tenant_id: agent.tenant_id.clone(),
+        agent_id: event.agent_id,
+        device_id: event.device_id,
+        seq,
+        ts: event.ts,
+        ts_ms,
+        correlation_id: event.correlation_id,
+        user_id: event.user_id,
+        class: event.class,
+        feature: event.feature,
+        action: event.action,
+        target: event.target,
+        result: event.result,
+        reason: event.reason,
+        duration_ms,
+        sampling: event.sampling,
+        received_at: received_at.to_owned(),
+    })
+}
+
+/// A short label (an action, a user): 1 to `max` bytes, no control characters.
+fn label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            format!("`{field}` must be 1 to {max} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Free text as the device redacted it (a target, a reason): at most `max`
+/// bytes, no NUL; line breaks and tabs are kept (commands have them).
+fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("`{field}` is longer than {max} bytes; shorten it on the device"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::invalid(
+            field,
+            format!("`{field}` must not contain NUL characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use super::*;
+    use ward_model::lifecycle::AgentState;
+
+    fn agent() -> AgentRow {
+        AgentRow {
+            id: "agt_a".into(),
+            tenant_id: "ten_a".into(),
+            owner: "alice@example.com".into(),
+            profile: "p".into(),
+            state: AgentState::Active,
+            os: "linux".into(),
+            agent_version: "1".into(),
+            host_id: "h".into(),
+            device_jwk: "{}".into(),
+            device_jkt: "jkt_a".into(),
+            enroll_token_id: "enr_a".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn event() -> AgentEvent {
+        AgentEvent {
+            seq: 1,
+            ts: "2026-01-17T14:23:05.123+01:00".into(),
+            correlation_id: "corr_1".into(),
+            agent_id: "agt_a".into(),
+            user_id: "alice@example.com".into(),
+            device_id: "jkt_a".into(),
+            class: "audit".into(),
+            feature: Some("code-edit".into()),
+            action: "files:read".into(),
+            target: "/home/alice/notes\nline two".into(),
+            result: "allow".into(),
+            reason: None,
+            duration_ms: Some(4),
+            sampling: 1.0,
+        }
+    }
+
+    /// The field a refusal names, or `ok` with the stored `ts_ms`.
+    fn check(change: impl FnOnce(&mut AgentEvent)) -> String {
+        let mut e = event();
+        change(&mut e);
+        match read_event(&agent(), 2, e, "now") {
+            Ok(row) => format!("ok {}", row.ts_ms),
+            Err(error) => format!(
+                "{} {}",
+                error.status.as_u16(),
+                error.field.unwrap_or_default()
+            ),
+        }
+    }
+
+    #[test]
+    fn each_field_is_checked_and_named() {
+        assert_eq!(check(|_| {}), "ok 1768656185123");
+        assert_eq!(
+            check(|e| e.agent_id = "agt_b".into()),
+            "403 events[2].agent_id"
+        );
+        assert_eq!(
+            check(|e| e.device_id = "jkt_b".into()),
+            "403 events[2].device_id"
+        );
+        assert_eq!(check(|e| e.seq = 0), "400 events[2].seq");
+        assert_eq!(check(|e| e.seq = u64::MAX), "400 events[2].seq");
+        assert_eq!(check(|e| e.ts = "yesterday".into()), "400 events[2].ts");
+        assert_eq!(
+            check(|e| e.correlation_id = "a b".into()),
+            "400 events[2].correlation_id"
+        );
+        assert_eq!(check(|e| e.class = "debug".into()), "400 events[2].class");
+        assert_eq!(check(|e| e.sampling = 0.0), "400 events[2].sampling");
+        assert_eq!(check(|e| e.sampling = 1.5), "400 events[2].sampling");
+        assert_eq!(check(|e| e.sampling = 0.01), "ok 1768656185123");
+        assert_eq!(
+            check(|e| e.duration_ms = Some(u64::MAX)),
+            "400 events[2].duration_ms"
+        );
+        assert_eq!(
+            check(|e| e.feature = Some("Bad Name".into())),
+            "400 events[2].feature"
+        );
+        assert_eq!(check(|e| e.result = String::new()), "400 events[2].result");
+        assert_eq!(check(|e| e.result = "a".repeat(33)), "400 events[2].result");
+        assert_eq!(
+            check(|e| e.user_id = "a\u{7}".into()),
+            "400 events[2].user_id"
+        );
+        assert_eq!(check(|e| e.action = String::new()), "400 events[2].action");
+        assert_eq!(
+            check(|e| e.target = "x".repeat(2049)),
+            "400 events[2].target"
+        );
+        assert_eq!(check(|e| e.target = "x".repeat(2048)), "ok 1768656185123");
+        assert_eq!(check(|e| e.target = "a\0b".into()), "400 events[2].target");
+        assert_eq!(
+            check(|e| e.reason = Some("r".repeat(1025))),
+            "400 events[2].reason"
+        );
+    }
+
+    #[test]
+    fn a_batch_holds_one_to_a_thousand_events() {
+        let field = |n: usize| {
+            read_batch(&agent(), vec![event(); n], "now")
+                .err()
+                .and_then(|e| e.field)
+        };
+        assert_eq!(field(0).as_deref(), Some("events"));
+        assert_eq!(field(1001).as_deref(), Some("events"));
+        assert_eq!(field(1000), None);
+    }
+}
