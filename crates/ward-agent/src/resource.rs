@@ -341,7 +341,8 @@ fn resolve_file(input: &str, cwd: Option<&str>) -> Result<Resolved, ResourceErro
 /// The symlink named by the last component of `path` (its parent
 /// resolved), if it is one.
 fn final_symlink(path: &Path) -> Result<Option<PathBuf>, ResourceError> {
-    let (Some(parent), Some(Component::Normal(name))) = (path.parent(), path.components().last())
+    let (Some(parent), Some(Component::Normal(name))) =
+        (path.parent(), path.components().next_back())
     else {
         return Ok(None);
     };
