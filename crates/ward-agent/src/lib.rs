@@ -10,14 +10,18 @@
 //! - [`enrolment`]: enrol this device with an enrolment token.
 //! - [`token`]: ask the broker for a token, proving possession of the
 //!   device key (DPoP).
+//! - [`resource`]: resources in canonical form, Ward's own paths.
+//! - [`decide`]: the local `authorize` decision.
 //! - [`error`]: the one error type.
 //!
 //! INVARIANT: only the public half of the device key is ever sent.
 
 pub mod daemon;
+pub mod decide;
 pub mod device_key;
 pub mod enrolment;
 pub mod error;
+pub mod resource;
 pub mod state;
 pub mod token;
 
