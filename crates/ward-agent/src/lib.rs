@@ -10,6 +10,8 @@
 //! - [`enrolment`]: enrol this device with an enrolment token.
 //! - [`token`]: ask the broker for a token, proving possession of the
 //!   device key (DPoP).
+//! - [`spool`]: the durable event spool (segments with checksummed
+//!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
 //!
 //! INVARIANT: only the public half of the device key is ever sent.
@@ -17,10 +19,12 @@
 pub mod device_key;
 pub mod enrolment;
 pub mod error;
+pub mod spool;
 pub mod state;
 pub mod token;
 
 pub use enrolment::{DeviceFacts, enrol};
 pub use error::AgentError;
+pub use spool::{Appended, Class, Record, Spool, SpoolConfig};
 pub use state::{AgentRecord, StateDir};
 pub use token::{TokenWanted, acquire_token};
