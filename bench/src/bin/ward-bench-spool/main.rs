@@ -10,8 +10,8 @@
 //! producer with `in_flight` appends outstanding, each append carrying
 //! `batch` events), then reopens the directory and drains it through
 //! `pending`/`shipped`, checking that every acknowledged event is there
-//! exactly once. Reports events/s, latency of one append, write system
-//! calls (so events per group commit), and CPU per event.
+//! exactly once. Reports events/s, latency of one append, events per
+//! group commit (`Spool::commits`), and CPU per event.
 //!
 //! A benchmark, not a test: it fails only on a broken set-up or an event
 //! missing after the reopen.
@@ -65,7 +65,8 @@ struct Outcome {
     events: usize,
     seconds: f64,
     latency: Latencies,
-    writes: u64,
+    /// Group commits (`fdatasync` calls), for the spool runs.
+    commits: Option<u64>,
     cpu_us_per_event: f64,
     drain_per_sec: Option<f64>,
 }
@@ -156,16 +157,6 @@ fn event(producer: usize, n: usize, size: usize) -> Vec<u8> {
     out
 }
 
-/// Write system calls of this process so far (`/proc/self/io`).
-fn write_calls() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("syscw:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// CPU time of this process so far, in seconds.
 fn cpu_seconds() -> f64 {
     ward_bench::read_stat(Path::new("/proc/self/stat"))
@@ -177,7 +168,7 @@ async fn spool_run(dir: &Path, shape: Shape, size: usize) -> BResult<Outcome> {
     let streams = shape.producers * shape.in_flight;
     let appends = shape.events.div_ceil(shape.batch);
     let per_stream = appends.div_ceil(streams);
-    let (writes0, cpu0, started) = (write_calls(), cpu_seconds(), Instant::now());
+    let (cpu0, started) = (cpu_seconds(), Instant::now());
     let mut tasks = Vec::new();
     for stream in 0..streams {
         let spool = spool.clone();
@@ -212,7 +203,7 @@ async fn spool_run(dir: &Path, shape: Shape, size: usize) -> BResult<Outcome> {
         acked += n;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (writes, cpu) = (write_calls() - writes0, cpu_seconds() - cpu0);
+    let (commits, cpu) = (spool.commits(), cpu_seconds() - cpu0);
     drop(spool);
 
     // Every acknowledged event is there after a reopen, once, in order.
@@ -240,7 +231,7 @@ async fn spool_run(dir: &Path, shape: Shape, size: usize) -> BResult<Outcome> {
         events: acked,
         seconds,
         latency: summarize(&mut latencies),
-        writes,
+        commits: Some(commits),
         cpu_us_per_event: cpu * 1e6 / acked as f64,
         drain_per_sec: Some(seen as f64 / drain_seconds),
     })
@@ -256,7 +247,7 @@ fn buffered_run(dir: &Path, producers: usize, events: usize, size: usize) -> BRe
         file,
     )));
     let per = events.div_ceil(producers);
-    let (writes0, cpu0, started) = (write_calls(), cpu_seconds(), Instant::now());
+    let (cpu0, started) = (cpu_seconds(), Instant::now());
     let threads: Vec<_> = (0..producers)
         .map(|producer| {
             let out = Arc::clone(&out);
@@ -281,13 +272,13 @@ fn buffered_run(dir: &Path, producers: usize, events: usize, size: usize) -> BRe
     }
     out.lock().map_err(s)?.flush().map_err(s)?;
     let seconds = started.elapsed().as_secs_f64();
-    let (writes, cpu) = (write_calls() - writes0, cpu_seconds() - cpu0);
+    let cpu = cpu_seconds() - cpu0;
     Ok(Outcome {
         name: "buffered writes, no fsync (upper bound)".into(),
         events: per * producers,
         seconds,
         latency: summarize(&mut latencies),
-        writes,
+        commits: None,
         cpu_us_per_event: cpu * 1e6 / (per * producers) as f64,
         drain_per_sec: None,
     })
@@ -306,7 +297,7 @@ fn render(args: &Args, fs: &str, outcomes: &[Outcome]) -> String {
          configuration (256 MiB bound, 8 MiB segments); each append returns after its \
          `fdatasync`. Every run then reopens its spool and drains it through \
          `pending`/`shipped`, checking that each acknowledged event is there once, in order.\n\n\
-         | run | events | events/s | ÷ one fsync per record | ÷ buffered | events per write | \
+         | run | events | events/s | ÷ one fsync per record | ÷ buffered | events per fsync | \
          append p50 ms | p99 ms | CPU µs/event | drain events/s |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         machine["nproc"],
@@ -323,13 +314,16 @@ fn render(args: &Args, fs: &str, outcomes: &[Outcome]) -> String {
             .drain_per_sec
             .map_or_else(|| "–".to_owned(), |d| format!("{d:.0}"));
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.1}× | {:.1} % | {:.1} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {:.0} | {:.1}× | {:.1} % | {} | {} | {} | {:.1} | {} |\n",
             o.name,
             o.events,
             o.rate(),
             o.rate() / per_fsync,
             100.0 * o.rate() / buffered,
-            o.events as f64 / o.writes.max(1) as f64,
+            o.commits.map_or_else(
+                || "–".to_owned(),
+                |c| format!("{:.1}", o.events as f64 / c.max(1) as f64)
+            ),
             ms(o.latency.p50),
             ms(o.latency.p99),
             o.cpu_us_per_event,
@@ -337,10 +331,9 @@ fn render(args: &Args, fs: &str, outcomes: &[Outcome]) -> String {
         ));
     }
     md.push_str(
-        "\n*events per write*: events ÷ `write` system calls of the process in the run \
-         (`/proc/self/io`); for the spool each group commit is one `write` of the group \
-         and one `fdatasync`, so this is the mean group size (a new segment adds a few \
-         calls). CPU is the whole process's (producers, runtime, writer thread).\n",
+        "\n*events per fsync*: events ÷ the spool's group commits (`Spool::commits`, one \
+         `write` and one `fdatasync` each; a segment rolling over adds one), the mean \
+         group size. CPU is the whole process's (producers, runtime, writer thread).\n",
     );
     md
 }

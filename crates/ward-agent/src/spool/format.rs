@@ -169,9 +169,19 @@ pub(super) struct Scan {
     pub bad: Vec<std::ops::Range<usize>>,
 }
 
+impl Scan {
+    /// Where the good records end (the segment header's end if none).
+    pub fn records_end(&self) -> usize {
+        self.frames
+            .last()
+            .map_or(SEGMENT_HEADER_LEN, |f| f.offset + f.len)
+    }
+}
+
 /// Reads the records of `bytes` from `start` on. A stretch that is not a
 /// record ends at the next offset holding a good record (magic, sane
-/// header, checksum, seq above the last good one), or at the end.
+/// header, checksum, seq above the last good one), or at the last non-zero
+/// byte; zeros to the end of the segment are its unused room, not damage.
 pub(super) fn scan(bytes: &[u8], start: usize, mut min_seq: u64) -> Scan {
     let mut scan = Scan::default();
     let mut offset = start;
@@ -183,7 +193,15 @@ pub(super) fn scan(bytes: &[u8], start: usize, mut min_seq: u64) -> Scan {
                 scan.frames.push(frame);
             }
             Err(_) => {
-                let resume = next_good(bytes, offset + 1, min_seq).unwrap_or(bytes.len());
+                let rest = bytes.get(offset..).unwrap_or_default();
+                if rest.iter().all(|&b| b == 0) {
+                    // The zero-filled room the writer prepared: the end.
+                    break;
+                }
+                let resume = next_good(bytes, offset + 1, min_seq).unwrap_or_else(|| {
+                    // Up to the last non-zero byte; the zeros after it are room.
+                    offset + rest.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1)
+                });
                 scan.bad.push(offset..resume);
                 offset = resume;
             }

@@ -26,7 +26,11 @@
 //!   | 24.. | payload |
 //!
 //!   A segment rolls over when the next record would take it past
-//!   `segment_bytes`, and when everything in it has been shipped.
+//!   `segment_bytes`, and when everything in it has been shipped. The
+//!   writer fills the segment with zeros ahead of its records (1 MiB at a
+//!   time, up to `segment_bytes`), so most syncs overwrite allocated
+//!   blocks and need no journal commit of a new file size; zeros after
+//!   the last record are room, not damage.
 //! - `cursor`: the highest sequence number the server holds and the
 //!   `dropped` and `corrupt` counters, as checksummed text, replaced
 //!   atomically (see `cursor.rs`).
@@ -51,9 +55,11 @@
 //!   counted, never a crash. A bad stretch ends at the next offset holding
 //!   a good record (magic, header, checksum), so one damaged record does
 //!   not cost the rest of its segment.
-//! - `max_bytes` bounds the size of the segments on disk (a segment counts
-//!   until all of it is shipped; a new segment's 16-byte header may go
-//!   past the bound). Audit records are never dropped: an audit append
+//! - `max_bytes` bounds the bytes of the segments' headers and records (a
+//!   segment counts until all of it is shipped; a new segment's 16-byte
+//!   header may go past the bound). The active segment's zeroed room
+//!   comes on top: disk use may exceed the bound by up to one
+//!   `segment_bytes`. Audit records are never dropped: an audit append
 //!   waits up to `full_wait` for space, in arrival order, then fails with
 //!   nothing written. Telemetry that does not fit, or arrives while an
 //!   audit append waits, is dropped and counted.
@@ -77,6 +83,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
@@ -168,6 +175,8 @@ struct Shared {
     state: Mutex<State>,
     /// Held while the cursor file is replaced, so writes of it are ordered.
     cursor_io: Mutex<()>,
+    /// Group commits (`fdatasync` of records) since `open`.
+    commits: AtomicU64,
 }
 
 /// The published view of the spool: only synced records are in it.
@@ -286,6 +295,7 @@ impl Spool {
             config,
             state: Mutex::new(state),
             cursor_io: Mutex::new(()),
+            commits: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = writer::Writer::new(Arc::clone(&shared), file);
@@ -463,6 +473,13 @@ impl Spool {
             corrupt: state.cursor.corrupt,
             shipped_seq: shipped,
         }
+    }
+
+    /// How many group commits (one write and one `fdatasync` each) the
+    /// spool made since it was opened: appended records ÷ this is the mean
+    /// group size.
+    pub fn commits(&self) -> u64 {
+        self.inner.shared.commits.load(Ordering::Relaxed)
     }
 
     /// Removes every file of the spool, its directory included (uninstall).

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::cursor::{self, Cursor, Loaded};
@@ -41,7 +41,7 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 pub(super) fn create_segment(dir: &Path, seq: u64) -> Result<(Segment, std::fs::File), AgentError> {
     let path = dir.join(segment_name(seq));
     let file = std::fs::OpenOptions::new()
-        .append(true)
+        .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
@@ -123,7 +123,7 @@ pub(super) fn recover(dir: &Path) -> Result<(State, std::fs::File), AgentError> 
             }
         }
         let scan = format::scan(&bytes, SEGMENT_HEADER_LEN, min_seq.max(name_seq));
-        let mut len = bytes.len() as u64;
+        let mut len = scan.records_end() as u64;
         if !scan.bad.is_empty() {
             for range in &scan.bad {
                 let name = format!("{}.at-{}", file_name(&path), range.start);
@@ -137,7 +137,6 @@ pub(super) fn recover(dir: &Path) -> Result<(State, std::fs::File), AgentError> 
             len = rewrite(dir, &path, &bytes, &scan)?;
         }
         let mut segment = Segment::empty(path);
-        segment.len = len;
         for frame in &scan.frames {
             segment.note(frame.seq);
         }
@@ -173,7 +172,7 @@ pub(super) fn recover(dir: &Path) -> Result<(State, std::fs::File), AgentError> 
     let (active, file) = match reusable {
         Some((&name, segment)) => {
             let file = std::fs::OpenOptions::new()
-                .append(true)
+                .write(true)
                 .open(&segment.path)
                 .map_err(AgentError::io("write", &segment.path))?;
             (name, file)
@@ -196,20 +195,23 @@ pub(super) fn recover(dir: &Path) -> Result<(State, std::fs::File), AgentError> 
     Ok((state, file))
 }
 
-/// Writes the segment again with its good records only; returns its new
-/// length. A bad stretch only at the end is cut off in place.
+/// Removes the bad stretches of a segment; returns where its records now
+/// end. Damage only after the last good record is overwritten with zeros
+/// in place (the segment keeps its zero-filled room); otherwise the
+/// segment is written again with its good records only.
 fn rewrite(dir: &Path, path: &Path, bytes: &[u8], scan: &format::Scan) -> Result<u64, AgentError> {
-    if let [tail] = scan.bad.as_slice()
-        && tail.end == bytes.len()
-    {
+    let end = scan.records_end();
+    if scan.bad.iter().all(|range| range.start >= end) {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(AgentError::io("write", path))?;
-        file.set_len(tail.start as u64)
-            .and_then(|()| file.sync_all())
-            .map_err(AgentError::io("write", path))?;
-        return Ok(tail.start as u64);
+        for range in &scan.bad {
+            file.write_all_at(&vec![0u8; range.len()], range.start as u64)
+                .map_err(AgentError::io("write", path))?;
+        }
+        file.sync_data().map_err(AgentError::io("write", path))?;
+        return Ok(end as u64);
     }
     let mut good = bytes.get(..SEGMENT_HEADER_LEN).unwrap_or_default().to_vec();
     for frame in &scan.frames {

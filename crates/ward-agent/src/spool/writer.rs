@@ -4,7 +4,7 @@
 //! the records to readers, and only then answers the callers.
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
@@ -19,6 +19,12 @@ use crate::error::AgentError;
 /// At most this many requests go into one group, so a flood of callers
 /// cannot keep a group open forever.
 const MAX_GROUP: usize = 4096;
+
+/// The active segment is filled with zeros ahead of the records, this much
+/// at a time (up to `segment_bytes`): a sync of bytes written over
+/// already-allocated blocks need not commit a change of file size to the
+/// file system's journal, which on ext4 makes it several times faster.
+const ZERO_AHEAD: u64 = 1 << 20;
 
 /// What callers send the writer.
 pub(super) enum Msg {
@@ -57,6 +63,8 @@ pub(super) struct Writer {
     /// The segment being written, as far as it is written.
     segment: Segment,
     next_seq: u64,
+    /// The active segment's file size: zeros from `segment.len` to here.
+    zeroed_to: u64,
     waiting: VecDeque<Request>,
     /// Set by the first failed write or sync; every later append fails.
     broken: Option<String>,
@@ -69,9 +77,11 @@ impl Writer {
             let segment = state.segments.get(&state.active).cloned();
             (state.active, segment, state.next_seq)
         };
+        let zeroed_to = file.metadata().map_or(0, |m| m.len());
         Writer {
             shared,
             file,
+            zeroed_to,
             active,
             segment: segment.unwrap_or_else(|| Segment::empty(Default::default())),
             next_seq,
@@ -256,6 +266,7 @@ impl Writer {
                     touched.push((self.active, self.segment.clone()));
                     let (segment, file) = create_segment(&self.shared.dir, self.next_seq)?;
                     (self.active, self.segment, self.file) = (self.next_seq, segment, file);
+                    self.zeroed_to = SEGMENT_HEADER_LEN as u64;
                 }
                 format::encode_record(&mut buf, self.next_seq, *class, payload);
                 self.segment.note(self.next_seq);
@@ -267,16 +278,31 @@ impl Writer {
         Ok(touched)
     }
 
-    /// One write and one fdatasync of `buf` to the active segment.
+    /// One write and one fdatasync of `buf` at the end of the active
+    /// segment's records, with the next stretch of zeros when the records
+    /// reach the zeroed room.
     fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), AgentError> {
         if buf.is_empty() {
             return Ok(());
         }
+        let start = self.segment.len;
+        let records = buf.len() as u64;
+        let end = start + records;
+        if end > self.zeroed_to {
+            let room = (self.zeroed_to + ZERO_AHEAD)
+                .min(self.shared.config.segment_bytes)
+                .max(end);
+            buf.resize(buf.len() + (room - end) as usize, 0);
+        }
         self.file
-            .write_all(buf)
+            .write_all_at(buf, start)
             .and_then(|()| self.file.sync_data())
             .map_err(AgentError::io("write", &self.segment.path))?;
-        self.segment.len += buf.len() as u64;
+        self.shared
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.zeroed_to = self.zeroed_to.max(start + buf.len() as u64);
+        self.segment.len = end;
         buf.clear();
         Ok(())
     }
