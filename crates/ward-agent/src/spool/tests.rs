@@ -583,3 +583,26 @@ async fn an_oversized_event_is_refused_before_anything_is_written() {
     assert!(all(&spool).is_empty());
     assert_eq!(spool.append(vec![]).await.unwrap().seqs, []);
 }
+
+#[tokio::test]
+async fn a_changed_byte_in_the_zeroed_room_is_set_aside_and_the_records_stay() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let spool = Spool::open(dir, SpoolConfig::default()).unwrap();
+    append_each(&spool, 1..=4).await;
+    drop(spool);
+    let segment = segment_files(dir).pop().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes.len() >= 1 << 20, "{}", bytes.len());
+    bytes[5000] = 0x99;
+    std::fs::write(&segment, &bytes).unwrap();
+    let spool = Spool::open(dir, SpoolConfig::default()).unwrap();
+    assert_eq!(seqs(&all(&spool)), [1, 2, 3, 4]);
+    assert_eq!(spool.status().corrupt, 1);
+    assert_eq!(std::fs::read(&segment).unwrap()[5000], 0);
+    append_each(&spool, 5..=5).await;
+    drop(spool);
+    let spool = Spool::open(dir, SpoolConfig::default()).unwrap();
+    assert_eq!(seqs(&all(&spool)), [1, 2, 3, 4, 5]);
+    assert_eq!(spool.status().corrupt, 1);
+}
