@@ -47,6 +47,28 @@ pub enum AgentError {
     /// The caller's input is not usable.
     #[error("{0}")]
     Invalid(String),
+    /// The event spool has no room for audit events and none was freed in
+    /// time; nothing of the append was written.
+    #[error(
+        "the event spool is full ({used} of {max} bytes hold events not yet shipped) and no \
+         space was freed within {waited_ms} ms, so the events were not recorded; check that the \
+         agent reaches the control plane so the spool drains, or give the spool more space"
+    )]
+    SpoolFull {
+        /// Bytes of segments on disk.
+        used: u64,
+        /// The spool's bound.
+        max: u64,
+        /// How long the append waited.
+        waited_ms: u128,
+    },
+    /// The event spool takes no more events (wiped, closed, or an earlier
+    /// write failed).
+    #[error("the event spool is not taking events: {reason}; restart `ward agent run`")]
+    SpoolUnavailable {
+        /// Why.
+        reason: String,
+    },
     /// The server refused or could not be reached.
     #[error(transparent)]
     Client(#[from] ward_client::ClientError),

@@ -12,6 +12,8 @@
 //!   device key (DPoP).
 //! - [`resource`]: resources in canonical form, Ward's own paths.
 //! - [`decide`]: the local `authorize` decision.
+//! - [`spool`]: the durable event spool (segments with checksummed
+//!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
 //!
 //! INVARIANT: only the public half of the device key is ever sent.
@@ -22,10 +24,12 @@ pub mod device_key;
 pub mod enrolment;
 pub mod error;
 pub mod resource;
+pub mod spool;
 pub mod state;
 pub mod token;
 
 pub use enrolment::{DeviceFacts, enrol};
 pub use error::AgentError;
+pub use spool::{Appended, Class, Record, Spool, SpoolConfig};
 pub use state::{AgentRecord, StateDir};
 pub use token::{TokenWanted, acquire_token};
