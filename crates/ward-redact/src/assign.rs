@@ -38,7 +38,9 @@ const NOT_VALUES: &[&str] = &["null", "true", "false", "none", "nil", "undefined
 
 /// Runs on a sensitive-name keyword at `start..end`: reads the whole name
 /// around it and, when it is sensitive and followed by a separator and a
-/// value, pushes the value. Returns where the name ends.
+/// value, pushes the value. Returns where the name, or the value when
+/// there is one, ends: keywords inside a value already redacted are not
+/// read again.
 pub(crate) fn assignment(text: &str, start: usize, end: usize, out: &mut Vec<Finding>) -> usize {
     let bytes = text.as_bytes();
     let mut name_start = start;
@@ -59,14 +61,17 @@ pub(crate) fn assignment(text: &str, start: usize, end: usize, out: &mut Vec<Fin
     if !is_sensitive_name(name) {
         return name_end;
     }
-    if let Some(value) = value_after(text, name_start, name_end, name) {
-        out.push(Finding {
-            kind: Kind::SecretAssignment,
-            start: value.0,
-            end: value.1,
-        });
+    match value_after(text, name_start, name_end, name) {
+        Some((start, end)) => {
+            out.push(Finding {
+                kind: Kind::SecretAssignment,
+                start,
+                end,
+            });
+            end.max(name_end)
+        }
+        None => name_end,
     }
-    name_end
 }
 
 /// The byte range of the value that follows the name at
@@ -93,7 +98,10 @@ fn value_after(
     skip_blanks(bytes, &mut at);
     let separated = match bytes.get(at) {
         Some(b'=') => {
-            if bytes.get(at + 1) == Some(&b'=') {
+            // `token == expected` compares; `TOKEN==x` assigns `=x`.
+            if bytes.get(at + 1) == Some(&b'=')
+                && bytes.get(at + 2).is_none_or(u8::is_ascii_whitespace)
+            {
                 return None;
             }
             at += if bytes.get(at + 1) == Some(&b'>') {

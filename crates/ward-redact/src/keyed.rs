@@ -7,9 +7,9 @@ use memchr::memmem;
 
 use crate::{Finding, Kind, MARKER_PREFIX};
 
-/// The most bytes a keyed token is read for: a key, a URL's userinfo or a
-/// bearer credential longer than this is redacted up to here and the rest
-/// is left to the high-entropy scanner.
+/// The most bytes a URL's authority or a bearer credential is read for;
+/// a longer one is redacted up to here and the rest is left to the
+/// high-entropy scanner.
 const MAX_TOKEN: usize = 16 * 1024;
 
 /// The most bytes of an assigned value that are read; a longer value is
@@ -24,40 +24,6 @@ pub(crate) fn is_key_byte(byte: u8) -> bool {
 /// Whether `byte` can be part of a base64url part of a JWT.
 fn is_b64url(byte: u8) -> bool {
     is_key_byte(byte)
-}
-
-/// Whether `byte` ends a token: ASCII whitespace, quotes, brackets and the
-/// punctuation that separates fields (`,;|<>`), or a control byte.
-pub(crate) fn is_delimiter(byte: u8) -> bool {
-    byte.is_ascii_whitespace()
-        || byte.is_ascii_control()
-        || matches!(
-            byte,
-            b'"' | b'\''
-                | b'`'
-                | b','
-                | b';'
-                | b'|'
-                | b'<'
-                | b'>'
-                | b'('
-                | b')'
-                | b'['
-                | b']'
-                | b'{'
-                | b'}'
-        )
-}
-
-/// Where the token starting at `start` ends (the first delimiter, at most
-/// [`MAX_TOKEN`] bytes on).
-pub(crate) fn token_end(bytes: &[u8], start: usize) -> usize {
-    let limit = bytes.len().min(start.saturating_add(MAX_TOKEN));
-    let mut end = start;
-    while end < limit && !is_delimiter(bytes[end]) {
-        end += 1;
-    }
-    end
 }
 
 /// A PEM block whose label ends in `PRIVATE KEY` (or `PGP PRIVATE KEY
@@ -233,16 +199,4 @@ pub(crate) fn bearer(text: &str, start: usize, end: usize, out: &mut Vec<Finding
         });
     }
     value_end.max(end)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_end_at_delimiters() {
-        assert_eq!(token_end(b"abc def", 0), 3);
-        assert_eq!(token_end(b"abc\"", 0), 3);
-        assert_eq!(token_end(b"a.b=c/d", 0), 7);
-    }
 }

@@ -216,7 +216,8 @@ fn uniform(groups: &[Group]) -> Option<u8> {
 }
 
 /// Card numbers: 13 to 19 digits starting with 2 to 6 that pass Luhn, one
-/// group or a first group of 4 and more of 3 to 6, split by spaces or dashes.
+/// group, or a first group of 4, middle groups of 3 to 6 and a last of 1
+/// to 6 (`4000 1000 0000 5`), split by spaces or by dashes.
 fn cards(bytes: &[u8], groups: &[Group], out: &mut Vec<Finding>) {
     for a in 0..groups.len() {
         let mut total = 0;
@@ -229,9 +230,11 @@ fn cards(bytes: &[u8], groups: &[Group], out: &mut Vec<Finding>) {
             if total < 13 || window.iter().any(|g| g.paren) {
                 continue;
             }
+            let (last, middle) = window.split_last().unwrap_or((&window[0], &[]));
             let shaped = window.len() == 1
                 || (window[0].len() == 4
-                    && window[1..].iter().all(|g| (3..=6).contains(&g.len()))
+                    && middle.iter().skip(1).all(|g| (3..=6).contains(&g.len()))
+                    && (1..=6).contains(&last.len())
                     && matches!(uniform(window), Some(b' ' | b'-')));
             let first = bytes[window[0].start];
             if shaped && (b'2'..=b'6').contains(&first) && luhn(digits(bytes, window)) {

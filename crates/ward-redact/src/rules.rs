@@ -122,6 +122,10 @@ pub(crate) const KEY_RULES: &[KeyRule] = &[
     },
 ];
 
+/// How many bytes after a keyword an API-key regex reads (the longest
+/// format, a PyPI token, is about 200).
+const KEY_WINDOW: usize = 512;
+
 /// The keywords of the hand-written keyed detectors.
 const PRIVATE_KEY_KEYWORDS: &[&str] = &["-----begin"];
 const JWT_KEYWORDS: &[&str] = &["eyj"];
@@ -263,9 +267,16 @@ impl Compiled {
         if start > 0 && bytes[start - 1].is_ascii_alphanumeric() {
             return None;
         }
-        let token_end = keyed::token_end(bytes, start);
-        let window = text.get(start..token_end)?;
-        let found = self.key_rules.get(index)?.find(window)?;
+        // The anchored regex reads at most KEY_WINDOW bytes; a longer key
+        // is extended below.
+        let mut window_end = bytes.len().min(start + KEY_WINDOW);
+        while !text.is_char_boundary(window_end) {
+            window_end -= 1;
+        }
+        let found = self
+            .key_rules
+            .get(index)?
+            .find(text.get(start..window_end)?)?;
         let mut end = start + found.end();
         while end < bytes.len() && keyed::is_key_byte(bytes[end]) {
             end += 1;
