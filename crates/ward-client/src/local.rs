@@ -148,7 +148,9 @@ impl LocalClient {
         &self,
     ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
-            self.unreachable(&format!("{e}; is `ward agent run` running with this state directory?"))
+            self.unreachable(&format!(
+                "{e}; is `ward agent run` running with this state directory?"
+            ))
         })?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await

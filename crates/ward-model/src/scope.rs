@@ -118,8 +118,12 @@ impl Scope {
         };
         let what = match self.resource.as_str() {
             "files" => "files",
-            "exec" if self.action == "run" => return format!("run the program {}", where_(&self.pattern)),
-            "http" if self.action == "call" => return format!("call the web address {}", where_(&self.pattern)),
+            "exec" if self.action == "run" => {
+                return format!("run the program {}", where_(&self.pattern));
+            }
+            "http" if self.action == "call" => {
+                return format!("call the web address {}", where_(&self.pattern));
+            }
             "*" => "any resource",
             other => other,
         };

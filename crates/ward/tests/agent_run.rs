@@ -38,16 +38,47 @@ async fn files_are_judged_by_their_real_path_and_ward_state_is_never_reachable()
     let write = desk
         .authorize("files:write", &format!("{}/src/new.rs", work.display()))
         .await;
-    assert!(allow(&write), "a file that does not exist yet is judged by its parent: {write:?}");
+    assert!(
+        allow(&write),
+        "a file that does not exist yet is judged by its parent: {write:?}"
+    );
 
     for (action, path, why) in [
-        ("files:write", "/etc/passwd".to_owned(), "outside every grant"),
-        ("files:write", format!("{}/../outside/secret.txt", work.display()), "`..` escape"),
-        ("files:write", format!("{}//..//outside/x", work.display()), "doubled slashes"),
-        ("files:read", format!("{}/src/passwd", work.display()), "symlink out of the tree"),
-        ("files:write", format!("{}/src/nope/../../../outside/x", work.display()), "`..` after a missing directory"),
-        ("files:read", format!("{}/readme.txt\0.png", work.display()), "NUL byte"),
-        ("files:read", "work/readme.txt".to_owned(), "relative path without cwd"),
+        (
+            "files:write",
+            "/etc/passwd".to_owned(),
+            "outside every grant",
+        ),
+        (
+            "files:write",
+            format!("{}/../outside/secret.txt", work.display()),
+            "`..` escape",
+        ),
+        (
+            "files:write",
+            format!("{}//..//outside/x", work.display()),
+            "doubled slashes",
+        ),
+        (
+            "files:read",
+            format!("{}/src/passwd", work.display()),
+            "symlink out of the tree",
+        ),
+        (
+            "files:write",
+            format!("{}/src/nope/../../../outside/x", work.display()),
+            "`..` after a missing directory",
+        ),
+        (
+            "files:read",
+            format!("{}/readme.txt\0.png", work.display()),
+            "NUL byte",
+        ),
+        (
+            "files:read",
+            "work/readme.txt".to_owned(),
+            "relative path without cwd",
+        ),
     ] {
         let answer = desk.authorize(action, &path).await;
         assert!(!allow(&answer), "{why}: {answer:?}");
@@ -66,18 +97,31 @@ async fn files_are_judged_by_their_real_path_and_ward_state_is_never_reachable()
         let answer = desk
             .authorize("files:read", &path.display().to_string())
             .await;
-        assert!(!allow(&answer), "{} must be out of reach: {answer:?}", path.display());
+        assert!(
+            !allow(&answer),
+            "{} must be out of reach: {answer:?}",
+            path.display()
+        );
         assert!(answer.reason.contains("Ward"), "{answer:?}");
     }
 
     let ls = desk.authorize("exec:run", "ls").await;
     assert!(allow(&ls), "argv[0] resolved through PATH: {ls:?}");
-    assert_eq!(ls.resource, std::fs::canonicalize("/usr/bin/ls").unwrap().display().to_string());
+    assert_eq!(
+        ls.resource,
+        std::fs::canonicalize("/usr/bin/ls")
+            .unwrap()
+            .display()
+            .to_string()
+    );
     let cat = desk.authorize("exec:run", "cat").await;
     assert!(!allow(&cat), "{cat:?}");
 
     let url = desk
-        .authorize("http:get", "HTTPS://API.Example.COM:443/v1/./weather/%7euser")
+        .authorize(
+            "http:get",
+            "HTTPS://API.Example.COM:443/v1/./weather/%7euser",
+        )
         .await;
     assert!(allow(&url), "{url:?}");
     assert_eq!(url.resource, "https://api.example.com/v1/weather/~user");
@@ -127,9 +171,18 @@ async fn the_local_api_refuses_bad_input_with_the_field_named() {
     let mut local = desk.local();
     for (body, field) in [
         (json!({"action": "files:read"}), None),
-        (json!({"action": "files:read", "resource": "/x", "colour": "red"}), None),
-        (json!({"action": "files:read", "resource": 7}), Some("resource")),
-        (json!({"action": "files:read", "resource": "/x", "correlation_id": "bad id!"}), Some("correlation_id")),
+        (
+            json!({"action": "files:read", "resource": "/x", "colour": "red"}),
+            None,
+        ),
+        (
+            json!({"action": "files:read", "resource": 7}),
+            Some("resource"),
+        ),
+        (
+            json!({"action": "files:read", "resource": "/x", "correlation_id": "bad id!"}),
+            Some("correlation_id"),
+        ),
     ] {
         let (status, answer) = local
             .raw("POST", "/v1/authorize", Some(body.to_string().into_bytes()))
@@ -147,18 +200,35 @@ async fn the_local_api_refuses_bad_input_with_the_field_named() {
         .await
         .unwrap();
     let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-    assert_eq!(status, 400, "identity fields come from the daemon: {answer}");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("agent_id"), "{answer}");
-    let bad_class = json!({"events": [{"action": "a", "target": "t", "result": "ok", "class": "gossip"}]});
+    assert_eq!(
+        status, 400,
+        "identity fields come from the daemon: {answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent_id"),
+        "{answer}"
+    );
+    let bad_class =
+        json!({"events": [{"action": "a", "target": "t", "result": "ok", "class": "gossip"}]});
     let (status, answer) = local
-        .raw("POST", "/v1/events", Some(bad_class.to_string().into_bytes()))
+        .raw(
+            "POST",
+            "/v1/events",
+            Some(bad_class.to_string().into_bytes()),
+        )
         .await
         .unwrap();
     let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(status, 400);
     assert_eq!(answer["error"]["field"], "events[0].class");
     let huge = vec![b'x'; 2 * 1024 * 1024];
-    let (status, _) = local.raw("POST", "/v1/authorize", Some(huge)).await.unwrap();
+    let (status, _) = local
+        .raw("POST", "/v1/authorize", Some(huge))
+        .await
+        .unwrap();
     assert_eq!(status, 413);
     let (status, doc) = local.raw("GET", "/openapi.json", None).await.unwrap();
     assert_eq!(status, 200);
@@ -182,7 +252,14 @@ async fn a_peer_with_another_uid_is_refused() {
     let ask = |uid: &str| {
         Command::new("setpriv")
             .args(["--reuid", uid, "--regid", uid, "--clear-groups", "--"])
-            .args(["curl", "-sS", "--max-time", "10", "--unix-socket", &socket_arg])
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--unix-socket",
+                &socket_arg,
+            ])
             .args(["-w", "\n%{http_code}", "http://ward/v1/status"])
             .output()
             .unwrap()
@@ -229,13 +306,19 @@ async fn a_kill_switch_and_a_quarantine_reach_the_daemon_in_under_a_second() {
         if !allow(&desk.authorize("files:write", &file).await) {
             break;
         }
-        assert!(engaged.elapsed() < Duration::from_secs(1), "the kill switch took over a second");
+        assert!(
+            engaged.elapsed() < Duration::from_secs(1),
+            "the kill switch took over a second"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = engaged.elapsed();
     let answer = desk.authorize("files:write", &file).await;
     assert!(answer.reason.contains("incident 7"), "{answer:?}");
-    assert!(allow(&desk.authorize("files:read", &file).await), "read-only still reads");
+    assert!(
+        allow(&desk.authorize("files:read", &file).await),
+        "read-only still reads"
+    );
     eprintln!("kill switch reached the daemon in {took:?}");
 
     // The server knows the device applied it, and when.
@@ -246,7 +329,10 @@ async fn a_kill_switch_and_a_quarantine_reach_the_daemon_in_under_a_second() {
         let acked = &reach["switches"][0]["acknowledged"];
         if acked.as_array().is_some_and(|a| !a.is_empty()) {
             assert_eq!(acked[0]["agent_id"], desk.agent_id.as_str());
-            assert!(acked[0]["time_to_apply_ms"].as_i64().unwrap() < 1000, "{reach}");
+            assert!(
+                acked[0]["time_to_apply_ms"].as_i64().unwrap() < 1000,
+                "{reach}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no acknowledgement: {reach}");
@@ -278,7 +364,10 @@ async fn a_kill_switch_and_a_quarantine_reach_the_daemon_in_under_a_second() {
         if !allow(&desk.authorize("files:read", &file).await) {
             break;
         }
-        assert!(quarantined.elapsed() < Duration::from_secs(1), "quarantine took over a second");
+        assert!(
+            quarantined.elapsed() < Duration::from_secs(1),
+            "quarantine took over a second"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let answer = desk.authorize("files:read", &file).await;
@@ -299,11 +388,19 @@ async fn without_the_control_plane_the_daemon_goes_read_only_then_offline_then_b
 
     desk.server.kill();
     let read_only = desk.wait_for(|s| s.mode == "read-only").await;
-    assert!(read_only.mode_reason.contains("bound"), "{}", read_only.mode_reason);
+    assert!(
+        read_only.mode_reason.contains("bound"),
+        "{}",
+        read_only.mode_reason
+    );
     assert!(!allow(&desk.authorize("files:write", &file).await));
     assert!(allow(&desk.authorize("files:read", &file).await));
     let offline = desk.wait_for(|s| s.mode == "offline").await;
-    assert!(offline.mode_reason.contains("5 s"), "{}", offline.mode_reason);
+    assert!(
+        offline.mode_reason.contains("5 s"),
+        "{}",
+        offline.mode_reason
+    );
     assert!(!allow(&desk.authorize("files:read", &file).await));
 
     desk.server.restart();
@@ -438,15 +535,24 @@ async fn uninstall_ships_acknowledges_and_leaves_nothing_behind() {
         assert!(!desk.state_file(name).exists(), "{name} left behind");
     }
     let shipped = desk.server_events("result=ok").await;
-    assert_eq!(shipped.iter().filter(|e| e["action"] == "burst").count(), 50);
+    assert_eq!(
+        shipped.iter().filter(|e| e["action"] == "burst").count(),
+        50
+    );
     let audit = desk.server.audit(&desk.admin, "").await;
     assert!(
-        audit.iter().any(|e| e["action"].as_str().is_some_and(|a| a.contains("ack"))),
+        audit
+            .iter()
+            .any(|e| e["action"].as_str().is_some_and(|a| a.contains("ack"))),
         "the acknowledgement is evidence: {audit:?}"
     );
     let again = desk.daemon_command(&[]).output().unwrap();
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("ward agent enroll"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("ward agent enroll"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,7 +560,11 @@ async fn the_daemon_refuses_to_start_on_a_bad_state_dir_key_or_socket() {
     let mut desk = Desk::start(CALM).await;
     let second = desk.daemon_command(&[]).output().unwrap();
     assert_eq!(second.status.code(), Some(1));
-    assert!(stderr(&second).contains("another `ward agent run`"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another `ward agent run`"),
+        "{}",
+        stderr(&second)
+    );
     desk.kill_daemon();
 
     let missing = Command::new(ward_bin())
@@ -462,7 +572,11 @@ async fn the_daemon_refuses_to_start_on_a_bad_state_dir_key_or_socket() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("/nonexistent/ward"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent/ward"),
+        "{}",
+        stderr(&missing)
+    );
 
     let key = desk.state_file("device.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -475,7 +589,10 @@ async fn the_daemon_refuses_to_start_on_a_bad_state_dir_key_or_socket() {
     let socket = busy.path().join("busy.sock");
     let _holder = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let socket_arg = socket.display().to_string();
-    let in_use = desk.daemon_command(&["--socket", &socket_arg]).output().unwrap();
+    let in_use = desk
+        .daemon_command(&["--socket", &socket_arg])
+        .output()
+        .unwrap();
     assert_eq!(in_use.status.code(), Some(1));
     assert!(stderr(&in_use).contains("in use"), "{}", stderr(&in_use));
 }
@@ -503,7 +620,11 @@ async fn a_feature_that_needs_consent_is_denied_until_the_owner_signs_in_and_gra
         .output()
         .unwrap();
     assert_eq!(unsigned.status.code(), Some(1));
-    assert!(stderr(&unsigned).contains("ward login"), "{}", stderr(&unsigned));
+    assert!(
+        stderr(&unsigned).contains("ward login"),
+        "{}",
+        stderr(&unsigned)
+    );
 
     let alice = idp.token("alice", json!({})).await;
     let granted = Command::new(ward_bin())
@@ -515,7 +636,10 @@ async fn a_feature_that_needs_consent_is_denied_until_the_owner_signs_in_and_gra
     assert!(granted.status.success(), "{}", stderr(&granted));
     let shown = String::from_utf8_lossy(&granted.stdout).into_owned();
     assert!(shown.contains("Feature `write-notes`"), "{shown}");
-    assert!(shown.contains("write files under"), "the scope in plain words: {shown}");
+    assert!(
+        shown.contains("write files under"),
+        "the scope in plain words: {shown}"
+    );
     assert!(shown.contains("granted: recorded"), "{shown}");
     desk.wait_for(|s| {
         s.tokens
@@ -528,7 +652,9 @@ async fn a_feature_that_needs_consent_is_denied_until_the_owner_signs_in_and_gra
 
 /// The arguments a packaging example starts `ward` with.
 fn example_arguments(file: &str) -> Vec<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(file);
     let text = std::fs::read_to_string(path).unwrap();
     if file.ends_with(".service") {
         let line = text.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
@@ -538,7 +664,13 @@ fn example_arguments(file: &str) -> Vec<String> {
             .map(|a| a.replace("%h", "/nonexistent-home"))
             .collect()
     } else {
-        let array = text.split("<array>").nth(1).unwrap().split("</array>").next().unwrap();
+        let array = text
+            .split("<array>")
+            .nth(1)
+            .unwrap()
+            .split("</array>")
+            .next()
+            .unwrap();
         array
             .split("<string>")
             .skip(2)
@@ -555,6 +687,10 @@ fn the_packaging_examples_start_the_daemon_with_arguments_it_accepts() {
         let output = Command::new(ward_bin()).args(&args).output().unwrap();
         // Exit 1 (no such state directory here), not 2 (a usage error).
         assert_eq!(output.status.code(), Some(1), "{file}: {}", stderr(&output));
-        assert!(stderr(&output).contains("ward agent enroll"), "{file}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("ward agent enroll"),
+            "{file}: {}",
+            stderr(&output)
+        );
     }
 }

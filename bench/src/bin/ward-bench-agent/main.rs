@@ -155,7 +155,10 @@ async fn drive(socket: &Path, clients: usize, duration: Duration, call: Call) ->
                             .await
                             .map_err(s)?;
                         if answer.decision != "allow" {
-                            return Err(format!("the benchmark read was denied: {}", answer.reason));
+                            return Err(format!(
+                                "the benchmark read was denied: {}",
+                                answer.reason
+                            ));
                         }
                     }
                 }
@@ -298,7 +301,11 @@ fn listening_url(server: &mut Child) -> BResult<String> {
     for line in lines.by_ref() {
         let line = line.map_err(s)?;
         if let Some(rest) = line.strip_prefix("ward listening on ") {
-            let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             std::thread::spawn(move || for _ in lines {});
             return Ok(url);
         }

@@ -11,9 +11,9 @@ use ward_client::ClientError;
 use ward_model::feed::Event;
 use ward_model::timestamp::rfc3339;
 
+use super::Runtime;
 use super::record::{self, Entry};
 use super::view::{Applied, HeldToken};
-use super::Runtime;
 
 /// Heartbeat interval before the server has said one.
 const FIRST_INTERVAL: Duration = Duration::from_secs(30);
@@ -57,7 +57,12 @@ async fn beat(runtime: &Runtime) -> Duration {
             version: runtime.config.version.clone(),
             uptime_secs: runtime.started.elapsed().as_secs(),
             os: runtime.config.os.clone(),
-            health: if problems.is_empty() { "ok" } else { "degraded" }.to_owned(),
+            health: if problems.is_empty() {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .to_owned(),
             problems,
             mode: mode.as_str().to_owned(),
             spool_depth: spool.depth,
@@ -65,9 +70,9 @@ async fn beat(runtime: &Runtime) -> Duration {
             spool_dropped: spool.dropped,
             acks: view.unsent_acks.clone(),
         };
-        let interval = view
-            .bounds
-            .map_or(FIRST_INTERVAL, |b| Duration::from_secs(b.heartbeat_interval_secs.max(1)));
+        let interval = view.bounds.map_or(FIRST_INTERVAL, |b| {
+            Duration::from_secs(b.heartbeat_interval_secs.max(1))
+        });
         (body, interval)
     };
     let sent_acks = body.acks.len();
@@ -80,7 +85,8 @@ async fn beat(runtime: &Runtime) -> Duration {
             let now = Runtime::now_ms();
             let applied = {
                 let mut view = runtime.write();
-                view.unsent_acks.drain(..sent_acks.min(view.unsent_acks.len()));
+                let sent = sent_acks.min(view.unsent_acks.len());
+                view.unsent_acks.drain(..sent);
                 view.apply_heartbeat(&answer, now)
             };
             after_applied(runtime, applied, "heartbeat").await;
@@ -109,7 +115,12 @@ async fn after_applied(runtime: &Runtime, applied: Applied, source: &str) {
         let mut view = runtime.write();
         for directive in &applied.directives {
             if view.acknowledge(directive.clone(), applied_at.clone()) {
-                entries.push(Entry::audit("directive", directive, "applied", Some(source)));
+                entries.push(Entry::audit(
+                    "directive",
+                    directive,
+                    "applied",
+                    Some(source),
+                ));
             }
         }
     }
@@ -144,7 +155,9 @@ pub async fn acks(runtime: Arc<Runtime>) {
                 let mut view = runtime.write();
                 view.unsent_acks.retain(|ack| !body.acks.contains(ack));
             }
-            Err(error) => tracing::warn!(error = %error, "acknowledgements not sent; the next heartbeat carries them"),
+            Err(error) => {
+                tracing::warn!(error = %error, "acknowledgements not sent; the next heartbeat carries them")
+            }
         }
     }
 }
@@ -234,8 +247,9 @@ async fn refresh(runtime: &Runtime) -> Duration {
         let state = view.state;
         let mut due = Vec::new();
         let features = view.features.clone();
-        view.tokens
-            .retain(|name, held| held.expires_at_ms > now && features.iter().any(|f| &f.name == name));
+        view.tokens.retain(|name, held| {
+            held.expires_at_ms > now && features.iter().any(|f| &f.name == name)
+        });
         for feature in &features {
             if let Some(state) = state.filter(|s| !s.may_obtain_tokens()) {
                 view.refused.insert(
@@ -275,11 +289,7 @@ async fn refresh(runtime: &Runtime) -> Duration {
             approval_id: None,
             action: None,
         };
-        match runtime
-            .client
-            .request_token(&runtime.device, &wanted)
-            .await
-        {
+        match runtime.client.request_token(&runtime.device, &wanted).await {
             Ok(granted) => {
                 let held = held_token(granted, Runtime::now_ms());
                 let mut view = runtime.write();
@@ -288,18 +298,17 @@ async fn refresh(runtime: &Runtime) -> Duration {
             }
             Err(ClientError::Api { code, message, .. }) => {
                 tracing::warn!(feature = %feature, code = %code, "the broker refused a token");
-                runtime
-                    .write()
-                    .refused
-                    .insert(feature, format!("the broker refused a token: {message} ({code})"));
+                runtime.write().refused.insert(
+                    feature,
+                    format!("the broker refused a token: {message} ({code})"),
+                );
                 retry = true;
             }
             Err(error) => {
                 tracing::warn!(feature = %feature, error = %error, "no token");
                 let mut view = runtime.write();
                 if !view.tokens.contains_key(&feature) {
-                    view.refused
-                        .insert(feature, format!("no token: {error}"));
+                    view.refused.insert(feature, format!("no token: {error}"));
                 }
                 retry = true;
             }
@@ -376,7 +385,10 @@ pub async fn ship_and_acknowledge_uninstall(runtime: &Runtime) {
     }
     let left = runtime.spool.status().depth;
     if left > 0 {
-        tracing::warn!(left, "uninstall: events not shipped within the bound are wiped with the spool");
+        tracing::warn!(
+            left,
+            "uninstall: events not shipped within the bound are wiped with the spool"
+        );
     }
     let applied_at = rfc3339(Runtime::now_ms());
     runtime.write().acknowledge(directive.clone(), applied_at);

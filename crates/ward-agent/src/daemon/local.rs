@@ -141,7 +141,9 @@ async fn not_found() -> Response {
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes; errors name the field.
-async fn body<T: serde::de::DeserializeOwned>(request: axum::extract::Request) -> Result<T, Response> {
+async fn body<T: serde::de::DeserializeOwned>(
+    request: axum::extract::Request,
+) -> Result<T, Response> {
     let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
         .map_err(|_| {
@@ -166,7 +168,10 @@ async fn body<T: serde::de::DeserializeOwned>(request: axum::extract::Request) -
 
 #[utoipa::path(post, path = "/v1/authorize", request_body = AuthorizeRequest,
     responses((status = 200, body = AuthorizeResponse), (status = 400), (status = 403)))]
-async fn authorize(State(runtime): State<Arc<Runtime>>, request: axum::extract::Request) -> Response {
+async fn authorize(
+    State(runtime): State<Arc<Runtime>>,
+    request: axum::extract::Request,
+) -> Response {
     let started = Instant::now();
     let asked: AuthorizeRequest = match body(request).await {
         Ok(asked) => asked,
@@ -308,7 +313,12 @@ async fn events(State(runtime): State<Arc<Runtime>>, request: axum::extract::Req
         match Entry::from_local(index, event) {
             Ok(entry) => entries.push(entry),
             Err((field, reason)) => {
-                return error(StatusCode::BAD_REQUEST, "invalid_field", &reason, Some(&field));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    &reason,
+                    Some(&field),
+                );
             }
         }
     }
@@ -333,14 +343,32 @@ async fn events(State(runtime): State<Arc<Runtime>>, request: axum::extract::Req
 async fn refresh(State(runtime): State<Arc<Runtime>>) -> Response {
     runtime.wake_heartbeat.notify_one();
     runtime.wake_tokens.notify_one();
-    (StatusCode::ACCEPTED, axum::Json(json!({ "refreshing": true }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "refreshing": true })),
+    )
+        .into_response()
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Ward desktop runtime local API", description = "Served by `ward agent run` on its Unix socket to the admitted users' processes."),
+    info(
+        title = "Ward desktop runtime local API",
+        description = "Served by `ward agent run` on its Unix socket to the admitted users' processes."
+    ),
     paths(authorize, status, events, refresh, openapi),
-    components(schemas(AuthorizeRequest, AuthorizeResponse, LocalStatus, FeatureToken, LocalEvents, ward_api::LocalEvent, LocalEventsAccepted, ward_api::SpoolStatus, ward_api::StalenessBounds, ward_api::AgentFeature))
+    components(schemas(
+        AuthorizeRequest,
+        AuthorizeResponse,
+        LocalStatus,
+        FeatureToken,
+        LocalEvents,
+        ward_api::LocalEvent,
+        LocalEventsAccepted,
+        ward_api::SpoolStatus,
+        ward_api::StalenessBounds,
+        ward_api::AgentFeature
+    ))
 )]
 struct LocalApi;
 

@@ -64,7 +64,9 @@ pub async fn ship_batch(runtime: &Runtime) -> Result<usize, AgentError> {
             }
             // It passed its checksum, so the daemon wrote it; a version
             // that wrote another shape cannot be shipped as an event.
-            Err(error) => tracing::error!(seq = record.seq, error = %error, "spool record is not an event; skipped"),
+            Err(error) => {
+                tracing::error!(seq = record.seq, error = %error, "spool record is not an event; skipped")
+            }
         }
     }
     if !events.is_empty() {
@@ -72,10 +74,7 @@ pub async fn ship_batch(runtime: &Runtime) -> Result<usize, AgentError> {
             agent_id: runtime.record.agent_id.clone(),
             events,
         };
-        runtime
-            .client
-            .ship_events(&runtime.device, &batch)
-            .await?;
+        runtime.client.ship_events(&runtime.device, &batch).await?;
     }
     runtime.spool.shipped(last)?;
     Ok(records.len())

@@ -297,7 +297,12 @@ impl View {
                     name: feature.name.clone(),
                     high_risk: feature.risk == "high",
                     scopes: held
-                        .map(|h| h.scopes.iter().filter_map(|s| s.parse::<Scope>().ok()).collect())
+                        .map(|h| {
+                            h.scopes
+                                .iter()
+                                .filter_map(|s| s.parse::<Scope>().ok())
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     token_expires_at_ms: held.map(|h| h.expires_at_ms),
                     unavailable: if held.is_some() {

@@ -401,6 +401,7 @@ fn directives(
             features: Vec::new(),
             version: None,
             issued_at: switch.set_at.clone(),
+            switch: Some(ward_api::KillSwitch::from(switch)),
         })
         .collect();
     let kind = match agent.state {
@@ -418,6 +419,7 @@ fn directives(
             features: Vec::new(),
             version: None,
             issued_at: agent.updated_at.clone(),
+            switch: None,
         });
     }
     let missing: Vec<String> = features
@@ -436,6 +438,7 @@ fn directives(
             features: missing,
             version: None,
             issued_at: at.to_owned(),
+            switch: None,
         });
     }
     directives

@@ -208,7 +208,9 @@ async fn status(args: SocketArgs) -> CliResult {
                 (Some(expires), _) => {
                     text.push_str(&format!("  {}: token until {expires}\n", token.feature))
                 }
-                (None, Some(why)) => text.push_str(&format!("  {}: no token: {why}\n", token.feature)),
+                (None, Some(why)) => {
+                    text.push_str(&format!("  {}: no token: {why}\n", token.feature))
+                }
                 (None, None) => text.push_str(&format!("  {}: no token\n", token.feature)),
             }
         }
@@ -300,10 +302,15 @@ async fn consent(args: ConsentArgs) -> CliResult {
                 reason: None,
             })
             .await?;
-        println!("{decision}: recorded as {} by {}", recorded.id, recorded.owner);
+        println!(
+            "{decision}: recorded as {} by {}",
+            recorded.id, recorded.owner
+        );
     }
     if let Err(error) = local.refresh().await {
-        eprintln!("ward: the daemon was not asked to refresh ({error}); it learns at its next heartbeat");
+        eprintln!(
+            "ward: the daemon was not asked to refresh ({error}); it learns at its next heartbeat"
+        );
     }
     Ok(())
 }

@@ -106,6 +106,7 @@ profiles:
                     "high_risk_after_secs": policy[1],
                     "read_only_after_secs": policy[2],
                     "offline_after_secs": policy[3],
+                    "reason": "test bounds",
                 }),
             )
             .await;
@@ -143,7 +144,10 @@ profiles:
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.socket().exists() {
-            assert!(Instant::now() < deadline, "the daemon did not create its socket");
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not create its socket"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
