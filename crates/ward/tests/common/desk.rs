@@ -70,7 +70,7 @@ features:
     scopes: ["files:read:{root}/**", "files:list:{root}/**"]
   write-work:
     description: Edit files in the work tree
-    risk: medium
+    risk: low
     scopes: ["files:write:{root}/work/**"]
   run-ls:
     description: List directories
