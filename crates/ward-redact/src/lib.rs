@@ -42,7 +42,8 @@
 //! - [`Kind::SecretAssignment`]: the value in `NAME=value`, `NAME: value`,
 //!   `"name": "value"`, `export NAME=value`, `--name value`, `--name=value`,
 //!   query strings and headers (`Authorization`, `Cookie`, `Set-Cookie` to the
-//!   end of the line) when the name is sensitive (see [`is_sensitive_name`]);
+//!   end of the line or a quote) when the name is sensitive (see
+//!   [`is_sensitive_name`]);
 //!   and the values given to [`Redactor::with_secret_values`].
 //! - [`Kind::HighEntropy`]: runs of 24 or more base64/base64url characters
 //!   with Shannon entropy of at least 3.5 bits per character that do not read
@@ -67,7 +68,8 @@
 //! digests in audit records and policy hashes, trace ids), UUIDs, Ward's ids
 //! (`agt_`, `tok_`, `corr_`, … followed by 26 base32 characters) and bare
 //! ULIDs, dates and times, version strings, IPv4 addresses, numbers without
-//! separators (except Luhn-valid card numbers), and the names of metadata
+//! separators or `+` (except Luhn-valid card numbers), the digits of an
+//! IBAN-shaped string that fails mod 97, and the names of metadata
 //! about secrets (`token_id`, `max_tokens`, `password_file`,
 //! `secret_name`, `expires_at`).
 //!
