@@ -28,8 +28,20 @@ pub(crate) const SURE_ENTROPY: f64 = 4.5;
 /// characters is not randomness.
 pub(crate) const SURE_COVERAGE: f64 = 0.8;
 
+/// Which bytes make up a run: `[A-Za-z0-9+/_-]`.
+static RUN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-');
+        byte += 1;
+    }
+    table
+};
+
 fn is_run_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'_' | b'-')
+    RUN_BYTES[usize::from(byte)]
 }
 
 /// Pushes every run of at least [`MIN_LEN`] base64 characters (with any
@@ -71,29 +83,32 @@ pub(crate) fn is_secret_like(run: &[u8]) -> bool {
     if run.len() < MIN_LEN || run.iter().all(|&b| b.is_ascii_hexdigit() || b == b'-') {
         return false;
     }
-    let entropy = entropy(run);
-    entropy >= MIN_ENTROPY
-        && match coverage(run) {
-            coverage if coverage <= MAX_COVERAGE => true,
-            coverage => run.len() >= 32 && entropy >= SURE_ENTROPY && coverage <= SURE_COVERAGE,
-        }
+    // Coverage first: it is cheaper, and ids and words end here.
+    let coverage = coverage(run);
+    if coverage <= MAX_COVERAGE {
+        entropy(run) >= MIN_ENTROPY
+    } else {
+        run.len() >= 32 && coverage <= SURE_COVERAGE && entropy(run) >= SURE_ENTROPY
+    }
 }
 
 /// Shannon entropy of `run` in bits per byte.
 pub(crate) fn entropy(run: &[u8]) -> f64 {
-    let mut counts = [0u32; 256];
+    // Runs are ASCII, so 128 counters; H = log2(n) - Σ c·log2(c) / n.
+    let mut counts = [0u32; 128];
     for &b in run {
-        counts[usize::from(b)] += 1;
+        counts[usize::from(b & 0x7f)] += 1;
     }
     let n = run.len() as f64;
-    counts
+    let sum: f64 = counts
         .iter()
-        .filter(|&&c| c > 0)
+        .filter(|&&c| c > 1)
         .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
+            let c = f64::from(c);
+            c * c.log2()
         })
-        .sum()
+        .sum();
+    n.log2() - sum / n
 }
 
 /// The share of `run` that reads as something other than randomness. The

@@ -109,6 +109,18 @@ impl Group {
     }
 }
 
+/// The bytes a number can start with: a digit, `+` or `(`.
+static NUMBER_START: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_digit() || b == b'+' || b == b'(';
+        byte += 1;
+    }
+    table
+};
+
 /// The most groups in a cluster; a longer cluster is cut and scanning
 /// resumes after it (a card or phone has at most 7).
 const MAX_GROUPS: usize = 12;
@@ -122,9 +134,14 @@ pub(crate) fn numbers(text: &str, out: &mut Vec<Finding>) {
     let mut groups: Vec<Group> = Vec::with_capacity(MAX_GROUPS);
     let mut at = 0;
     while at < bytes.len() {
-        let byte = bytes[at];
-        let starts = byte.is_ascii_digit() || byte == b'+' || byte == b'(';
-        if !starts || (at > 0 && is_word_byte(bytes[at - 1])) {
+        // Skip to the next digit, `+` or `(`.
+        while at < bytes.len() && !NUMBER_START[usize::from(bytes[at])] {
+            at += 1;
+        }
+        if at == bytes.len() {
+            break;
+        }
+        if at > 0 && is_word_byte(bytes[at - 1]) {
             at += 1;
             continue;
         }
@@ -136,8 +153,11 @@ pub(crate) fn numbers(text: &str, out: &mut Vec<Finding>) {
             if bytes.get(end).is_some_and(|&b| is_word_byte(b)) {
                 groups.pop();
             }
-            cards(bytes, &groups, out);
-            phones(bytes, &groups, out);
+            // Fewer than 9 digits is neither a phone nor a card.
+            if groups.iter().map(Group::len).sum::<usize>() >= 9 {
+                cards(bytes, &groups, out);
+                phones(bytes, &groups, out);
+            }
         }
         at = end.max(at + 1);
     }
@@ -284,11 +304,14 @@ fn phones(bytes: &[u8], groups: &[Group], out: &mut Vec<Finding>) {
             if total < 9 {
                 continue;
             }
-            let lens: Vec<usize> = window.iter().map(Group::len).collect();
+            let lens = |expected: &[usize]| {
+                window.len() == expected.len()
+                    && window.iter().zip(expected).all(|(g, &len)| g.len() == len)
+            };
             let first = &window[0];
             let plus = first.plus && window[1..].iter().all(|g| !g.plus);
             let area_code = first.paren && first.len() == 3 && window.len() >= 2;
-            let nanp = (lens == [3, 3, 4] || lens == [1, 3, 3, 4])
+            let nanp = (lens(&[3, 3, 4]) || lens(&[1, 3, 3, 4]))
                 && matches!(uniform(window), Some(b'-' | b'.'));
             let trunk = bytes[first.start] == b'0'
                 && (2..=5).contains(&first.len())
@@ -416,9 +439,12 @@ pub(crate) fn ibans(text: &str, out: &mut Vec<Finding>) {
         return;
     }
     let mut chars = [0u8; 34];
-    for at in 0..bytes.len() - 3 {
-        if !(bytes[at].is_ascii_uppercase()
-            && bytes[at + 1].is_ascii_uppercase()
+    let last = bytes.len() - 3;
+    let mut next = 0;
+    while let Some(offset) = bytes[next..last].iter().position(u8::is_ascii_uppercase) {
+        let at = next + offset;
+        next = at + 1;
+        if !(bytes[at + 1].is_ascii_uppercase()
             && bytes[at + 2].is_ascii_digit()
             && bytes[at + 3].is_ascii_digit())
             || (at > 0 && bytes[at - 1].is_ascii_alphanumeric())

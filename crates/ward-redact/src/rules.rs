@@ -220,7 +220,7 @@ impl Compiled {
         // Where each detector's last finding ended: a hit inside it is
         // part of what was already found (overlapping keywords such as
         // `sk`, `sk-` and `sk-ant-`, or `pass` inside `password`).
-        let mut key_done = vec![0usize; self.key_rules.len()];
+        let mut key_done = [0usize; KEY_RULES.len()];
         let mut done = [0usize; 5];
         for hit in self.keywords.find_overlapping_iter(text) {
             let (start, end) = (hit.start(), hit.end());
@@ -229,11 +229,14 @@ impl Compiled {
             };
             match *hook {
                 Hook::Key(index) => {
-                    if start < key_done[index] {
+                    let Some(done) = key_done.get_mut(index) else {
+                        continue;
+                    };
+                    if start < *done {
                         continue;
                     }
                     if let Some(found) = self.key(index, text, start) {
-                        key_done[index] = found.end;
+                        *done = found.end;
                         out.push(found);
                     }
                 }
