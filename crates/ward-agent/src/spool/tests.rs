@@ -606,3 +606,9 @@ async fn a_changed_byte_in_the_zeroed_room_is_set_aside_and_the_records_stay() {
     assert_eq!(seqs(&all(&spool)), [1, 2, 3, 4, 5]);
     assert_eq!(spool.status().corrupt, 1);
 }
+
+#[test]
+fn a_spool_can_be_shared_between_threads_and_tasks() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<Spool>();
+}
