@@ -210,11 +210,12 @@ async fn serve(
     tasks.spawn(control::acks(Arc::clone(&runtime)));
     tasks.spawn(ship::shipper(Arc::clone(&runtime)));
     let stopped = runtime.stopping.subscribe();
-    let api = local::serve(
+    // Served from now on, while this task waits for the end.
+    let api = tokio::spawn(local::serve(
         Arc::clone(&runtime),
         listener,
         ward_serve::stopping_of(stopped.clone()),
-    );
+    ));
     let uninstall = control::uninstall_requested(Arc::clone(&runtime));
     let ended = tokio::select! {
         () = stop => Ended::Stopped,
@@ -224,7 +225,7 @@ async fn serve(
     if ended == Ended::Uninstalled {
         control::ship_and_acknowledge_uninstall(&runtime).await;
     }
-    api.await;
+    let _ = api.await;
     tasks.shutdown().await;
     ended
 }
