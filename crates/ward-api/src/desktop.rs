@@ -254,6 +254,154 @@ pub const EVENT_USER_MAX_BYTES: usize = 254;
 /// letters, digits, `_`, `-`, `.`).
 pub const EVENT_RESULT_MAX_BYTES: usize = 32;
 
+/// The longest accepted `AgentEvent.ts`, bytes (an RFC 3339 time is about 30).
+pub const EVENT_TS_MAX_BYTES: usize = 64;
+
+/// A field of an [`AgentEvent`] the server refuses, and the rule it breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventProblem {
+    /// The field, e.g. `target`.
+    pub field: &'static str,
+    /// The rule, continuing a sentence that names the field: "must be ...".
+    pub rule: String,
+}
+
+impl AgentEvent {
+    /// The first field of the event's content the server refuses, with
+    /// the rule it breaks. Everything but the identity fields (`agent_id`,
+    /// `device_id`), which the server compares with the sender. One rule
+    /// for both ends: the server refuses by it, and the runtime checks its
+    /// events by it before it sends them.
+    pub fn problem(&self) -> Option<EventProblem> {
+        let problem = |field: &'static str, rule: String| Some(EventProblem { field, rule });
+        if self.seq == 0 || i64::try_from(self.seq).is_err() {
+            return problem(
+                "seq",
+                format!("must be from 1 to {}, got {}", i64::MAX, self.seq),
+            );
+        }
+        if self.ts.len() > EVENT_TS_MAX_BYTES
+            || ward_model::timestamp::parse_rfc3339(&self.ts).is_none()
+        {
+            return problem(
+                "ts",
+                "is not an RFC 3339 time such as `2026-01-17T14:23:05.123Z`".to_owned(),
+            );
+        }
+        if !ward_model::audit::valid_correlation_id(&self.correlation_id) {
+            return problem(
+                "correlation_id",
+                "must be 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `:`".to_owned(),
+            );
+        }
+        if !matches!(self.class.as_str(), "audit" | "telemetry") {
+            return problem(
+                "class",
+                format!("must be `audit` or `telemetry`, got `{}`", self.class),
+            );
+        }
+        if !(self.sampling > 0.0 && self.sampling <= 1.0) {
+            return problem(
+                "sampling",
+                format!(
+                    "must be above 0 and at most 1 (1: every event kept), got {}",
+                    self.sampling
+                ),
+            );
+        }
+        if self
+            .duration_ms
+            .is_some_and(|ms| i64::try_from(ms).is_err())
+        {
+            return problem("duration_ms", format!("must be at most {}", i64::MAX));
+        }
+        if let Some(feature) = &self.feature
+            && !ward_model::matrix::is_valid_name(feature)
+        {
+            return problem(
+                "feature",
+                "is not a feature name: use 1 to 64 lowercase letters, digits, `-`, `_`, `.`"
+                    .to_owned(),
+            );
+        }
+        if self.result.len() > EVENT_RESULT_MAX_BYTES
+            || !ward_model::matrix::is_valid_name(&self.result)
+        {
+            return problem(
+                "result",
+                format!(
+                    "must be 1 to {EVENT_RESULT_MAX_BYTES} lowercase letters, digits, `-`, `_`, `.`, such as `allow` or `error`"
+                ),
+            );
+        }
+        for (field, value, max) in [
+            ("user_id", &self.user_id, EVENT_USER_MAX_BYTES),
+            ("action", &self.action, EVENT_ACTION_MAX_BYTES),
+        ] {
+            if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+                return problem(
+                    field,
+                    format!("must be 1 to {max} bytes without control characters"),
+                );
+            }
+        }
+        for (field, value, max) in [
+            ("target", Some(&self.target), EVENT_TARGET_MAX_BYTES),
+            ("reason", self.reason.as_ref(), EVENT_REASON_MAX_BYTES),
+        ] {
+            let Some(value) = value else { continue };
+            if value.len() > max {
+                return problem(
+                    field,
+                    format!("is longer than {max} bytes; shorten it on the device"),
+                );
+            }
+            if value.contains('\0') {
+                return problem(field, "must not contain NUL characters".to_owned());
+            }
+        }
+        None
+    }
+
+    /// Makes the free text the runtime wrote itself fit the rules of
+    /// [`AgentEvent::problem`]: control characters in `action` and
+    /// `user_id` become spaces, NUL in `target` and `reason` becomes `\0`,
+    /// and each is cut at a character boundary to its bound, ending in `…`.
+    pub fn fit(&mut self) {
+        fit_text(&mut self.action, EVENT_ACTION_MAX_BYTES, char::is_control);
+        fit_text(&mut self.user_id, EVENT_USER_MAX_BYTES, char::is_control);
+        fit_text(&mut self.target, EVENT_TARGET_MAX_BYTES, |c| c == '\0');
+        if let Some(reason) = &mut self.reason {
+            fit_text(reason, EVENT_REASON_MAX_BYTES, |c| c == '\0');
+        }
+    }
+}
+
+/// Replaces the characters `banned` picks (NUL by `\0`, others by a space)
+/// and cuts `text` to at most `max` bytes, ending in `…` when cut.
+fn fit_text(text: &mut String, max: usize, banned: fn(char) -> bool) {
+    if text.chars().any(banned) {
+        let mut clean = String::with_capacity(text.len() + 8);
+        for c in text.chars() {
+            match c {
+                '\0' if banned(c) => clean.push_str("\\0"),
+                c if banned(c) => clean.push(' '),
+                c => clean.push(c),
+            }
+        }
+        *text = clean;
+    }
+    if text.len() > max {
+        const MARK: &str = "…";
+        let mut end = max.saturating_sub(MARK.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(MARK);
+    }
+}
+
 /// What the server did with a batch.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventsAccepted {

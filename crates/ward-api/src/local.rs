@@ -101,6 +101,9 @@ pub struct SpoolStatus {
     pub dropped: u64,
     /// Records set aside because they were torn or failed their checksum.
     pub corrupt: u64,
+    /// Events the server refused, kept in the spool's `refused/` directory.
+    #[serde(default)]
+    pub refused: u64,
     /// The highest sequence number the server holds.
     pub shipped_seq: u64,
 }

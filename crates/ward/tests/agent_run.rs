@@ -2,6 +2,12 @@
 //! in front of a real `ward serve`, deciding locally, following kill
 //! switches and quarantine, going to safe mode on its own, spooling and
 //! shipping events through crashes, and uninstalling itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

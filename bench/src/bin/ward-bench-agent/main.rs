@@ -87,15 +87,15 @@ async fn run(args: Args) -> BResult<()> {
          | call | requests/s | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|---|\n\
          {status_row}\n{authorize_row}\n\n\
          authorize / status: p50 ×{p50:.2}, p99 ×{p99:.2}.\n\n\
-         Daemon resident memory: {idle} MiB idle (after {idle_secs} s), {busy} MiB after the runs.\n",
+         Daemon resident memory: {idle:.1} MiB idle (after {idle_secs} s), {busy:.1} MiB after the runs.\n",
         clients = args.clients,
         secs = args.duration_secs,
         status_row = row("GET /v1/status (baseline)", &status),
         authorize_row = row("POST /v1/authorize", &authorize),
         p50 = ratio(authorize.latencies.p50, status.latencies.p50),
         p99 = ratio(authorize.latencies.p99, status.latencies.p99),
-        idle = format!("{:.1}", idle_rss_kib as f64 / 1024.0),
-        busy = format!("{:.1}", busy_rss_kib as f64 / 1024.0),
+        idle = idle_rss_kib as f64 / 1024.0,
+        busy = busy_rss_kib as f64 / 1024.0,
         idle_secs = args.idle_secs,
     );
     print!("{report}");

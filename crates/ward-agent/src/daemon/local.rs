@@ -218,7 +218,10 @@ async fn authorize(
         Some(&decision.reason),
     );
     entry.correlation_id = Some(correlation_id.clone());
-    entry.feature = decision.feature.clone().or(asked.feature.clone());
+    entry.feature = decision.feature.clone().or(asked
+        .feature
+        .clone()
+        .filter(|name| ward_model::matrix::is_valid_name(name)));
     entry.duration_ms = Some(started.elapsed().as_millis() as u64);
     let recorded = record::append(&runtime, vec![entry]).await;
     let answer = match recorded {

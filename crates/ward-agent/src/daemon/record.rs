@@ -73,34 +73,7 @@ impl Entry {
                 )
             })?,
         };
-        if let Some(id) = &event.correlation_id
-            && !ward_model::audit::valid_correlation_id(id)
-        {
-            return Err((
-                field("correlation_id"),
-                "use 1 to 128 letters, digits, `-`, `_`, `.` or `:`".to_owned(),
-            ));
-        }
-        let sampling = event.sampling.unwrap_or(1.0);
-        if !(sampling > 0.0 && sampling <= 1.0) {
-            return Err((field("sampling"), "must be in (0, 1]".to_owned()));
-        }
-        for (name, value, max) in [
-            ("action", event.action.as_str(), 128),
-            ("target", event.target.as_str(), 4096),
-            ("result", event.result.as_str(), 64),
-        ] {
-            if value.is_empty() || value.len() > max {
-                return Err((field(name), format!("must be 1 to {max} bytes")));
-            }
-        }
-        if event.reason.as_ref().is_some_and(|r| r.len() > 4096) {
-            return Err((field("reason"), "must be at most 4096 bytes".to_owned()));
-        }
-        if event.feature.as_ref().is_some_and(|f| f.len() > 128) {
-            return Err((field("feature"), "must be at most 128 bytes".to_owned()));
-        }
-        Ok(Entry {
+        let entry = Entry {
             class,
             ts_ms,
             correlation_id: event.correlation_id,
@@ -110,8 +83,55 @@ impl Entry {
             result: event.result,
             reason: event.reason,
             duration_ms: event.duration_ms,
-            sampling,
-        })
+            sampling: event.sampling.unwrap_or(1.0),
+        };
+        // The server's own rule, on the event as it would be sent; the
+        // identity the daemon fills in later is not the producer's to get
+        // wrong, so stand-ins take its place here.
+        let correlation_id = entry
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| "corr_check".to_owned());
+        let mut probe = entry.event(String::new(), "check".into(), String::new(), correlation_id);
+        probe.seq = 1;
+        match probe.problem() {
+            None => Ok(entry),
+            Some(problem) => {
+                let name = field(problem.field);
+                let reason = format!("`{name}` {}", problem.rule);
+                Err((name, reason))
+            }
+        }
+    }
+
+    /// The event in the log schema, unredacted, before its sequence number.
+    fn event(
+        &self,
+        agent_id: String,
+        user_id: String,
+        device_id: String,
+        correlation_id: String,
+    ) -> AgentEvent {
+        AgentEvent {
+            seq: 0,
+            ts: rfc3339(self.ts_ms),
+            correlation_id,
+            agent_id,
+            user_id,
+            device_id,
+            class: match self.class {
+                Class::Audit => "audit",
+                Class::Telemetry => "telemetry",
+            }
+            .to_owned(),
+            feature: self.feature.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+            result: self.result.clone(),
+            reason: self.reason.clone(),
+            duration_ms: self.duration_ms,
+            sampling: self.sampling,
+        }
     }
 }
 
@@ -151,28 +171,23 @@ pub async fn append(runtime: &Runtime, entries: Vec<Entry>) -> Result<Appended, 
     let mut records = Vec::with_capacity(entries.len());
     let mut correlation_ids = Vec::with_capacity(entries.len());
     for entry in entries {
-        let correlation_id = entry.correlation_id.unwrap_or_else(new_correlation_id);
+        let correlation_id = entry
+            .correlation_id
+            .clone()
+            .unwrap_or_else(new_correlation_id);
+        let mut event = entry.event(
+            agent_id.clone(),
+            owner.clone(),
+            device_id.clone(),
+            correlation_id.clone(),
+        );
+        // Free text may carry secrets; names (`feature`, `result`, `class`)
+        // were checked to be short identifiers.
         let redact = |text: &str| runtime.redactor.redact(text).into_owned();
-        let event = AgentEvent {
-            seq: 0,
-            ts: rfc3339(entry.ts_ms),
-            correlation_id: correlation_id.clone(),
-            agent_id: agent_id.clone(),
-            user_id: owner.clone(),
-            device_id: device_id.clone(),
-            class: match entry.class {
-                Class::Audit => "audit",
-                Class::Telemetry => "telemetry",
-            }
-            .to_owned(),
-            feature: entry.feature.as_deref().map(redact),
-            action: redact(&entry.action),
-            target: redact(&entry.target),
-            result: redact(&entry.result),
-            reason: entry.reason.as_deref().map(redact),
-            duration_ms: entry.duration_ms,
-            sampling: entry.sampling,
-        };
+        event.action = redact(&event.action);
+        event.target = redact(&event.target);
+        event.reason = event.reason.as_deref().map(redact);
+        event.fit();
         let payload = serde_json::to_vec(&event)
             .map_err(|e| AgentError::Invalid(format!("cannot encode an event: {e}")))?;
         records.push((entry.class, payload));

@@ -8,10 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 use ward_api::{AgentEvent, EventBatch};
+use ward_client::ClientError;
 
 use super::Runtime;
 use super::control::random_u64;
 use crate::error::AgentError;
+use crate::spool::Record;
 
 /// Records per batch (the server takes up to 1000).
 const BATCH_RECORDS: usize = 500;
@@ -49,33 +51,116 @@ fn jittered(base: Duration) -> Duration {
     Duration::from_millis(ms / 2 + random_u64() % ms)
 }
 
-/// Sends the next batch; returns how many records it moved past.
+/// Sends the next batch; returns how many records it moved past (0 when
+/// there are none, or the owner is not known yet: the first heartbeat
+/// answer tells it).
+///
+/// An event the server would refuse (checked by the server's own rule,
+/// [`AgentEvent::problem`]) or did refuse (a 400 naming `events[i]`) is
+/// set aside in the spool's `refused/` directory after the events before
+/// it are shipped, so one bad event never holds up the rest.
 pub async fn ship_batch(runtime: &Runtime) -> Result<usize, AgentError> {
-    let records = runtime.spool.pending(BATCH_RECORDS, BATCH_BYTES)?;
-    let Some(last) = records.last().map(|r| r.seq) else {
+    let owner = runtime.read().owner.clone();
+    if owner.is_empty() {
         return Ok(0);
-    };
+    }
+    let records = runtime.spool.pending(BATCH_RECORDS, BATCH_BYTES)?;
     let mut events = Vec::with_capacity(records.len());
+    let mut bad = None;
     for record in &records {
-        match serde_json::from_slice::<AgentEvent>(&record.payload) {
-            Ok(mut event) => {
-                event.seq = record.seq;
-                events.push(event);
-            }
-            // It passed its checksum, so the daemon wrote it; a version
-            // that wrote another shape cannot be shipped as an event.
-            Err(error) => {
-                tracing::error!(seq = record.seq, error = %error, "spool record is not an event; skipped")
+        match ready(record, &owner) {
+            Ok(event) => events.push(event),
+            Err(why) => {
+                bad = Some((record, why));
+                break;
             }
         }
     }
+    let mut moved = events.len();
     if !events.is_empty() {
-        let batch = EventBatch {
-            agent_id: runtime.record.agent_id.clone(),
-            events,
-        };
-        runtime.client.ship_events(&runtime.device, &batch).await?;
+        match send(runtime, &events).await {
+            Ok(()) => {}
+            Err(Sent::Refused { index, why }) => {
+                if index > 0 {
+                    send(runtime, &events[..index])
+                        .await
+                        .map_err(Sent::into_error)?;
+                    runtime.spool.shipped(events[index - 1].seq)?;
+                }
+                tracing::error!(seq = events[index].seq, why = %why, "the server refused an event; kept in the spool's refused/");
+                runtime.spool.set_aside(&records[index], &why)?;
+                return Ok(index + 1);
+            }
+            Err(other) => return Err(other.into_error()),
+        }
+        runtime.spool.shipped(events[moved - 1].seq)?;
     }
-    runtime.spool.shipped(last)?;
-    Ok(records.len())
+    if let Some((record, why)) = bad {
+        tracing::error!(seq = record.seq, why = %why, "an event the server would refuse; kept in the spool's refused/");
+        runtime.spool.set_aside(record, &why)?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+/// The spool record as the event to send: its sequence number and owner
+/// filled in; or why the server would refuse it.
+fn ready(record: &Record, owner: &str) -> Result<AgentEvent, String> {
+    let mut event = serde_json::from_slice::<AgentEvent>(&record.payload)
+        .map_err(|e| format!("the record is not an event: {e}"))?;
+    event.seq = record.seq;
+    if event.user_id.is_empty() {
+        owner.clone_into(&mut event.user_id);
+    }
+    match event.problem() {
+        None => Ok(event),
+        Some(problem) => Err(format!("`{}` {}", problem.field, problem.rule)),
+    }
+}
+
+/// Why a batch was not stored.
+enum Sent {
+    /// The server refused event `index` of the batch, and will refuse it again.
+    Refused { index: usize, why: String },
+    /// Anything else: worth trying again later.
+    Failed(AgentError),
+}
+
+impl Sent {
+    fn into_error(self) -> AgentError {
+        match self {
+            Sent::Refused { why, .. } => AgentError::Invalid(why),
+            Sent::Failed(error) => error,
+        }
+    }
+}
+
+async fn send(runtime: &Runtime, events: &[AgentEvent]) -> Result<(), Sent> {
+    let batch = EventBatch {
+        agent_id: runtime.record.agent_id.clone(),
+        events: events.to_vec(),
+    };
+    match runtime.client.ship_events(&runtime.device, &batch).await {
+        Ok(_) => Ok(()),
+        Err(ClientError::Api {
+            status: 400,
+            field: Some(field),
+            message,
+            ..
+        }) if refused_index(&field).is_some_and(|i| i < events.len()) => Err(Sent::Refused {
+            index: refused_index(&field).unwrap_or_default(),
+            why: message,
+        }),
+        Err(error) => Err(Sent::Failed(error.into())),
+    }
+}
+
+/// `3` of a field named `events[3].target`.
+fn refused_index(field: &str) -> Option<usize> {
+    field
+        .strip_prefix("events[")?
+        .split_once(']')?
+        .0
+        .parse()
+        .ok()
 }

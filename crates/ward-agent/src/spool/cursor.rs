@@ -10,6 +10,7 @@
 //! shipped=1200
 //! dropped=3
 //! corrupt=0
+//! refused=0
 //! crc=1a2b3c4d
 //! ```
 
@@ -33,6 +34,8 @@ pub(super) struct Cursor {
     pub dropped: u64,
     /// Stretches set aside because they were torn or failed a check.
     pub corrupt: u64,
+    /// Records set aside because the server refused them.
+    pub refused: u64,
 }
 
 /// What reading the cursor file found.
@@ -49,8 +52,8 @@ pub(super) enum Loaded {
 impl Cursor {
     fn render(&self) -> String {
         let body = format!(
-            "{FIRST_LINE}\nshipped={}\ndropped={}\ncorrupt={}\n",
-            self.shipped, self.dropped, self.corrupt
+            "{FIRST_LINE}\nshipped={}\ndropped={}\ncorrupt={}\nrefused={}\n",
+            self.shipped, self.dropped, self.corrupt, self.refused
         );
         let crc = crc32c(body.as_bytes());
         format!("{body}crc={crc:08x}\n")
@@ -84,6 +87,7 @@ impl Cursor {
             shipped: field("shipped")?,
             dropped: field("dropped")?,
             corrupt: field("corrupt")?,
+            refused: field("refused")?,
         })
     }
 }
@@ -149,6 +153,7 @@ mod tests {
             shipped: 1200,
             dropped: 3,
             corrupt: 1,
+            refused: 2,
         };
         store(dir.path(), &cursor).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Loaded::Good(cursor));

@@ -32,8 +32,10 @@
 //!   blocks and need no journal commit of a new file size; zeros after
 //!   the last record are room, not damage.
 //! - `cursor`: the highest sequence number the server holds and the
-//!   `dropped` and `corrupt` counters, as checksummed text, replaced
+//!   `dropped`, `corrupt` and `refused` counters, as checksummed text, replaced
 //!   atomically (see `cursor.rs`).
+//! - `refused/`: records the server refused (it will never take them),
+//!   one JSON file each: `seq`, `refused_because` and the `event`.
 //! - `corrupt/`: what recovery set aside (copies of bad stretches, named
 //!   after their segment and offset; segments with a bad header; a cursor
 //!   file that failed its checksum).
@@ -92,6 +94,9 @@ use tokio::sync::oneshot;
 use crate::error::AgentError;
 use crate::state::refuse_if_open;
 pub use format::MAX_RECORD_PAYLOAD;
+
+/// The most refused records kept in `refused/`.
+pub const MAX_REFUSED: u64 = 10_000;
 use format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 
 /// How big the spool may grow and how long an audit append waits for room.
@@ -405,6 +410,41 @@ impl Spool {
     /// durably (temp file, fsync, rename, fsync of the directory), deletes
     /// segments wholly shipped and wakes audit appends waiting for space.
     pub fn shipped(&self, seq: u64) -> Result<(), AgentError> {
+        self.advance(seq, 0)
+    }
+
+    /// The server refused `record` (it will never take it): keeps a copy in
+    /// `refused/` with `why`, durably, counts it, and moves the cursor past
+    /// it like [`Spool::shipped`]. Records before it must be shipped first.
+    /// Refused once [`MAX_REFUSED`] records are kept: the records then stay
+    /// in the spool, which fills up, and audit appends fail when it is full.
+    pub fn set_aside(&self, record: &Record, why: &str) -> Result<(), AgentError> {
+        let shared = &self.inner.shared;
+        let kept = lock(&shared.state).cursor.refused;
+        if kept >= MAX_REFUSED {
+            return Err(AgentError::SpoolUnavailable {
+                reason: format!(
+                    "{kept} refused events are already kept in `{}`; read them, remove them and restart",
+                    shared.dir.join(recover::REFUSED_DIR).display()
+                ),
+            });
+        }
+        let mut copy = format!(
+            "{{\"seq\":{},\"refused_because\":{},\"event\":",
+            record.seq,
+            serde_json::Value::String(why.to_owned())
+        )
+        .into_bytes();
+        copy.extend_from_slice(&record.payload);
+        copy.extend_from_slice(b"}\n");
+        let mut aside = recover::SetAside::named(&shared.dir, recover::REFUSED_DIR);
+        aside.write(&format!("seq-{:020}.json", record.seq), &copy)?;
+        aside.sync()?;
+        self.advance(record.seq, 1)
+    }
+
+    /// Moves the cursor to `seq`, adding `refused` to its counter.
+    fn advance(&self, seq: u64, refused: u64) -> Result<(), AgentError> {
         let shared = &self.inner.shared;
         let doomed = {
             let _io = lock(&shared.cursor_io);
@@ -426,12 +466,14 @@ impl Spool {
                 }
                 cursor::Cursor {
                     shipped: seq,
+                    refused: state.cursor.refused + refused,
                     ..state.cursor
                 }
             };
             cursor::store(&shared.dir, &cursor)?;
             let mut state = lock(&shared.state);
             state.cursor.shipped = seq;
+            state.cursor.refused += refused;
             let active = state.active;
             let spent: Vec<u64> = state
                 .segments
@@ -471,6 +513,7 @@ impl Spool {
             bytes: state.bytes(),
             dropped: state.cursor.dropped,
             corrupt: state.cursor.corrupt,
+            refused: state.cursor.refused,
             shipped_seq: shipped,
         }
     }

@@ -15,6 +15,8 @@ use super::{Segment, State};
 use crate::error::AgentError;
 
 pub(super) const CORRUPT_DIR: &str = "corrupt";
+/// Where records the server refused are kept.
+pub(super) const REFUSED_DIR: &str = "refused";
 const SEGMENT_PREFIX: &str = "seg-";
 const SEGMENT_SUFFIX: &str = ".wsp";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -244,16 +246,22 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The `corrupt/` directory, created (0700) when first needed.
-struct SetAside {
+/// A directory of set-aside files (`corrupt/`, `refused/`), created
+/// (0700) when first needed.
+pub(super) struct SetAside {
     dir: PathBuf,
     created: bool,
 }
 
 impl SetAside {
     fn new(spool: &Path) -> SetAside {
+        SetAside::named(spool, CORRUPT_DIR)
+    }
+
+    /// The set-aside directory `name` of the spool directory `spool`.
+    pub(super) fn named(spool: &Path, name: &str) -> SetAside {
         SetAside {
-            dir: spool.join(CORRUPT_DIR),
+            dir: spool.join(name),
             created: false,
         }
     }
@@ -270,7 +278,7 @@ impl SetAside {
         Ok(())
     }
 
-    /// A path in `corrupt/` named `base`, or `base.1`, `base.2`, ... when
+    /// A path in the directory named `base`, or `base.1`, `base.2`, ... when
     /// an earlier recovery used the name.
     fn free_path(&mut self, base: &str) -> Result<PathBuf, AgentError> {
         self.ensure()?;
@@ -289,7 +297,8 @@ impl SetAside {
         self.sync()
     }
 
-    fn write(&mut self, base: &str, bytes: &[u8]) -> Result<(), AgentError> {
+    /// Writes a new file `base` (or `base.1`, ...) durably.
+    pub(super) fn write(&mut self, base: &str, bytes: &[u8]) -> Result<(), AgentError> {
         let path = self.free_path(base)?;
         std::fs::OpenOptions::new()
             .write(true)
@@ -303,7 +312,8 @@ impl SetAside {
             .map_err(AgentError::io("write", &path))
     }
 
-    fn sync(&mut self) -> Result<(), AgentError> {
+    /// Makes the directory's entries durable.
+    pub(super) fn sync(&mut self) -> Result<(), AgentError> {
         self.ensure()?;
         cursor::sync_dir(&self.dir)?;
         cursor::sync_dir(self.dir.parent().unwrap_or(&self.dir))

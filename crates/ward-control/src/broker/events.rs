@@ -12,11 +12,7 @@
 //! transaction), and only when every event names the sending agent and the
 //! key that signed the proof.
 
-use ward_api::{
-    AgentEvent, EVENT_ACTION_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, EVENT_REASON_MAX_BYTES,
-    EVENT_RESULT_MAX_BYTES, EVENT_TARGET_MAX_BYTES, EVENT_USER_MAX_BYTES, EventBatch,
-    EventsAccepted,
-};
+use ward_api::{AgentEvent, EVENT_BATCH_MAX_EVENTS, EventBatch, EventsAccepted};
 use ward_store::{AgentEventRow, AgentRow};
 
 use crate::AppState;
@@ -26,9 +22,6 @@ use crate::util::{now_ms, rfc3339};
 
 /// The path DPoP proofs for shipping events are made for.
 const EVENTS_PATH: &str = "/v1/events";
-
-/// The longest accepted `ts`, bytes (an RFC 3339 time is about 30).
-const TS_MAX_BYTES: usize = 64;
 
 /// Accepts a batch carrying `proof` (the request's `DPoP` header, or why it
 /// has none): how many events were stored and how many were already held,
@@ -111,100 +104,17 @@ fn read_event(
         )
         .field(field("device_id")));
     }
-    let seq = i64::try_from(event.seq)
-        .ok()
-        .filter(|seq| *seq >= 1)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field("seq"),
-                format!(
-                    "`{}` must be from 1 to {}, got {}",
-                    field("seq"),
-                    i64::MAX,
-                    event.seq
-                ),
-            )
-        })?;
-    let ts_ms = (event.ts.len() <= TS_MAX_BYTES)
-        .then(|| ward_model::timestamp::parse_rfc3339(&event.ts))
-        .flatten()
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field("ts"),
-                format!(
-                    "`{}` is not an RFC 3339 time such as `2026-01-17T14:23:05.123Z`",
-                    field("ts")
-                ),
-            )
-        })?;
-    if !ward_model::audit::valid_correlation_id(&event.correlation_id) {
+    if let Some(problem) = event.problem() {
+        let name = field(problem.field);
         return Err(ApiError::invalid(
-            field("correlation_id"),
-            format!(
-                "`{}` must be 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `:`",
-                field("correlation_id")
-            ),
+            name.clone(),
+            format!("`{name}` {}", problem.rule),
         ));
     }
-    if !matches!(event.class.as_str(), "audit" | "telemetry") {
-        return Err(ApiError::invalid(
-            field("class"),
-            format!(
-                "`{}` must be `audit` or `telemetry`, got `{}`",
-                field("class"),
-                event.class
-            ),
-        ));
-    }
-    if !(event.sampling > 0.0 && event.sampling <= 1.0) {
-        return Err(ApiError::invalid(
-            field("sampling"),
-            format!(
-                "`{}` must be above 0 and at most 1 (1: every event kept), got {}",
-                field("sampling"),
-                event.sampling
-            ),
-        ));
-    }
-    let duration_ms = event
-        .duration_ms
-        .map(|ms| {
-            i64::try_from(ms).map_err(|_| {
-                ApiError::invalid(
-                    field("duration_ms"),
-                    format!("`{}` must be at most {}", field("duration_ms"), i64::MAX),
-                )
-            })
-        })
-        .transpose()?;
-    if let Some(feature) = &event.feature
-        && !ward_model::matrix::is_valid_name(feature)
-    {
-        return Err(ApiError::invalid(
-            field("feature"),
-            format!(
-                "`{}` is not a feature name: use 1 to 64 lowercase letters, digits, `-`, `_`, `.`",
-                field("feature")
-            ),
-        ));
-    }
-    if event.result.len() > EVENT_RESULT_MAX_BYTES
-        || !ward_model::matrix::is_valid_name(&event.result)
-    {
-        return Err(ApiError::invalid(
-            field("result"),
-            format!(
-                "`{}` must be 1 to {EVENT_RESULT_MAX_BYTES} lowercase letters, digits, `-`, `_`, `.`, such as `allow` or `error`",
-                field("result")
-            ),
-        ));
-    }
-    label(&field("user_id"), &event.user_id, EVENT_USER_MAX_BYTES)?;
-    label(&field("action"), &event.action, EVENT_ACTION_MAX_BYTES)?;
-    text(&field("target"), &event.target, EVENT_TARGET_MAX_BYTES)?;
-    if let Some(reason) = &event.reason {
-        text(&field("reason"), reason, EVENT_REASON_MAX_BYTES)?;
-    }
+    // Both hold after `problem`; the fallbacks are never taken.
+    let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+    let ts_ms = ward_model::timestamp::parse_rfc3339(&event.ts).unwrap_or_default();
+    let duration_ms = event.duration_ms.and_then(|ms| i64::try_from(ms).ok());
     Ok(AgentEventRow {
         id: 0,
         tenant_id: agent.tenant_id.clone(),
@@ -225,35 +135,6 @@ fn read_event(
         sampling: event.sampling,
         received_at: received_at.to_owned(),
     })
-}
-
-/// A short label (an action, a user): 1 to `max` bytes, no control characters.
-fn label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            field,
-            format!("`{field}` must be 1 to {max} bytes without control characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// Free text as the device redacted it (a target, a reason): at most `max`
-/// bytes, no NUL; line breaks and tabs are kept (commands have them).
-fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.len() > max {
-        return Err(ApiError::invalid(
-            field,
-            format!("`{field}` is longer than {max} bytes; shorten it on the device"),
-        ));
-    }
-    if value.contains('\0') {
-        return Err(ApiError::invalid(
-            field,
-            format!("`{field}` must not contain NUL characters"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

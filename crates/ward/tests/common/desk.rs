@@ -138,15 +138,22 @@ profiles:
         desk
     }
 
-    /// Starts `ward agent run` on the state directory with extra flags.
+    /// Starts `ward agent run` on the state directory with extra flags;
+    /// returns once its socket accepts connections.
     pub fn start_daemon(&mut self, extra: &[&str]) {
         let child = self.daemon_command(extra).spawn().unwrap();
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.socket().exists() {
+        let socket = extra
+            .iter()
+            .position(|arg| *arg == "--socket")
+            .and_then(|at| extra.get(at + 1))
+            .map_or_else(|| self.socket(), PathBuf::from);
+        // A socket left by a killed daemon exists but refuses connections.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "the daemon did not create its socket"
+                "the daemon did not serve its socket"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
