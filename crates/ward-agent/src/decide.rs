@@ -37,7 +37,8 @@ pub struct FeatureGrant {
     /// Whether the matrix marks it high-risk (it stops at the shorter
     /// staleness bound).
     pub high_risk: bool,
-    /// The scopes its token grants.
+    /// The scopes its token grants; without a token, the matrix's scopes
+    /// for the feature, which only name why a covered action is denied.
     pub scopes: Vec<Scope>,
     /// When its token expires (ms since the epoch); `None`: no token.
     pub token_expires_at_ms: Option<i64>,

@@ -296,14 +296,15 @@ impl View {
                 FeatureGrant {
                     name: feature.name.clone(),
                     high_risk: feature.risk == "high",
+                    // Without a token the matrix scopes still say which
+                    // feature an action needs, so that the deny names what
+                    // is missing (consent, approval, a refusal); they are
+                    // never usable while `unavailable` is set.
                     scopes: held
-                        .map(|h| {
-                            h.scopes
-                                .iter()
-                                .filter_map(|s| s.parse::<Scope>().ok())
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                        .map_or(&feature.scopes, |h| &h.scopes)
+                        .iter()
+                        .filter_map(|s| s.parse::<Scope>().ok())
+                        .collect(),
                     token_expires_at_ms: held.map(|h| h.expires_at_ms),
                     unavailable: if held.is_some() {
                         None

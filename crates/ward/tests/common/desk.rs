@@ -141,7 +141,12 @@ profiles:
     /// Starts `ward agent run` on the state directory with extra flags;
     /// returns once its socket accepts connections.
     pub fn start_daemon(&mut self, extra: &[&str]) {
-        let child = self.daemon_command(extra).spawn().unwrap();
+        let child = self
+            .daemon_command(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         let socket = extra
@@ -166,9 +171,7 @@ profiles:
             .args(["agent", "run", "--state-dir"])
             .arg(&self.state_dir)
             .args(extra)
-            .env("WARD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .env("WARD_LOG", "warn");
         command
     }
 
