@@ -25,9 +25,9 @@ use std::collections::HashSet;
 
 use ward_api::StalenessBounds;
 use ward_model::enforcement::Mode;
-use ward_model::scope::Scope;
+use ward_model::scope::{Scope, echo};
 
-use crate::resource::{Canonical, Protected, canonicalise, echo};
+use crate::resource::{Canonical, Protected, canonicalise};
 
 /// One feature of the agent's profile and the token it holds.
 #[derive(Clone, Debug)]

@@ -47,7 +47,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use ward_model::scope::Scope;
+use ward_model::scope::{Scope, echo};
 
 /// Whether paths compare case-insensitively on this operating system.
 pub const CASE_INSENSITIVE_PATHS: bool = cfg!(target_os = "macos");
@@ -56,8 +56,6 @@ pub const CASE_INSENSITIVE_PATHS: bool = cfg!(target_os = "macos");
 const MAX_SYMLINK_HOPS: usize = 40;
 /// Files under the protected paths whose identities are remembered.
 const MAX_PROTECTED_FILES: usize = 100_000;
-/// Longest piece of input echoed in an error, in bytes.
-const MAX_ECHO_LEN: usize = 200;
 /// Longest resource or action name (as in the scope grammar).
 const MAX_NAME_LEN: usize = 64;
 
@@ -717,23 +715,6 @@ fn hex(byte: u8) -> Option<u8> {
     char::from(byte)
         .to_digit(16)
         .and_then(|d| u8::try_from(d).ok())
-}
-
-/// Shortens `text` and escapes control characters so it can be echoed.
-pub(crate) fn echo(text: &str) -> String {
-    let mut out = String::new();
-    for (index, c) in text.char_indices() {
-        if index >= MAX_ECHO_LEN {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Ward's own paths (the state directory, its config, the socket): no

@@ -235,26 +235,44 @@ mod tests {
         let data =
             |event: &Event| -> Value { serde_json::from_str(&event.encode().unwrap().1).unwrap() };
         let events = every_kind();
-        assert_eq!(
-            data(&events[0]),
-            serde_json::json!({"id": "rev_1", "tenant": "t", "kind": "agent", "value": "a", "revoked_at_ms": 5})
-        );
-        assert_eq!(
-            data(&events[1]),
-            serde_json::json!({"scope": "agent", "tenant": "t", "target": "a", "mode": "read-only", "reason": "x"})
-        );
-        assert_eq!(
-            data(&events[2]),
-            serde_json::json!({"key": "k", "tenant": "", "enabled": false})
-        );
-        assert_eq!(
-            data(&events[3]),
-            serde_json::json!({"kid": "k2", "previous_kid": "k1", "previous_published_until_ms": 9})
-        );
-        assert_eq!(
-            data(&events[4]),
-            serde_json::json!({"agent_id": "a", "tenant": "t", "from": "active", "to": "quarantined"})
-        );
+        // What gateways have always read, and the field added since for
+        // device acknowledgements (an older reader ignores it; data without
+        // it, from an older server, still decodes).
+        let shapes = [
+            (
+                serde_json::json!({"id": "rev_1", "tenant": "t", "kind": "agent", "value": "a", "revoked_at_ms": 5}),
+                None,
+            ),
+            (
+                serde_json::json!({"scope": "agent", "tenant": "t", "target": "a", "mode": "read-only", "reason": "x"}),
+                Some("set_at"),
+            ),
+            (
+                serde_json::json!({"key": "k", "tenant": "", "enabled": false}),
+                Some("set_at"),
+            ),
+            (
+                serde_json::json!({"kid": "k2", "previous_kid": "k1", "previous_published_until_ms": 9}),
+                None,
+            ),
+            (
+                serde_json::json!({"agent_id": "a", "tenant": "t", "from": "active", "to": "quarantined"}),
+                Some("at"),
+            ),
+        ];
+        assert_eq!(shapes.len(), events.len());
+        for (event, (legacy, added)) in events.iter().zip(shapes) {
+            let mut expected = legacy.clone();
+            if let Some(field) = added {
+                expected[field] = Value::String(String::new());
+            }
+            assert_eq!(data(event), expected);
+            let (kind, _) = event.encode().unwrap();
+            assert_eq!(
+                Event::decode(&kind, &legacy.to_string()).unwrap().as_ref(),
+                Some(event)
+            );
+        }
     }
 
     #[test]

@@ -228,8 +228,9 @@ impl<'de> Deserialize<'de> for Scope {
     }
 }
 
-/// Shortens `text` and escapes control characters so it can be echoed safely.
-fn echo(text: &str) -> String {
+/// Shortens `text` (to 200 bytes) and escapes control characters so that
+/// an error or a decision can echo what it was given.
+pub fn echo(text: &str) -> String {
     let mut out = String::new();
     for (index, c) in text.char_indices() {
         if index >= MAX_ECHO_LEN {

@@ -111,20 +111,35 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, AgentError> {
 
 /// Replaces the cursor file of `dir` with `cursor`, durably.
 pub(super) fn store(dir: &Path, cursor: &Cursor) -> Result<(), AgentError> {
-    let temp = dir.join(CURSOR_TEMP);
-    let path = dir.join(CURSOR_FILE);
+    replace(
+        dir,
+        &dir.join(CURSOR_FILE),
+        &dir.join(CURSOR_TEMP),
+        cursor.render().as_bytes(),
+    )
+}
+
+/// Replaces `path` in `dir` with `bytes` so that a crash leaves either the
+/// old file or the new one: written to `temp` (mode 0600) and synced,
+/// renamed over `path`, and the directory synced.
+pub(super) fn replace(
+    dir: &Path,
+    path: &Path,
+    temp: &Path,
+    bytes: &[u8],
+) -> Result<(), AgentError> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&temp)
+        .open(temp)
         .and_then(|mut file| {
-            file.write_all(cursor.render().as_bytes())?;
+            file.write_all(bytes)?;
             file.sync_all()
         })
-        .map_err(AgentError::io("write", &temp))?;
-    std::fs::rename(&temp, &path).map_err(AgentError::io("write", &path))?;
+        .map_err(AgentError::io("write", temp))?;
+    std::fs::rename(temp, path).map_err(AgentError::io("write", path))?;
     sync_dir(dir)
 }
 

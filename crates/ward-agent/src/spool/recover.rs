@@ -224,19 +224,7 @@ fn rewrite(dir: &Path, path: &Path, bytes: &[u8], scan: &format::Scan) -> Result
         );
     }
     let temp = PathBuf::from(format!("{}{TEMP_SUFFIX}", path.display()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .and_then(|mut file| {
-            file.write_all(&good)?;
-            file.sync_all()
-        })
-        .map_err(AgentError::io("write", &temp))?;
-    std::fs::rename(&temp, path).map_err(AgentError::io("write", path))?;
-    cursor::sync_dir(dir)?;
+    cursor::replace(dir, path, &temp, &good)?;
     Ok(good.len() as u64)
 }
 
