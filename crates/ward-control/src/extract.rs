@@ -49,39 +49,32 @@ pub fn is_json(content_type: &str) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads the body, refusing more than `limit` bytes with 413 and a body
-/// that has not arrived within [`ward_serve::BODY_READ_DEADLINE`] with 408.
+/// Reads the body with [`ward_serve::read_body`]: more than `limit` bytes is
+/// 413, a body that has not arrived within
+/// [`ward_serve::BODY_READ_DEADLINE`] is 408.
 pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    if let Some(length) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && length > limit
-    {
-        return Err(too_large());
-    }
-    let deadline = ward_serve::BODY_READ_DEADLINE;
-    tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), limit))
+    ward_serve::read_body(req.into_body(), limit)
         .await
-        .map_err(|_| {
-            ApiError::new(
+        .map_err(|error| match error {
+            ward_serve::BodyError::TooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds the limit of {limit} bytes"),
+            ),
+            ward_serve::BodyError::Timeout => ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 format!(
                     "the request body did not arrive within {} s",
-                    deadline.as_secs()
+                    ward_serve::BODY_READ_DEADLINE.as_secs()
                 ),
-            )
-        })?
-        .map_err(|_| too_large())
+            ),
+            ward_serve::BodyError::Unreadable => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the request body could not be read",
+            ),
+        })
 }
 
 /// Deserialises JSON, naming the path of the first offending field.

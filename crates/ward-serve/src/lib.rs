@@ -12,13 +12,15 @@
 //! local API on a Unix socket.
 
 use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::Service;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::error::Error as StdError;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -27,10 +29,82 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a handler waits for a request's body once its head arrived.
-/// This crate does not see bodies: each server's handler enforces it as it
-/// reads (408 `body_timeout`), so a client trickling a body cannot hold a
+/// Each server's handler reads bodies with [`read_body`], which enforces
+/// it (408 `body_timeout`), so a client trickling a body cannot hold a
 /// connection open for longer.
 pub const BODY_READ_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How many bytes of a body refused as too large [`read_body`] reads and
+/// throws away (within [`BODY_READ_DEADLINE`]) so that the client, still
+/// sending, finishes and reads the 413 instead of a reset connection.
+/// A body declared larger than this is refused without reading it.
+pub const REFUSED_BODY_DRAIN: u64 = 16 << 20;
+
+/// Why [`read_body`] returned no body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// More than the limit (declared or sent): 413.
+    TooLarge,
+    /// Not all there within [`BODY_READ_DEADLINE`]: 408.
+    Timeout,
+    /// The connection failed while reading.
+    Unreadable,
+}
+
+/// Reads a request body of at most `limit` bytes within
+/// [`BODY_READ_DEADLINE`]. A body over the limit is refused, and read on
+/// and discarded up to [`REFUSED_BODY_DRAIN`] bytes so that the refusal
+/// reaches the client; the response to a refused body should close the
+/// connection (what [`serve`] does for 408 and 413).
+pub async fn read_body<B>(body: B, limit: usize) -> Result<bytes::Bytes, BodyError>
+where
+    B: Body<Data = bytes::Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let declared = body.size_hint().exact();
+    let deadline = tokio::time::Instant::now() + BODY_READ_DEADLINE;
+    if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= REFUSED_BODY_DRAIN) {
+            let _ = tokio::time::timeout_at(deadline, discard(body, REFUSED_BODY_DRAIN)).await;
+        }
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = body;
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => return Ok(collected.freeze()),
+            Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if collected.len() + data.len() > limit {
+            let room = REFUSED_BODY_DRAIN.saturating_sub((collected.len() + data.len()) as u64);
+            let _ = tokio::time::timeout_at(deadline, discard(body, room)).await;
+            return Err(BodyError::TooLarge);
+        }
+        collected.extend_from_slice(&data);
+    }
+}
+
+/// Reads and drops up to `room` bytes of `body`, or to its end.
+async fn discard<B>(mut body: B, room: u64)
+where
+    B: Body<Data = bytes::Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut left = room;
+    while let Some(Ok(frame)) = body.frame().await {
+        let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+        match left.checked_sub(len) {
+            Some(rest) => left = rest,
+            None => return,
+        }
+    }
+}
 
 /// The deadlines of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -180,7 +254,7 @@ where
     let serving = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), CloseAfterUnreadBody(service));
     let mut serving = std::pin::pin!(serving);
     tokio::select! {
         _ = serving.as_mut() => return,
@@ -188,6 +262,38 @@ where
     }
     serving.as_mut().graceful_shutdown();
     let _ = serving.await;
+}
+
+/// Wraps a service so that a 408 or a 413 (the handler stopped reading the
+/// body) says `Connection: close`: the rest of that body is still on the
+/// wire, so hyper closes the connection after the answer, and a client
+/// that reads the header does not send its next request on it.
+struct CloseAfterUnreadBody<S>(S);
+
+impl<S, B> Service<Request<Incoming>> for CloseAfterUnreadBody<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    B: 'static,
+    S::Error: 'static,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, S::Error>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let status = response.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Completes once `stopped` turns true (or its sender is gone): how

@@ -1,7 +1,8 @@
 //! `ward serve` stops promptly on SIGTERM whatever its clients do (issue 9):
 //! open watch streams end, half-open connections do not hold the process,
-//! a client that never finishes its headers is cut off, and one that
-//! trickles its body is refused.
+//! a client that never finishes its headers is cut off, one that
+//! trickles its body is refused, and one whose body is too large reads the
+//! refusal before the connection closes.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -144,4 +145,52 @@ async fn a_request_body_that_trickles_is_refused_with_408_after_the_deadline() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"body_timeout\""), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_refused_as_too_large_is_answered_and_the_connection_closed() {
+    let server = Server::start();
+    // 1 MiB against the 64 KiB limit: the client gets to send it all and
+    // reads the 413, which tells it not to reuse the connection.
+    let body = vec![b' '; 1 << 20];
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/tokens HTTP/1.1\r\nHost: ward\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PROMPTLY, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 413"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("\"body_too_large\""), "{answer}");
+
+    // Declared far beyond what is worth reading: refused at once, unread.
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/tokens HTTP/1.1\r\nHost: ward\r\nContent-Type: application/json\r\n\
+              Content-Length: 1073741824\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PROMPTLY, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 413"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
 }

@@ -140,19 +140,35 @@ async fn not_found() -> Response {
     )
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes; errors name the field.
+/// Reads a JSON body of at most [`MAX_BODY`] bytes within
+/// [`ward_serve::BODY_READ_DEADLINE`]; errors name the field.
 async fn body<T: serde::de::DeserializeOwned>(
     request: axum::extract::Request,
 ) -> Result<T, Response> {
-    let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
+    let bytes = ward_serve::read_body(request.into_body(), MAX_BODY)
         .await
-        .map_err(|_| {
-            error(
+        .map_err(|problem| match problem {
+            ward_serve::BodyError::TooLarge => error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 &format!("the body is larger than {MAX_BODY} bytes"),
                 None,
-            )
+            ),
+            ward_serve::BodyError::Timeout => error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                &format!(
+                    "the body did not arrive within {} s",
+                    ward_serve::BODY_READ_DEADLINE.as_secs()
+                ),
+                None,
+            ),
+            ward_serve::BodyError::Unreadable => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the body could not be read",
+                None,
+            ),
         })?;
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {

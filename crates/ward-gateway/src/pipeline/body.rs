@@ -7,10 +7,8 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
-use std::time::Duration;
 
 use super::response::shown;
 use super::route::hex_digit;
@@ -19,7 +17,6 @@ use crate::contract::QueryKind;
 use crate::error::GatewayError;
 
 /// How long a client may take to send its request body.
-const BODY_TIMEOUT: Duration = ward_serve::BODY_READ_DEADLINE;
 
 /// Checks the query string against the query rule of the route's
 /// `method`, when its contract has one.
@@ -170,37 +167,26 @@ pub async fn read(
         )
         .field("Content-Type"));
     }
-    let too_large = || {
-        GatewayError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body exceeds {} bytes", max_body),
-        )
-    };
-    if declared.is_some_and(|n| n > max_body as u64) {
-        return Err(too_large());
-    }
-    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max_body).collect())
+    let bytes = ward_serve::read_body(body, max_body)
         .await
-        .map_err(|_| {
-            GatewayError::new(
+        .map_err(|error| match error {
+            ward_serve::BodyError::TooLarge => GatewayError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body exceeds {max_body} bytes"),
+            ),
+            ward_serve::BodyError::Timeout => GatewayError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 format!(
                     "the request body did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
+                    ward_serve::BODY_READ_DEADLINE.as_secs()
                 ),
-            )
-        })?;
-    let bytes = collected
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
+            ),
+            ward_serve::BodyError::Unreadable => {
                 GatewayError::bad_request("invalid_body", "the request body could not be read")
             }
-        })?
-        .to_bytes();
+        })?;
     let value = ward_auth::json::parse_unique(&bytes).map_err(|e| {
         GatewayError::bad_request("invalid_json", format!("the request body is not acceptable JSON (one document, no duplicate member names): {e}"))
     })?;
