@@ -16,8 +16,6 @@ use crate::config::{BodyRule, QueryRule, Route};
 use crate::contract::QueryKind;
 use crate::error::GatewayError;
 
-/// How long a client may take to send its request body.
-
 /// Checks the query string against the query rule of the route's
 /// `method`, when its contract has one.
 pub fn check_query(
