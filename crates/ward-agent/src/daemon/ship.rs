@@ -3,7 +3,8 @@
 //! confirmed. Failures back off exponentially with jitter and retry the
 //! same records; the server deduplicates by (device, sequence), so a
 //! batch sent twice (a crash between sending and moving the cursor) is
-//! stored once.
+//! stored once. An event the server refuses for its content is set aside
+//! (the spool's `refused/`), never retried forever.
 
 use std::sync::Arc;
 use std::time::Duration;
