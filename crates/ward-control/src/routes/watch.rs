@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 use ward_api::{ErrorBody, Revocation, WatchSnapshot};
+use ward_model::enforcement::{Flags, KillSwitches};
 use ward_model::roles::Permission;
 use ward_store::EventRow;
 
@@ -39,13 +40,18 @@ pub async fn snapshot(
     let tenant = watcher_tenant(&principal)?;
     let horizon = now_ms() - (state.config.max_token_secs as i64 + 300) * 1000;
     let wanted = tenant.clone();
-    let (seq, rows) = state
+    let (seq, rows, kills, flags) = state
         .store
         .read(move |conn| {
             // The sequence number first: anything after it is in the stream.
+            // Switches and flags come from the database after it, not from
+            // the in-memory view (updated only once a commit has returned),
+            // so a change committed before `seq` is never missing from both.
             let seq = ward_store::last_event(conn)?;
             let rows = ward_store::revocations_since(conn, horizon)?;
-            Ok((seq, rows))
+            let kills = ward_store::killswitches(conn)?;
+            let flags = ward_store::flags(conn)?;
+            Ok((seq, rows, kills, flags))
         })
         .await?;
     let revocations = rows
@@ -62,16 +68,12 @@ pub async fn snapshot(
     Ok(JsonOut(WatchSnapshot {
         seq,
         revocations,
-        killswitches: state
-            .switches
-            .kills
+        killswitches: KillSwitches::new(kills)
             .visible(tenant.as_deref())
             .into_iter()
             .map(ward_api::KillSwitch::from)
             .collect(),
-        flags: state
-            .switches
-            .flags
+        flags: Flags::new(flags)
             .visible(tenant.as_deref())
             .into_iter()
             .map(ward_api::Flag::from)
