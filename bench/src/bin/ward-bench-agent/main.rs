@@ -60,6 +60,8 @@ impl Drop for Desk {
         if let Some(daemon) = self.daemon.as_mut() {
             terminate(daemon);
         }
+        // In case a run failed while the server was paused.
+        let _ = signal(&self.server, "CONT");
         terminate(&mut self.server);
     }
 }
@@ -72,7 +74,24 @@ async fn run(args: Args) -> BResult<()> {
     let file = desk.work.join("readme.txt").display().to_string();
     let duration = Duration::from_secs(args.duration_secs);
     let status = drive(&desk.socket, args.clients, duration, Call::Status).await?;
-    let authorize = drive(&desk.socket, args.clients, duration, Call::Authorize(file)).await?;
+    let authorize = drive(
+        &desk.socket,
+        args.clients,
+        duration,
+        Call::Authorize(file.clone()),
+    )
+    .await?;
+    // The same runs with the control plane paused (SIGSTOP): on a desktop
+    // the server is elsewhere, here it would take the same two cores to
+    // store every event the daemon ships.
+    signal(&desk.server, "STOP")?;
+    let alone_status = drive(&desk.socket, args.clients, duration, Call::Status).await;
+    let alone_authorize = match &alone_status {
+        Ok(_) => drive(&desk.socket, args.clients, duration, Call::Authorize(file)).await,
+        Err(e) => Err(e.clone()),
+    };
+    signal(&desk.server, "CONT")?;
+    let (alone_status, alone_authorize) = (alone_status?, alone_authorize?);
     let busy_rss_kib = rss_kib(pid)?;
     let (commit, date) = provenance();
     let ratio = |a: u32, b: u32| f64::from(a) / f64::from(b.max(1));
@@ -83,17 +102,24 @@ async fn run(args: Args) -> BResult<()> {
          {clients} concurrent clients, one keep-alive connection each, {secs} s per run. \
          `authorize` canonicalises a real file path, decides from the in-memory tokens, \
          redacts and makes the decision's event durable in the spool (group commit) before answering; \
-         the baseline `GET /v1/status` is a round trip with no decision and no write.\n\n\
-         | call | requests/s | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|---|\n\
-         {status_row}\n{authorize_row}\n\n\
-         authorize / status: p50 ×{p50:.2}, p99 ×{p99:.2}.\n\n\
+         the baseline `GET /v1/status` is a round trip with no decision and no write. \
+         First with `ward serve` on the same cores storing every event the daemon ships, \
+         then with it paused (SIGSTOP), as on a desktop whose control plane is elsewhere.\n\n\
+         | call | control plane | requests/s | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|---|---|\n\
+         {status_row}\n{authorize_row}\n{alone_status_row}\n{alone_authorize_row}\n\n\
+         authorize / status: p50 ×{p50:.2}, p99 ×{p99:.2} (control plane on the same cores); \
+         p50 ×{alone_p50:.2}, p99 ×{alone_p99:.2} (paused).\n\n\
          Daemon resident memory: {idle:.1} MiB idle (after {idle_secs} s), {busy:.1} MiB after the runs.\n",
         clients = args.clients,
         secs = args.duration_secs,
-        status_row = row("GET /v1/status (baseline)", &status),
-        authorize_row = row("POST /v1/authorize", &authorize),
+        status_row = row("GET /v1/status (baseline)", "running", &status),
+        authorize_row = row("POST /v1/authorize", "running", &authorize),
+        alone_status_row = row("GET /v1/status (baseline)", "paused", &alone_status),
+        alone_authorize_row = row("POST /v1/authorize", "paused", &alone_authorize),
         p50 = ratio(authorize.latencies.p50, status.latencies.p50),
         p99 = ratio(authorize.latencies.p99, status.latencies.p99),
+        alone_p50 = ratio(alone_authorize.latencies.p50, alone_status.latencies.p50),
+        alone_p99 = ratio(alone_authorize.latencies.p99, alone_status.latencies.p99),
         idle = idle_rss_kib as f64 / 1024.0,
         busy = busy_rss_kib as f64 / 1024.0,
         idle_secs = args.idle_secs,
@@ -107,10 +133,24 @@ async fn run(args: Args) -> BResult<()> {
     Ok(())
 }
 
-fn row(name: &str, run: &Run) -> String {
+/// Sends `SIG<name>` to `child`.
+fn signal(child: &Child, name: &str) -> BResult<()> {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .map_err(s)?;
+    if sent.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{name} {} failed", child.id()))
+    }
+}
+
+fn row(name: &str, server: &str, run: &Run) -> String {
     let l = &run.latencies;
     format!(
-        "| {name} | {:.0} | {} | {} | {} | {} |",
+        "| {name} | {server} | {:.0} | {} | {} | {} | {} |",
         run.per_sec, l.p50, l.p99, l.p999, l.max
     )
 }

@@ -373,6 +373,10 @@ impl Spool {
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let want = shipped + 1;
+        // Where the next call starts once these are shipped: after the
+        // last record returned, so a shipper that keeps up does not read
+        // (and checksum) its segment from the start on every call.
+        let mut after = None;
         for (name, segment) in segments {
             let start = match hint {
                 Some(h) if h.segment == name && h.seq == want => h.offset,
@@ -400,8 +404,16 @@ impl Spool {
                     return Ok(records);
                 }
                 bytes += record.payload.len();
+                after = Some(ReadHint {
+                    seq: record.seq + 1,
+                    segment: name,
+                    offset: offset + format::encoded_len(record.payload.len()),
+                });
                 records.push(record);
             }
+        }
+        if after.is_some() {
+            lock(&shared.state).hint = after;
         }
         Ok(records)
     }

@@ -160,6 +160,28 @@ async fn pending_honours_its_limits_and_one_large_record_still_ships() {
     assert_eq!(spool.status().shipped_seq, 3);
 }
 
+#[tokio::test]
+async fn a_shipper_that_keeps_up_resumes_where_it_stopped_in_and_across_segments() {
+    let root = tempfile::tempdir().unwrap();
+    // Large segments: everything stays in one; then small ones: rolls.
+    for config in [config(1 << 20, 1 << 20, 1000), small_segments()] {
+        let dir = tempfile::tempdir_in(root.path()).unwrap();
+        let spool = Spool::open(dir.path(), config).unwrap();
+        let mut shipped = 0;
+        for round in 0..20u64 {
+            let first = round * 7 + 1;
+            append_each(&spool, first..first + 7).await;
+            let batch = all(&spool);
+            assert_eq!(seqs(&batch), (shipped + 1..first + 7).collect::<Vec<_>>());
+            assert!(batch.iter().all(|r| r.payload == event(r.seq)));
+            // Ship all of it in even rounds, part of it in odd ones (the
+            // next read then starts before where the last one stopped).
+            shipped = if round % 2 == 0 { first + 6 } else { first + 2 };
+            spool.shipped(shipped).unwrap();
+        }
+    }
+}
+
 /// Writes `payloads` (one append, so several segments' worth share
 /// groups), cuts the last segment at `cut` (a fraction of its length),
 /// reopens and checks what survived.
