@@ -59,7 +59,9 @@ fn jittered(base: Duration) -> Duration {
 /// An event the server would refuse (checked by the server's own rule,
 /// [`AgentEvent::problem`]) or did refuse (a 400 naming `events[i]`) is
 /// set aside in the spool's `refused/` directory after the events before
-/// it are shipped, so one bad event never holds up the rest.
+/// it are shipped, so one bad event never holds up the rest. A 400 that
+/// names no event (a server of another version) is narrowed down by
+/// sending the first event alone: each round ships or sets aside one.
 pub async fn ship_batch(runtime: &Runtime) -> Result<usize, AgentError> {
     let owner = runtime.read().owner.clone();
     if owner.is_empty() {
@@ -92,6 +94,16 @@ pub async fn ship_batch(runtime: &Runtime) -> Result<usize, AgentError> {
                 runtime.spool.set_aside(&records[index], &why)?;
                 return Ok(index + 1);
             }
+            Err(Sent::Unplaced { why }) if events.len() > 1 => {
+                // The server named no event: find it one at a time.
+                tracing::warn!(why = %why, "the server refused a batch without naming an event; sending one at a time");
+                return alone(runtime, &records[0], &events[0]).await;
+            }
+            Err(Sent::Unplaced { why }) => {
+                tracing::error!(seq = events[0].seq, why = %why, "the server refused an event; kept in the spool's refused/");
+                runtime.spool.set_aside(&records[0], &why)?;
+                return Ok(1);
+            }
             Err(other) => return Err(other.into_error()),
         }
         runtime.spool.shipped(events[moved - 1].seq)?;
@@ -102,6 +114,24 @@ pub async fn ship_batch(runtime: &Runtime) -> Result<usize, AgentError> {
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Ships `event` (of `record`) on its own: stored, or set aside when the
+/// server refuses it for its content.
+async fn alone(
+    runtime: &Runtime,
+    record: &Record,
+    event: &AgentEvent,
+) -> Result<usize, AgentError> {
+    match send(runtime, std::slice::from_ref(event)).await {
+        Ok(()) => runtime.spool.shipped(event.seq)?,
+        Err(Sent::Refused { why, .. } | Sent::Unplaced { why }) => {
+            tracing::error!(seq = event.seq, why = %why, "the server refused an event; kept in the spool's refused/");
+            runtime.spool.set_aside(record, &why)?;
+        }
+        Err(Sent::Failed(error)) => return Err(error),
+    }
+    Ok(1)
 }
 
 /// The spool record as the event to send: its sequence number and owner
@@ -123,6 +153,8 @@ fn ready(record: &Record, owner: &str) -> Result<AgentEvent, String> {
 enum Sent {
     /// The server refused event `index` of the batch, and will refuse it again.
     Refused { index: usize, why: String },
+    /// The server refused the batch (400) without naming an event.
+    Unplaced { why: String },
     /// Anything else: worth trying again later.
     Failed(AgentError),
 }
@@ -130,7 +162,7 @@ enum Sent {
 impl Sent {
     fn into_error(self) -> AgentError {
         match self {
-            Sent::Refused { why, .. } => AgentError::Invalid(why),
+            Sent::Refused { why, .. } | Sent::Unplaced { why } => AgentError::Invalid(why),
             Sent::Failed(error) => error,
         }
     }
@@ -152,6 +184,11 @@ async fn send(runtime: &Runtime, events: &[AgentEvent]) -> Result<(), Sent> {
             index: refused_index(&field).unwrap_or_default(),
             why: message,
         }),
+        Err(ClientError::Api {
+            status: 400,
+            message,
+            ..
+        }) => Err(Sent::Unplaced { why: message }),
         Err(error) => Err(Sent::Failed(error.into())),
     }
 }
