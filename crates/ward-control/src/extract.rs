@@ -55,26 +55,7 @@ pub fn is_json(content_type: &str) -> bool {
 pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     ward_serve::read_body(req.into_body(), limit)
         .await
-        .map_err(|error| match error {
-            ward_serve::BodyError::TooLarge => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds the limit of {limit} bytes"),
-            ),
-            ward_serve::BodyError::Timeout => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive within {} s",
-                    ward_serve::BODY_READ_DEADLINE.as_secs()
-                ),
-            ),
-            ward_serve::BodyError::Unreadable => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "the request body could not be read",
-            ),
-        })
+        .map_err(|e| ApiError::new(e.status(), e.code(), e.message(limit)))
 }
 
 /// Deserialises JSON, naming the path of the first offending field.

@@ -51,6 +51,38 @@ pub enum BodyError {
     Unreadable,
 }
 
+impl BodyError {
+    /// The answer's status: 413, 408 or 400.
+    pub fn status(self) -> StatusCode {
+        match self {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Unreadable => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The answer's error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "body_too_large",
+            BodyError::Timeout => "body_timeout",
+            BodyError::Unreadable => "invalid_body",
+        }
+    }
+
+    /// The answer's message, for a body limit of `limit` bytes.
+    pub fn message(self, limit: usize) -> String {
+        match self {
+            BodyError::TooLarge => format!("the request body exceeds the limit of {limit} bytes"),
+            BodyError::Timeout => format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_DEADLINE.as_secs()
+            ),
+            BodyError::Unreadable => "the request body could not be read".to_owned(),
+        }
+    }
+}
+
 /// Reads a request body of at most `limit` bytes within
 /// [`BODY_READ_DEADLINE`]. A body over the limit is refused, and read on
 /// and discarded up to [`REFUSED_BODY_DRAIN`] bytes so that the refusal

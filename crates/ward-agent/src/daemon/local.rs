@@ -147,29 +147,7 @@ async fn body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Response> {
     let bytes = ward_serve::read_body(request.into_body(), MAX_BODY)
         .await
-        .map_err(|problem| match problem {
-            ward_serve::BodyError::TooLarge => error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                &format!("the body is larger than {MAX_BODY} bytes"),
-                None,
-            ),
-            ward_serve::BodyError::Timeout => error(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                &format!(
-                    "the body did not arrive within {} s",
-                    ward_serve::BODY_READ_DEADLINE.as_secs()
-                ),
-                None,
-            ),
-            ward_serve::BodyError::Unreadable => error(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "the body could not be read",
-                None,
-            ),
-        })?;
+        .map_err(|e| error(e.status(), e.code(), &e.message(MAX_BODY), None))?;
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();

@@ -167,24 +167,7 @@ pub async fn read(
     }
     let bytes = ward_serve::read_body(body, max_body)
         .await
-        .map_err(|error| match error {
-            ward_serve::BodyError::TooLarge => GatewayError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the request body exceeds {max_body} bytes"),
-            ),
-            ward_serve::BodyError::Timeout => GatewayError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive within {} s",
-                    ward_serve::BODY_READ_DEADLINE.as_secs()
-                ),
-            ),
-            ward_serve::BodyError::Unreadable => {
-                GatewayError::bad_request("invalid_body", "the request body could not be read")
-            }
-        })?;
+        .map_err(|e| GatewayError::new(e.status(), e.code(), e.message(max_body)))?;
     let value = ward_auth::json::parse_unique(&bytes).map_err(|e| {
         GatewayError::bad_request("invalid_json", format!("the request body is not acceptable JSON (one document, no duplicate member names): {e}"))
     })?;
