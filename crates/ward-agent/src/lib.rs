@@ -12,6 +12,7 @@
 //!   device key (DPoP).
 //! - [`resource`]: resources in canonical form, Ward's own paths.
 //! - [`decide`]: the local `authorize` decision.
+//! - [`shell`]: what a shell command line would run, read and write.
 //! - [`spool`]: the durable event spool (segments with checksummed
 //!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
@@ -24,6 +25,7 @@ pub mod device_key;
 pub mod enrolment;
 pub mod error;
 pub mod resource;
+pub mod shell;
 pub mod spool;
 pub mod state;
 pub mod token;
