@@ -13,6 +13,9 @@
 //! - [`resource`]: resources in canonical form, Ward's own paths.
 //! - [`decide`]: the local `authorize` decision.
 //! - [`shell`]: what a shell command line would run, read and write.
+//! - [`toolcall`]: an agent's tool call as the `authorize` questions it
+//!   needs answered.
+//! - [`hook`]: agents' hook calls (Claude Code) answered by the daemon.
 //! - [`spool`]: the durable event spool (segments with checksummed
 //!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
@@ -24,11 +27,13 @@ pub mod decide;
 pub mod device_key;
 pub mod enrolment;
 pub mod error;
+pub mod hook;
 pub mod resource;
 pub mod shell;
 pub mod spool;
 pub mod state;
 pub mod token;
+pub mod toolcall;
 
 pub use enrolment::{DeviceFacts, enrol};
 pub use error::AgentError;

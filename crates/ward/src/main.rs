@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         }
         Err(usage) => return CliError::Usage(usage).report(),
     };
+    // Hooks run outside the usual error path: they exit 0 or 2, never 1.
+    let cli = match cli.command {
+        commands::Command::Hook { command } => return commands::hook::main(command),
+        command => commands::Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,6 +7,7 @@ mod agent;
 mod audit;
 mod events;
 mod gateway;
+pub mod hook;
 mod login;
 mod matrix;
 mod policy;
@@ -63,6 +64,13 @@ pub enum Command {
     /// Run the enforcing reverse proxy in front of a service, following
     /// the control plane's push stream; `check` validates a config file.
     Gateway(gateway::GatewayArgs),
+    /// Agents' hooks: answer the hook event on stdin from the local daemon,
+    /// failing closed (exit 2) on any error.
+    Hook {
+        /// Which agent's protocol.
+        #[command(subcommand)]
+        command: hook::HookCommand,
+    },
     /// Print the HTTP API's OpenAPI document.
     Openapi,
     /// Work with capability matrix files.
@@ -89,5 +97,9 @@ pub async fn run(command: Command) -> CliResult {
             Ok(())
         }
         Command::Matrix { command } => matrix::run(command),
+        Command::Hook { command } => match hook::main(command) {
+            code if code == std::process::ExitCode::SUCCESS => Ok(()),
+            _ => Err(crate::error::CliError::Failed("the hook blocked".into())),
+        },
     }
 }
