@@ -1,0 +1,171 @@
+//! Tool calls of each agent mapped to the questions the daemon answers.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
+use serde_json::{Value, json};
+use ward_agent::toolcall::{ToolCall, questions};
+
+/// `action resource @cwd` per question of `tool` with `input` in `/w`.
+fn check(tool: &str, input: Value, expected: &[&str]) {
+    let call = ToolCall {
+        tool,
+        input: &input,
+        cwd: "/w",
+        home: Some("/home/u"),
+    };
+    let got: Vec<String> = questions(&call)
+        .unwrap_or_else(|why| panic!("{tool} {input}: {why}"))
+        .into_iter()
+        .map(|q| format!("{} {} @{}", q.action, q.resource, q.cwd))
+        .collect();
+    assert_eq!(got, expected, "{tool} {input}");
+}
+
+fn unsure(tool: &str, input: Value, because: &str) {
+    let call = ToolCall {
+        tool,
+        input: &input,
+        cwd: "/w",
+        home: None,
+    };
+    match questions(&call) {
+        Ok(q) => panic!("{tool} {input} was judged: {q:?}"),
+        Err(why) => assert!(why.0.contains(because), "{why}"),
+    }
+}
+
+#[test]
+fn file_tools_of_each_agent() {
+    check(
+        "Read",
+        json!({"file_path": "/w/a.rs"}),
+        &["files:read /w/a.rs @/w"],
+    );
+    check(
+        "read_file",
+        json!({"absolute_path": "/w/a"}),
+        &["files:read /w/a @/w"],
+    );
+    check(
+        "Write",
+        json!({"file_path": "b", "content": ""}),
+        &["files:write b @/w"],
+    );
+    check(
+        "MultiEdit",
+        json!({"file_path": "/x", "edits": []}),
+        &["files:write /x @/w"],
+    );
+    check(
+        "replace",
+        json!({"file_path": "/x"}),
+        &["files:write /x @/w"],
+    );
+    check(
+        "NotebookEdit",
+        json!({"notebook_path": "/n.ipynb"}),
+        &["files:write /n.ipynb @/w"],
+    );
+    check("LS", json!({"path": "/w/src"}), &["files:read /w/src @/w"]);
+    check("Grep", json!({"pattern": "x"}), &["files:read /w @/w"]);
+    check(
+        "Grep",
+        json!({"pattern": "x", "path": "/etc"}),
+        &["files:read /etc @/w"],
+    );
+    check(
+        "Glob",
+        json!({"pattern": "**/*.rs"}),
+        &["files:read /w @/w"],
+    );
+    check(
+        "Glob",
+        json!({"pattern": "src/**/*.rs"}),
+        &["files:read /w/src @/w"],
+    );
+    check(
+        "Glob",
+        json!({"pattern": "/etc/*.conf"}),
+        &["files:read /etc @/w"],
+    );
+    check("Glob", json!({"pattern": "/*"}), &["files:read / @/w"]);
+    check(
+        "Glob",
+        json!({"pattern": "../../secret"}),
+        &["files:read /w/../../secret @/w"],
+    );
+    check(
+        "Glob",
+        json!({"pattern": "*.md", "path": "/d"}),
+        &["files:read /d @/w"],
+    );
+}
+
+#[test]
+fn shell_tools_of_each_agent() {
+    check(
+        "Bash",
+        json!({"command": "cat a > b"}),
+        &["files:write b @/w", "exec:run cat @/w", "files:read a @/w"],
+    );
+    check(
+        "run_shell_command",
+        json!({"command": "rm x", "directory": "sub"}),
+        &["exec:run rm @/w/sub", "files:delete x @/w/sub"],
+    );
+    // Codex: argv, each word a word whatever it holds.
+    check(
+        "shell",
+        json!({"command": ["bash", "-lc", "curl x | jq ."], "workdir": "/p"}),
+        &["exec:run bash @/p", "exec:run curl @/p", "exec:run jq @/p"],
+    );
+    check(
+        "shell",
+        json!({"command": ["echo", "$(rm -rf /)", "it's"]}),
+        &[],
+    );
+    unsure("Bash", json!({"command": "eval x"}), "`eval`");
+    unsure("Bash", json!({}), "without `command`");
+    unsure("Bash", json!({"command": 5}), "not a non-empty string");
+    unsure("shell", json!({"command": []}), "empty command argv");
+    unsure("shell", json!({"command": ["ls", 1]}), "not a string");
+}
+
+#[test]
+fn web_mcp_and_other_tools() {
+    check(
+        "WebFetch",
+        json!({"url": "https://x.example/a", "prompt": "p"}),
+        &["http:get https://x.example/a @/w"],
+    );
+    check(
+        "mcp__github__create_issue",
+        json!({}),
+        &["mcp:call github/create_issue @/w"],
+    );
+    check(
+        "TodoWrite",
+        json!({"todos": []}),
+        &["tool:call TodoWrite @/w"],
+    );
+    check(
+        "WebSearch",
+        json!({"query": "x"}),
+        &["tool:call WebSearch @/w"],
+    );
+    unsure("mcp__nodelimiter", json!({}), "not an MCP tool name");
+    unsure("Read", json!({}), "without `file_path`");
+    unsure("Read", json!({"file_path": ""}), "not a non-empty string");
+    unsure(
+        "Read",
+        json!({"file_path": ["a"]}),
+        "not a non-empty string",
+    );
+    unsure("bad tool\n", json!({}), "cannot be judged");
+    unsure("", json!({}), "cannot be judged");
+}
