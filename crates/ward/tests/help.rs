@@ -70,8 +70,8 @@ fn the_help_lists_every_command_with_a_description() {
         .map(|(name, _)| name)
         .collect();
     let expected = [
-        "serve", "admin", "agent", "audit", "events", "login", "policy", "gateway", "openapi",
-        "matrix", "help",
+        "serve", "admin", "agent", "audit", "events", "login", "policy", "gateway", "hook",
+        "openapi", "matrix", "help",
     ];
     assert_eq!(top, expected, "the commands `ward --help` lists");
     let mut seen = Vec::new();
@@ -82,6 +82,8 @@ fn the_help_lists_every_command_with_a_description() {
         "admin flags set",
         "agent enroll",
         "agent token",
+        "agent run",
+        "hook claude-code",
         "audit verify",
         "events list",
         "policy push",
