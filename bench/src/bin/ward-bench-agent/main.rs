@@ -7,7 +7,10 @@
 //!   (one keep-alive connection each): canonicalisation, decision, redaction
 //!   and the decision's event made durable in the spool before the answer;
 //! - the baseline in the same run: `GET /v1/status` from the same clients
-//!   (a socket round trip with no decision and no write).
+//!   (a socket round trip with no decision and no write);
+//! - whole `ward hook claude-code` processes with a PreToolUse event on
+//!   stdin, one after the other, against `ward --version` (the same binary
+//!   started and ended).
 //!
 //! A benchmark, not a test: it fails only on a broken set-up.
 
@@ -35,6 +38,9 @@ struct Args {
     /// Seconds the daemon idles before its memory is read.
     #[arg(long, default_value_t = 10)]
     idle_secs: u64,
+    /// Hook processes started per series (one after the other).
+    #[arg(long, default_value_t = 300)]
+    hook_calls: usize,
     /// Where to write the Markdown result.
     #[arg(long, default_value = "bench/results/agent.md")]
     out: PathBuf,
@@ -52,6 +58,7 @@ struct Desk {
     server: Child,
     daemon: Option<Child>,
     socket: PathBuf,
+    state: PathBuf,
     work: PathBuf,
 }
 
@@ -81,6 +88,29 @@ async fn run(args: Args) -> BResult<()> {
         Call::Authorize(file.clone()),
     )
     .await?;
+    // Whole hook processes, one after the other, as Claude Code starts them.
+    let work = desk.work.display().to_string();
+    let read = hook_input("Read", json!({"file_path": file}), &work);
+    let bash = hook_input(
+        "Bash",
+        json!({"command": format!("cat {file} | wc -l")}),
+        &work,
+    );
+    let version = processes(&args.ward_bin, &["--version"], None, args.hook_calls)?;
+    let state = desk.state.display().to_string();
+    let hook_args = ["hook", "claude-code", "--state-dir", state.as_str()];
+    let hook_read = processes(
+        &args.ward_bin,
+        &hook_args,
+        Some((&read, "allow")),
+        args.hook_calls,
+    )?;
+    let hook_bash = processes(
+        &args.ward_bin,
+        &hook_args,
+        Some((&bash, "deny")),
+        args.hook_calls,
+    )?;
     // The same runs with the control plane paused (SIGSTOP): on a desktop
     // the server is elsewhere, here it would take the same two cores to
     // store every event the daemon ships.
@@ -90,8 +120,27 @@ async fn run(args: Args) -> BResult<()> {
         Ok(_) => drive(&desk.socket, args.clients, duration, Call::Authorize(file)).await,
         Err(e) => Err(e.clone()),
     };
+    let alone_hooks = alone_authorize
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|_| {
+            let read = processes(
+                &args.ward_bin,
+                &hook_args,
+                Some((&read, "allow")),
+                args.hook_calls,
+            )?;
+            let bash = processes(
+                &args.ward_bin,
+                &hook_args,
+                Some((&bash, "deny")),
+                args.hook_calls,
+            )?;
+            Ok((read, bash))
+        });
     signal(&desk.server, "CONT")?;
     let (alone_status, alone_authorize) = (alone_status?, alone_authorize?);
+    let (alone_read, alone_bash) = alone_hooks?;
     let busy_rss_kib = rss_kib(pid)?;
     let (commit, date) = provenance();
     let ratio = |a: u32, b: u32| f64::from(a) / f64::from(b.max(1));
@@ -109,6 +158,11 @@ async fn run(args: Args) -> BResult<()> {
          {status_row}\n{authorize_row}\n{alone_status_row}\n{alone_authorize_row}\n\n\
          authorize / status: p50 ×{p50:.2}, p99 ×{p99:.2} (control plane on the same cores); \
          p50 ×{alone_p50:.2}, p99 ×{alone_p99:.2} (paused).\n\n\
+         ## Hook processes\n\n\
+         `ward hook claude-code` started {calls} times one after the other with a PreToolUse event on stdin, \
+         timed from spawn to exit, against `ward --version` (the same binary started and ended) in the same run.\n\n\
+         | process | control plane | p50 µs | p99 µs | max µs | p99 ÷ `ward --version` |\n|---|---|---|---|---|---|\n\
+         {version_row}\n{read_row}\n{bash_row}\n{alone_read_row}\n{alone_bash_row}\n\n\
          Daemon resident memory: {idle:.1} MiB idle (after {idle_secs} s), {busy:.1} MiB after the runs.\n",
         clients = args.clients,
         secs = args.duration_secs,
@@ -123,6 +177,32 @@ async fn run(args: Args) -> BResult<()> {
         idle = idle_rss_kib as f64 / 1024.0,
         busy = busy_rss_kib as f64 / 1024.0,
         idle_secs = args.idle_secs,
+        calls = args.hook_calls,
+        version_row = process_row("`ward --version` (baseline)", "running", &version, &version),
+        read_row = process_row(
+            "hook: Read of a granted file (allow)",
+            "running",
+            &hook_read,
+            &version
+        ),
+        bash_row = process_row(
+            "hook: Bash `cat … \\| wc -l` (deny)",
+            "running",
+            &hook_bash,
+            &version
+        ),
+        alone_read_row = process_row(
+            "hook: Read of a granted file (allow)",
+            "paused",
+            &alone_read,
+            &version
+        ),
+        alone_bash_row = process_row(
+            "hook: Bash `cat … \\| wc -l` (deny)",
+            "paused",
+            &alone_bash,
+            &version
+        ),
     );
     print!("{report}");
     if let Some(parent) = args.out.parent() {
@@ -131,6 +211,70 @@ async fn run(args: Args) -> BResult<()> {
     std::fs::write(&args.out, report).map_err(s)?;
     drop(desk);
     Ok(())
+}
+
+/// A Claude Code PreToolUse event.
+fn hook_input(tool: &str, input: serde_json::Value, cwd: &str) -> String {
+    json!({
+        "session_id": "bench",
+        "hook_event_name": "PreToolUse",
+        "cwd": cwd,
+        "tool_name": tool,
+        "tool_input": input,
+        "tool_use_id": "toolu_bench",
+    })
+    .to_string()
+}
+
+/// Starts `ward args` `calls` times one after the other, with `stdin`
+/// when given (and the decision it must print); each one's wall time.
+fn processes(
+    ward: &Path,
+    args: &[&str],
+    stdin: Option<(&str, &str)>,
+    calls: usize,
+) -> BResult<Latencies> {
+    use std::io::Write;
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let at = Instant::now();
+        let mut child = Command::new(ward)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(s)?;
+        if let (Some((text, _)), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).map_err(s)?;
+        }
+        let output = child.wait_with_output().map_err(s)?;
+        times.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        let printed = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success()
+            || stdin.is_some_and(|(_, decision)| {
+                !printed.contains(&format!("\"permissionDecision\":\"{decision}\""))
+            })
+        {
+            return Err(format!(
+                "ward {}: exit {:?}, {printed} {}",
+                args.join(" "),
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    Ok(summarize(&mut times))
+}
+
+fn process_row(name: &str, server: &str, run: &Latencies, baseline: &Latencies) -> String {
+    format!(
+        "| {name} | {server} | {} | {} | {} | ×{:.2} |",
+        run.p50,
+        run.p99,
+        run.max,
+        f64::from(run.p99) / f64::from(baseline.p99.max(1))
+    )
 }
 
 /// Sends `SIG<name>` to `child`.
@@ -312,11 +456,13 @@ async fn start(ward: &Path) -> BResult<Desk> {
         .spawn()
         .map_err(s)?;
     let socket = state.join("agent.sock");
+    let state = state.clone();
     let desk = Desk {
         _dir: dir,
         server,
         daemon: Some(daemon),
         socket,
+        state,
         work,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
