@@ -16,6 +16,8 @@
 //! - [`toolcall`]: an agent's tool call as the `authorize` questions it
 //!   needs answered.
 //! - [`hook`]: agents' hook calls (Claude Code) answered by the daemon.
+//! - [`install`]: Ward's entries merged into an agent's settings, and
+//!   removed exactly.
 //! - [`spool`]: the durable event spool (segments with checksummed
 //!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
@@ -28,6 +30,7 @@ pub mod device_key;
 pub mod enrolment;
 pub mod error;
 pub mod hook;
+pub mod install;
 pub mod resource;
 pub mod shell;
 pub mod spool;

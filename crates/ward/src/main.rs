@@ -40,7 +40,9 @@ fn main() -> ExitCode {
     };
     // Hooks run outside the usual error path: they exit 0 or 2, never 1.
     let cli = match cli.command {
-        commands::Command::Hook { command } => return commands::hook::main(command),
+        commands::Command::Hook {
+            command: commands::hook::HookCommand::ClaudeCode(args),
+        } => return commands::hook::main(args),
         command => commands::Cli { command },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -97,9 +97,6 @@ pub async fn run(command: Command) -> CliResult {
             Ok(())
         }
         Command::Matrix { command } => matrix::run(command),
-        Command::Hook { command } => match hook::main(command) {
-            code if code == std::process::ExitCode::SUCCESS => Ok(()),
-            _ => Err(crate::error::CliError::Failed("the hook blocked".into())),
-        },
+        Command::Hook { command } => hook::run(command),
     }
 }

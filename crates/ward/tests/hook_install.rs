@@ -1,0 +1,278 @@
+//! `ward hook install|uninstall claude-code`: Ward's entries merged into
+//! real settings files without touching the user's, removed exactly, and
+//! the installed command answering a real hook event.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use common::desk::Desk;
+use common::{stderr, ward_bin};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn ward(args: &[&str]) -> Output {
+    Command::new(ward_bin()).args(args).output().unwrap()
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Settings a user already has: their own hook, deny rules (one the same
+/// as Ward's) and options.
+fn users_settings(state: &Path) -> Value {
+    json!({
+        "model": "opus",
+        "hooks": {
+            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "my-linter"}]}]
+        },
+        "permissions": {
+            "allow": ["Bash(npm test)"],
+            "deny": ["Read(./.env)", format!("Read(/{}/**)", state.display())]
+        },
+        "allowManagedHooksOnly": false
+    })
+}
+
+#[test]
+fn install_merges_then_uninstall_restores_the_file_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = std::fs::canonicalize(dir.path()).unwrap().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let settings = dir.path().join("managed-settings.json");
+    let before = users_settings(&state);
+    std::fs::write(&settings, serde_json::to_vec_pretty(&before).unwrap()).unwrap();
+    let path = settings.display().to_string();
+    let state_arg = state.display().to_string();
+    let install = [
+        "hook",
+        "install",
+        "claude-code",
+        "--scope",
+        "managed",
+        "--path",
+        &path,
+        "--state-dir",
+        &state_arg,
+        "--protect",
+        "/etc/ward",
+    ];
+
+    let dry = ward(&[&install[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(read(&settings), before, "--dry-run wrote the file");
+    let shown: Value = serde_json::from_slice(&dry.stdout).unwrap();
+
+    let done = ward(&install);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let after = read(&settings);
+    assert_eq!(after, shown, "--dry-run showed something else");
+    // The user's entries are all still there.
+    assert_eq!(after["model"], "opus");
+    let pre = after["hooks"]["PreToolUse"].as_array().unwrap();
+    assert_eq!(pre[0]["hooks"][0]["command"], "my-linter");
+    let ours = pre[1]["hooks"][0]["command"].as_str().unwrap();
+    assert!(ours.contains("hook claude-code --state-dir"), "{ours}");
+    assert!(ours.contains(&state_arg), "{ours}");
+    assert_eq!(pre[1]["matcher"], "*");
+    for event in ["PostToolUse", "SessionStart", "SessionEnd"] {
+        assert_eq!(
+            after["hooks"][event].as_array().unwrap().len(),
+            1,
+            "{event}"
+        );
+    }
+    let deny: Vec<&str> = after["permissions"]["deny"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(deny[0], "Read(./.env)");
+    assert!(
+        deny.contains(&format!("Edit(/{}/**)", state.display()).as_str()),
+        "{deny:?}"
+    );
+    assert!(deny.contains(&"Edit(//etc/ward/**)"), "{deny:?}");
+    assert_eq!(
+        deny.iter()
+            .filter(|r| **r == format!("Read(/{}/**)", state.display()))
+            .count(),
+        1,
+        "a rule the user had is not added twice"
+    );
+    assert_eq!(after["allowManagedHooksOnly"], true);
+    assert_eq!(after["disableBypassPermissionsMode"], "disable");
+
+    // Installing again changes nothing.
+    assert!(ward(&install).status.success());
+    assert_eq!(read(&settings), after);
+
+    let removed = ward(&["hook", "uninstall", "claude-code", "--path", &path]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert_eq!(
+        read(&settings),
+        before,
+        "uninstall left something or took too much"
+    );
+    assert!(
+        !dir.path()
+            .join("managed-settings.json.ward-install.json")
+            .exists()
+    );
+
+    let again = ward(&["hook", "uninstall", "claude-code", "--path", &path]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("no Ward install is recorded"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn a_fresh_file_is_created_and_removed_to_an_empty_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join(".claude/settings.json");
+    let path = settings.display().to_string();
+    let state = dir.path().display().to_string();
+    let done = ward(&[
+        "hook",
+        "install",
+        "claude-code",
+        "--path",
+        &path,
+        "--state-dir",
+        &state,
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let after = read(&settings);
+    assert!(
+        after.get("allowManagedHooksOnly").is_none(),
+        "only managed settings lock hooks"
+    );
+    assert!(
+        ward(&["hook", "uninstall", "claude-code", "--path", &path])
+            .status
+            .success()
+    );
+    assert_eq!(read(&settings), json!({}));
+}
+
+#[test]
+fn settings_in_the_way_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().display().to_string();
+    for (content, because) in [
+        ("{not json", "is not JSON"),
+        ("[1]", "not a JSON object"),
+        ("{\"hooks\": []}", "`hooks` is not an object"),
+        (
+            "{\"hooks\": {\"PreToolUse\": {}}}",
+            "`hooks.PreToolUse` is not an array",
+        ),
+        (
+            "{\"permissions\": {\"deny\": \"x\"}}",
+            "`permissions.deny` is not an array",
+        ),
+    ] {
+        let settings = dir.path().join("settings.json");
+        std::fs::write(&settings, content).unwrap();
+        let path = settings.display().to_string();
+        let out = ward(&[
+            "hook",
+            "install",
+            "claude-code",
+            "--path",
+            &path,
+            "--state-dir",
+            &state,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{content}");
+        assert!(
+            stderr(&out).contains(because),
+            "{content}: {}",
+            stderr(&out)
+        );
+        assert_eq!(std::fs::read_to_string(&settings).unwrap(), content);
+    }
+    let out = ward(&[
+        "hook",
+        "install",
+        "claude-code",
+        "--path",
+        "/tmp/x.json",
+        "--state-dir",
+        "/nonexistent/ward",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ward agent enroll"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installed_command_answers_hook_events_from_the_daemon() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let settings = desk.root().join("settings.json");
+    let path = settings.display().to_string();
+    let state = desk.state_dir.display().to_string();
+    let done = ward(&[
+        "hook",
+        "install",
+        "claude-code",
+        "--path",
+        &path,
+        "--state-dir",
+        &state,
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let command = read(&settings)["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |file: &str| {
+        let event = json!({
+            "hook_event_name": "PreToolUse", "cwd": desk.root().display().to_string(),
+            "tool_name": "Read", "tool_input": {"file_path": file}, "tool_use_id": "toolu_inst",
+        });
+        // As Claude Code runs it: through a shell.
+        let mut child = Command::new("sh")
+            .args(["-c", &command])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(event.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["hookSpecificOutput"]["permissionDecision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        ask(&desk.root().join("work/readme.txt").display().to_string()),
+        "allow"
+    );
+    assert_eq!(
+        ask(&desk.state_dir.join("device.key").display().to_string()),
+        "deny"
+    );
+}
