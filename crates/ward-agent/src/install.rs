@@ -14,6 +14,14 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+
+use crate::error::AgentError;
+
+/// The settings files Ward installed into for an agent, in its state
+/// directory: the daemon removes its entries from each when told to
+/// uninstall.
+pub const REGISTRY_FILE: &str = "installed-hooks.json";
 
 /// Hook events Ward installs, with the matcher each needs.
 const EVENTS: [(&str, Option<&str>); 4] = [
@@ -214,4 +222,171 @@ fn object_at<'a>(
         Value::Object(map) => Ok(map),
         _ => Err(format!("`{key}` is not an object")),
     }
+}
+
+/// Where the record of an install into `settings` is kept.
+pub fn record_path(settings: &Path) -> PathBuf {
+    let mut name = settings.file_name().unwrap_or_default().to_owned();
+    name.push(".ward-install.json");
+    settings.with_file_name(name)
+}
+
+/// Installs into the settings file `settings` (replacing an earlier
+/// install recorded there); with `dry_run` writes nothing. Returns the
+/// settings as written and what was added.
+pub fn install_file(
+    settings: &Path,
+    plan: &Plan,
+    dry_run: bool,
+) -> Result<(Value, Record), AgentError> {
+    let mut current = read_json(settings)?.unwrap_or(Value::Null);
+    let record_file = record_path(settings);
+    if let Some(old) = read_record(&record_file)? {
+        current = uninstall_claude_code(&current, &old).map_err(|e| in_the_way(settings, &e))?;
+    }
+    let (merged, record) =
+        install_claude_code(&current, plan).map_err(|e| in_the_way(settings, &e))?;
+    if !dry_run {
+        let record_json = serde_json::to_value(&record)
+            .map_err(|e| AgentError::Invalid(format!("cannot encode the install record: {e}")))?;
+        // The record first: a crash between the two leaves a record of an
+        // install that is not there, which uninstall handles.
+        write_json(&record_file, &record_json)?;
+        write_json(settings, &merged)?;
+    }
+    Ok((merged, record))
+}
+
+/// Removes what the record beside `settings` says was installed, and the
+/// record; with `dry_run` writes nothing. Returns the settings as written.
+pub fn uninstall_file(settings: &Path, dry_run: bool) -> Result<Value, AgentError> {
+    let record_file = record_path(settings);
+    let Some(record) = read_record(&record_file)? else {
+        return Err(AgentError::Invalid(format!(
+            "no Ward install is recorded for `{}` (`{}` is missing)",
+            settings.display(),
+            record_file.display()
+        )));
+    };
+    let current = read_json(settings)?.unwrap_or(Value::Object(Map::new()));
+    let cleaned = uninstall_claude_code(&current, &record).map_err(|e| in_the_way(settings, &e))?;
+    if !dry_run {
+        write_json(settings, &cleaned)?;
+        std::fs::remove_file(&record_file).map_err(AgentError::io("remove", &record_file))?;
+    }
+    Ok(cleaned)
+}
+
+/// Notes in the state directory that `settings` holds Ward's entries.
+pub fn remember(state_dir: &Path, settings: &Path) -> Result<(), AgentError> {
+    let mut known = installed(state_dir)?;
+    let settings = settings.to_path_buf();
+    if !known.contains(&settings) {
+        known.push(settings);
+    }
+    save_registry(state_dir, &known)
+}
+
+/// Forgets `settings` (its entries were removed).
+pub fn forget(state_dir: &Path, settings: &Path) -> Result<(), AgentError> {
+    let mut known = installed(state_dir)?;
+    known.retain(|p| p != settings);
+    save_registry(state_dir, &known)
+}
+
+/// The settings files holding Ward's entries for this state directory.
+pub fn installed(state_dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
+    let path = state_dir.join(REGISTRY_FILE);
+    match read_json(&path)? {
+        None => Ok(Vec::new()),
+        Some(value) => serde_json::from_value(value).map_err(|e| AgentError::Corrupt {
+            path,
+            problem: format!("is not a list of settings files ({e})"),
+        }),
+    }
+}
+
+/// Removes Ward's entries from every settings file it installed into for
+/// this state directory; each file's outcome.
+pub fn uninstall_all(state_dir: &Path) -> Vec<(PathBuf, Result<(), AgentError>)> {
+    let known = match installed(state_dir) {
+        Ok(known) => known,
+        Err(error) => return vec![(state_dir.join(REGISTRY_FILE), Err(error))],
+    };
+    known
+        .into_iter()
+        .map(|settings| {
+            let done = uninstall_file(&settings, false).map(|_| ());
+            (settings, done)
+        })
+        .collect()
+}
+
+fn save_registry(state_dir: &Path, known: &[PathBuf]) -> Result<(), AgentError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = state_dir.join(REGISTRY_FILE);
+    let value = serde_json::to_value(known)
+        .map_err(|e| AgentError::Invalid(format!("cannot encode the list of installs: {e}")))?;
+    write_json(&path, &value)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(AgentError::io("write", &path))?;
+    // Installing into managed settings runs as root: the list must stay
+    // readable by the daemon, which runs as the state directory's owner.
+    let owner = std::fs::metadata(state_dir).map_err(AgentError::io("read", state_dir))?;
+    if rustix::process::geteuid().is_root() && owner.uid() != 0 {
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid()))
+            .map_err(AgentError::io("write", &path))?;
+    }
+    Ok(())
+}
+
+fn read_record(path: &Path) -> Result<Option<Record>, AgentError> {
+    read_json(path)?
+        .map(|value| {
+            serde_json::from_value(value).map_err(|e| AgentError::Corrupt {
+                path: path.to_owned(),
+                problem: format!("is not a Ward install record ({e})"),
+            })
+        })
+        .transpose()
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, AgentError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| AgentError::Corrupt {
+                path: path.to_owned(),
+                problem: format!("is not JSON ({e}); fix or move it first"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::io("read", path)(e)),
+    }
+}
+
+/// Replaces `path` with `value` so that a crash leaves the old file or
+/// the new one (temp file, fsync, rename), keeping its mode.
+fn write_json(path: &Path, value: &Value) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(AgentError::io("write", dir))?;
+    }
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".ward-tmp");
+    let temp = PathBuf::from(temp);
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| AgentError::Invalid(format!("cannot encode `{}`: {e}", path.display())))?;
+    std::fs::write(&temp, format!("{text}\n")).map_err(AgentError::io("write", &temp))?;
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode))
+        .map_err(AgentError::io("write", &temp))?;
+    std::fs::File::open(&temp)
+        .and_then(|f| f.sync_all())
+        .map_err(AgentError::io("write", &temp))?;
+    std::fs::rename(&temp, path).map_err(AgentError::io("write", path))
+}
+
+fn in_the_way(settings: &Path, why: &str) -> AgentError {
+    AgentError::Invalid(format!("`{}`: {why}; fix it first", settings.display()))
 }

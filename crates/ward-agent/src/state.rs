@@ -118,10 +118,16 @@ impl StateDir {
         }
     }
 
-    /// Removes the device key, the enrolment record and the lock: what an
-    /// uninstalled agent leaves behind is an empty directory.
+    /// Removes the device key, the enrolment record, the lock and the list
+    /// of settings Ward installed into: what an uninstalled agent leaves
+    /// behind is an empty directory.
     pub fn wipe(&self) -> Result<(), AgentError> {
-        for name in [KEY_FILE, RECORD_FILE, LOCK_FILE] {
+        for name in [
+            KEY_FILE,
+            RECORD_FILE,
+            LOCK_FILE,
+            crate::install::REGISTRY_FILE,
+        ] {
             let path = self.path.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}

@@ -80,7 +80,10 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
 /// from 32 characters, entropy of at least [`SURE_ENTROPY`] and coverage up
 /// to [`SURE_COVERAGE`]).
 pub(crate) fn is_secret_like(run: &[u8]) -> bool {
-    if run.len() < MIN_LEN || run.iter().all(|&b| b.is_ascii_hexdigit() || b == b'-') {
+    if run.len() < MIN_LEN
+        || run.iter().all(|&b| b.is_ascii_hexdigit() || b == b'-')
+        || is_path_like(run)
+    {
         return false;
     }
     // Coverage first: it is cheaper, and ids and words end here.
@@ -90,6 +93,34 @@ pub(crate) fn is_secret_like(run: &[u8]) -> bool {
     } else {
         run.len() >= 32 && coverage <= SURE_COVERAGE && entropy(run) >= SURE_ENTROPY
     }
+}
+
+/// Whether `run` reads as a file path or URL path: three or more
+/// `/`-separated segments, two of them whole lowercase words of 4 letters
+/// or more (`claude`, `settings`), so a random directory name among them
+/// (`/tmp/.tmpkbcJZ2/claude/settings`) does not make the path a secret.
+/// Random base64 almost never has two such segments; a segment that is
+/// secret-like on its own keeps the whole run secret-like.
+fn is_path_like(run: &[u8]) -> bool {
+    if !run.contains(&b'/') {
+        return false;
+    }
+    let mut segments = 0;
+    let mut words = 0;
+    for segment in run.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        // A secret as one of the path's segments is still a secret.
+        if segment.len() >= MIN_LEN && is_secret_like(segment) {
+            return false;
+        }
+        segments += 1;
+        if segment.len() >= 4
+            && segment.iter().all(u8::is_ascii_lowercase)
+            && is_word_shaped(segment)
+        {
+            words += 1;
+        }
+    }
+    segments >= 3 && words >= 2
 }
 
 /// Shannon entropy of `run` in bits per byte.
@@ -274,6 +305,8 @@ mod tests {
             "/v1/events/123e4567-e89b-12d3-a456-426614174000/ack",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "1234567890123456789012345678",
+            "tmpkbcJZ2/claude/settings",
+            "home/alice/.cache/x8Kq2LmZ9pQ/build/output",
         ] {
             assert!(!is_secret_like(run.as_bytes()), "{run}");
         }
@@ -286,6 +319,8 @@ mod tests {
             "q0Vz3hX9-LmT2wKp_8sYdR4nB7cF1gJ6aE5uZ0oN3iM",
             "MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEA",
             "aGVsbG8gd29ybGQgdGhpcyBpcyBhIHRlc3Q",
+            // A token as a segment of a path is still found.
+            "data/user/q0Vz3hX9LmT2wKp8sYdR4nB7cF1gJ6aE5uZ0",
         ] {
             assert!(is_secret_like(run.as_bytes()), "{run}");
         }

@@ -276,3 +276,58 @@ async fn the_installed_command_answers_hook_events_from_the_daemon() {
         "deny"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uninstall_directive_removes_the_installed_hooks() {
+    let mut desk = Desk::start([1, 60, 120, 300]).await;
+    let settings = desk.root().join("claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let before = json!({"model": "opus", "permissions": {"deny": ["Read(./.env)"]}});
+    std::fs::write(&settings, before.to_string()).unwrap();
+    let path = settings.display().to_string();
+    let state = desk.state_dir.display().to_string();
+    let done = ward(&[
+        "hook",
+        "install",
+        "claude-code",
+        "--path",
+        &path,
+        "--state-dir",
+        &state,
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_ne!(read(&settings), before);
+
+    let (status, body) = desk
+        .server
+        .post(
+            &desk.admin,
+            &format!("/v1/agents/{}/uninstall", desk.agent_id),
+            json!({"reason": "laptop returned"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut daemon = desk.daemon.take().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = daemon.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not uninstall"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(read(&settings), before, "the hooks were not removed");
+    assert!(!Path::new(&format!("{path}.ward-install.json")).exists());
+    assert!(!desk.state_file("installed-hooks.json").exists());
+    let events = desk.server_events("").await;
+    assert!(
+        events.iter().any(|e| e["action"] == "hooks.uninstall"
+            && e["result"] == "ok"
+            && e["target"] == path.as_str()),
+        "{events:?}"
+    );
+}

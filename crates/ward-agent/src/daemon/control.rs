@@ -369,8 +369,26 @@ pub async fn uninstall_requested(runtime: Arc<Runtime>) {
 pub async fn ship_and_acknowledge_uninstall(runtime: &Runtime) {
     let deadline = tokio::time::Instant::now() + runtime.config.uninstall_ship_bound;
     let directive = runtime.read().uninstall.clone().unwrap_or_default();
-    let entry = Entry::audit("directive", &directive, "applied", Some("uninstall"));
-    if let Err(error) = record::append(runtime, vec![entry]).await {
+    // The hooks and deny rules `ward hook install` put in agents' settings
+    // go first, each outcome recorded (managed settings may need root).
+    let mut entries = Vec::new();
+    for (settings, done) in crate::install::uninstall_all(runtime.dir.path()) {
+        let target = settings.display().to_string();
+        entries.push(match done {
+            Ok(()) => Entry::audit("hooks.uninstall", &target, "ok", None),
+            Err(error) => {
+                tracing::error!(settings = %target, error = %error, "uninstall: cannot remove Ward's hooks");
+                Entry::audit("hooks.uninstall", &target, "error", Some(&error.to_string()))
+            }
+        });
+    }
+    entries.push(Entry::audit(
+        "directive",
+        &directive,
+        "applied",
+        Some("uninstall"),
+    ));
+    if let Err(error) = record::append(runtime, entries).await {
         tracing::error!(error = %error, "cannot record the uninstall");
     }
     while tokio::time::Instant::now() < deadline {

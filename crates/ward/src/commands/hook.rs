@@ -8,13 +8,12 @@
 //! `--deadline-ms`, well inside the timeout `ward hook install` sets.
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use ward_agent::hook::{Answer, MAX_INPUT, claude_code};
-use ward_agent::install::{Plan, Record, install_claude_code, uninstall_claude_code};
+use ward_agent::install::{self, Plan};
 use ward_client::LocalClient;
 
 use crate::error::{CliError, CliResult};
@@ -79,6 +78,9 @@ pub struct UninstallArgs {
     /// The agent.
     #[arg(value_enum)]
     pub agent: Agent,
+    /// The state directory given at install, to forget the install there.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Which settings file.
     #[arg(long, value_enum, default_value = "user")]
     pub scope: Scope,
@@ -119,51 +121,6 @@ fn settings_path(scope: Scope, path: Option<PathBuf>) -> Result<PathBuf, CliErro
     })
 }
 
-/// Where the record of an install into `settings` is kept.
-fn record_path(settings: &Path) -> PathBuf {
-    let mut name = settings.file_name().unwrap_or_default().to_owned();
-    name.push(".ward-install.json");
-    settings.with_file_name(name)
-}
-
-fn read_json(path: &Path) -> Result<Option<Value>, CliError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            CliError::Failed(format!(
-                "`{}` is not JSON ({e}); fix or move it first",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::Failed(format!(
-            "cannot read `{}`: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// Replaces `path` with `value` so that a crash leaves the old file or
-/// the new one (temp file, fsync, rename), keeping its mode.
-fn write_json(path: &Path, value: &Value) -> Result<(), CliError> {
-    use std::os::unix::fs::PermissionsExt;
-    let fail =
-        |e: std::io::Error| CliError::Failed(format!("cannot write `{}`: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".ward-tmp");
-    let temp = PathBuf::from(temp);
-    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?;
-    std::fs::write(&temp, format!("{text}\n")).map_err(fail)?;
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
-    std::fs::File::open(&temp)
-        .and_then(|f| f.sync_all())
-        .map_err(fail)?;
-    std::fs::rename(&temp, path).map_err(fail)
-}
-
 /// `'text'` for a POSIX shell.
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
@@ -184,7 +141,7 @@ fn install(args: InstallArgs) -> CliResult {
     let mut read_only = vec![
         ward.display().to_string(),
         path.display().to_string(),
-        record_path(&path).display().to_string(),
+        install::record_path(&path).display().to_string(),
     ];
     read_only.extend(args.protect.iter().map(|p| p.display().to_string()));
     let plan = Plan {
@@ -197,28 +154,14 @@ fn install(args: InstallArgs) -> CliResult {
         read_only,
         managed: matches!(args.scope, Scope::Managed),
     };
-    let mut settings = read_json(&path)?.unwrap_or(Value::Null);
-    let record_file = record_path(&path);
-    if let Some(old) = read_json(&record_file)? {
-        let old: Record = serde_json::from_value(old).map_err(|e| {
-            CliError::Failed(format!(
-                "`{}` is not a Ward install record ({e})",
-                record_file.display()
-            ))
-        })?;
-        settings = uninstall_claude_code(&settings, &old).map_err(|e| bad_settings(&path, &e))?;
-    }
-    let (merged, record) =
-        install_claude_code(&settings, &plan).map_err(|e| bad_settings(&path, &e))?;
+    let (merged, record) = install::install_file(&path, &plan, args.dry_run)?;
     if args.dry_run {
         output::line(serde_json::to_string_pretty(&merged).unwrap_or_default());
         return Ok(());
     }
-    let record_json = serde_json::to_value(&record).map_err(|e| CliError::Failed(e.to_string()))?;
-    // The record first: a crash between the two leaves a record of an
-    // install that is not there, which uninstall handles (nothing to find).
-    write_json(&record_file, &record_json)?;
-    write_json(&path, &merged)?;
+    // The daemon removes these entries when the agent is uninstalled.
+    let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
+    install::remember(&state_dir, &absolute)?;
     output::line(format!(
         "installed Ward's hooks for Claude Code in {} ({} hook events, {} deny rules{})",
         path.display(),
@@ -236,38 +179,20 @@ fn install(args: InstallArgs) -> CliResult {
 fn uninstall(args: UninstallArgs) -> CliResult {
     let Agent::ClaudeCode = args.agent;
     let path = settings_path(args.scope, args.path)?;
-    let record_file = record_path(&path);
-    let Some(record) = read_json(&record_file)? else {
-        return Err(CliError::Failed(format!(
-            "no Ward install is recorded for `{}` (`{}` is missing)",
-            path.display(),
-            record_file.display()
-        )));
-    };
-    let record: Record = serde_json::from_value(record).map_err(|e| {
-        CliError::Failed(format!(
-            "`{}` is not a Ward install record ({e})",
-            record_file.display()
-        ))
-    })?;
-    let settings = read_json(&path)?.unwrap_or(Value::Object(Default::default()));
-    let cleaned = uninstall_claude_code(&settings, &record).map_err(|e| bad_settings(&path, &e))?;
+    let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
+    let cleaned = install::uninstall_file(&path, args.dry_run)?;
     if args.dry_run {
         output::line(serde_json::to_string_pretty(&cleaned).unwrap_or_default());
         return Ok(());
     }
-    write_json(&path, &cleaned)?;
-    std::fs::remove_file(&record_file)
-        .map_err(|e| CliError::Failed(format!("cannot remove `{}`: {e}", record_file.display())))?;
+    if let Some(state_dir) = &args.state_dir {
+        install::forget(state_dir, &absolute)?;
+    }
     output::line(format!(
         "removed Ward's hooks and deny rules from {}",
         path.display()
     ));
     Ok(())
-}
-
-fn bad_settings(path: &Path, why: &str) -> CliError {
-    CliError::Failed(format!("`{}`: {why}; fix it first", path.display()))
 }
 
 /// Where the daemon is and how long the hook may take.
