@@ -331,3 +331,42 @@ async fn the_uninstall_directive_removes_the_installed_hooks() {
         "{events:?}"
     );
 }
+
+#[test]
+fn the_example_managed_settings_are_what_install_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let state = root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let settings = root.join("managed-settings.json");
+    let out = ward(&[
+        "hook",
+        "install",
+        "claude-code",
+        "--scope",
+        "managed",
+        "--dry-run",
+        "--path",
+        &settings.display().to_string(),
+        "--state-dir",
+        &state.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ward_path = std::fs::canonicalize(ward_bin()).unwrap();
+    let written = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace(&ward_path.display().to_string(), "/usr/local/bin/ward")
+        .replace(&state.display().to_string(), "/home/alice/.local/state/ward-agent")
+        .replace(
+            &settings.display().to_string(),
+            "/etc/claude-code/managed-settings.json",
+        );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/agents/claude-code/managed-settings.json");
+    let example: Value = serde_json::from_slice(&std::fs::read(example).unwrap()).unwrap();
+    let written: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(
+        written, example,
+        "regenerate examples/agents/claude-code/managed-settings.json (see its README)"
+    );
+}
