@@ -356,7 +356,10 @@ fn the_example_managed_settings_are_what_install_writes() {
     let written = String::from_utf8(out.stdout)
         .unwrap()
         .replace(&ward_path.display().to_string(), "/usr/local/bin/ward")
-        .replace(&state.display().to_string(), "/home/alice/.local/state/ward-agent")
+        .replace(
+            &state.display().to_string(),
+            "/home/alice/.local/state/ward-agent",
+        )
         .replace(
             &settings.display().to_string(),
             "/etc/claude-code/managed-settings.json",
