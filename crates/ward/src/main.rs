@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     if let Some(code) = sandbox::run_if_requested() {
         return code;
     }
+    // A hook starts for every tool call an agent makes: parsed alone.
+    if let Some(code) = commands::hook::run_if_hook() {
+        return code;
+    }
     let cli = match commands::Cli::try_parse() {
         Ok(cli) => cli,
         // `--help` and `--version` arrive as "errors" meant for stdout.

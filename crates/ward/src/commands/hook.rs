@@ -209,6 +209,45 @@ pub struct HookArgs {
     pub deadline_ms: u64,
 }
 
+/// `ward hook claude-code` parsed on its own, without the rest of the
+/// command tree: a hook is started for every tool call, and building every
+/// command's parser is a good part of a start.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "ward hook claude-code",
+    about = "Claude Code hooks: the event on stdin."
+)]
+struct Alone {
+    #[command(flatten)]
+    args: HookArgs,
+}
+
+/// When the command line is `ward hook claude-code …`, runs it to its exit
+/// code; `None` for every other command line.
+pub fn run_if_hook() -> Option<ExitCode> {
+    use clap::Parser;
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_none_or(|a| a != "hook") || args.next().is_none_or(|a| a != "claude-code") {
+        return None;
+    }
+    let rest = std::env::args_os().skip(3);
+    Some(
+        match Alone::try_parse_from(std::iter::once("ward hook claude-code".into()).chain(rest)) {
+            Ok(alone) => main(alone.args),
+            Err(help) if !help.use_stderr() => {
+                let _ = help.print();
+                ExitCode::SUCCESS
+            }
+            // A usage error blocks like every other failure of a hook.
+            Err(usage) => {
+                let _ = writeln!(std::io::stderr(), "ward: {}; denied", usage.kind());
+                let _ = usage.print();
+                ExitCode::from(2)
+            }
+        },
+    )
+}
+
 /// Runs a hook to its exit code, outside the CLI's usual error path (which
 /// exits 1).
 pub fn main(args: HookArgs) -> ExitCode {
