@@ -18,6 +18,7 @@
 //! - [`hook`]: agents' hook calls (Claude Code) answered by the daemon.
 //! - [`install`]: Ward's entries merged into an agent's settings, and
 //!   removed exactly.
+//! - [`sandbox`]: an agent process confined by Landlock to its scopes.
 //! - [`spool`]: the durable event spool (segments with checksummed
 //!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod hook;
 pub mod install;
 pub mod resource;
+pub mod sandbox;
 pub mod shell;
 pub mod spool;
 pub mod state;

@@ -88,6 +88,9 @@ pub struct FeatureToken {
     /// Why it has no token (refusal by the broker, consent missing, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The scopes its token grants (none without a token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 /// The spool's counters.

@@ -267,6 +267,11 @@ async fn status(State(runtime): State<Arc<Runtime>>) -> Response {
             } else {
                 view.refused.get(&feature.name).cloned()
             },
+            scopes: view
+                .tokens
+                .get(&feature.name)
+                .map(|held| held.scopes.clone())
+                .unwrap_or_default(),
         })
         .collect();
     axum::Json(LocalStatus {

@@ -11,7 +11,7 @@ use ward_agent::spool::SpoolConfig;
 use ward_agent::{DeviceFacts, TokenWanted};
 use ward_client::{Client, LocalClient};
 
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output::Output;
 
 /// `ward agent ...`.
@@ -27,6 +27,28 @@ pub enum AgentCommand {
     Status(SocketArgs),
     /// Show each feature and its scopes, and record the owner's consent (signed in with `ward login`).
     Consent(ConsentArgs),
+    /// Run a program confined by Landlock to what the agent's tokens grant (files, TCP ports).
+    Exec(ExecArgs),
+}
+
+/// `ward agent exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Where the daemon is.
+    #[command(flatten)]
+    pub daemon: SocketArgs,
+    /// Run even where the kernel cannot confine the program (no Landlock).
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
+    /// Another tree the program may read (repeatable).
+    #[arg(long)]
+    pub allow_read: Vec<PathBuf>,
+    /// Another tree the program may read and write (repeatable).
+    #[arg(long)]
+    pub allow_write: Vec<PathBuf>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `ward agent run`.
@@ -157,6 +179,7 @@ pub async fn run(command: AgentCommand) -> CliResult {
         AgentCommand::Run(args) => run_daemon(args).await,
         AgentCommand::Status(args) => status(args).await,
         AgentCommand::Consent(args) => consent(args).await,
+        AgentCommand::Exec(args) => exec(args).await,
     }
 }
 
@@ -351,4 +374,64 @@ async fn token(args: TokenArgs) -> CliResult {
     };
     let granted = ward_agent::acquire_token(&args.state_dir, wanted).await?;
     Output::new(args.json).show(&granted, |granted| granted.token.clone())
+}
+
+/// Confines this process to the agent's scopes as the daemon holds them,
+/// then becomes the program (it never returns on success).
+async fn exec(args: ExecArgs) -> CliResult {
+    use std::os::unix::process::CommandExt;
+    use ward_agent::sandbox::{Enforced, confinement, enforce};
+    let status = args.daemon.client().status().await?;
+    if status.agent_state == "quarantined" || status.mode == "offline" {
+        return Err(CliError::Failed(format!(
+            "the agent is {} ({}); nothing may run",
+            if status.agent_state == "quarantined" {
+                "quarantined"
+            } else {
+                "offline"
+            },
+            status.mode_reason
+        )));
+    }
+    let scopes: Vec<String> = status
+        .tokens
+        .iter()
+        .flat_map(|token| token.scopes.iter().cloned())
+        .collect();
+    let mut confined = confinement(&scopes, status.mode == "read-only");
+    confined.read.extend(args.allow_read);
+    confined.write.extend(args.allow_write);
+    // Ward's own state stays out, whatever a scope or a flag covers.
+    let Some(state_dir) = &args.daemon.state_dir else {
+        return Err(CliError::Failed(
+            "give --state-dir, so that Ward's own state is kept out of the sandbox".into(),
+        ));
+    };
+    let state_dir = std::fs::canonicalize(state_dir)
+        .map_err(|e| CliError::Failed(format!("cannot open `{}`: {e}", state_dir.display())))?;
+    confined = confined.without(&state_dir);
+    let enforced = enforce(&confined)?;
+    match enforced {
+        Enforced::Fully => {}
+        Enforced::Partially => eprintln!(
+            "ward: this kernel enforces only part of the confinement (an older Landlock ABI)"
+        ),
+        Enforced::Not if args.allow_unsandboxed => eprintln!(
+            "ward: this kernel has no Landlock; running UNSANDBOXED as --allow-unsandboxed asks"
+        ),
+        Enforced::Not => {
+            return Err(CliError::Failed(
+                "this kernel has no Landlock, so the program cannot be confined; refusing (--allow-unsandboxed runs it anyway)".into(),
+            ));
+        }
+    }
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| CliError::Failed("no program to run".into()))?;
+    let error = std::process::Command::new(program).args(rest).exec();
+    Err(CliError::Failed(format!(
+        "cannot run `{}`: {error}",
+        program.to_string_lossy()
+    )))
 }
