@@ -1,8 +1,10 @@
 //! Agents' hooks answered by the daemon: one hook call in (the agent's
 //! JSON on stdin), one [`Answer`] out (what to print and the exit code).
-//! Claude Code's protocol: `PreToolUse` is decided by asking the daemon's
-//! `authorize` every question of the call ([`crate::toolcall`]);
-//! `PostToolUse`, `SessionStart` and `SessionEnd` become events.
+//! A tool call (`PreToolUse`; Gemini CLI's `BeforeTool`) is decided by
+//! asking the daemon's `authorize` every question of the call
+//! ([`crate::toolcall`]); its result (`PostToolUse`, `AfterTool`),
+//! `SessionStart` and `SessionEnd` become events. [`Agent`] holds what
+//! differs between Claude Code, Codex CLI and Gemini CLI.
 //!
 //! INVARIANT: every path but an allow from the daemon for every question
 //! denies. Claude Code runs the tool when a hook exits with any code but 2
@@ -66,8 +68,76 @@ impl Answer {
     }
 }
 
+/// Whose hook protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Agent {
+    /// Claude Code: `PreToolUse`/`PostToolUse`; a JSON `permissionDecision`.
+    ClaudeCode,
+    /// Codex CLI: Claude Code's events and input; it blocks only on exit 2
+    /// with the reason on stderr, so that is how it is denied.
+    Codex,
+    /// Gemini CLI: `BeforeTool`/`AfterTool`; exit 2 with the reason on
+    /// stderr denies, exit 0 prints a JSON object (`{}`).
+    Gemini,
+}
+
+impl Agent {
+    fn before_tool(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode | Agent::Codex => "PreToolUse",
+            Agent::Gemini => "BeforeTool",
+        }
+    }
+
+    fn after_tool(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode | Agent::Codex => "PostToolUse",
+            Agent::Gemini => "AfterTool",
+        }
+    }
+
+    /// The answer to a tool call: Claude Code reads a JSON decision, the
+    /// others block on exit 2 (the reason on stderr, which the model sees).
+    fn decide(self, allow: bool, reason: &str) -> Answer {
+        match (self, allow) {
+            (Agent::ClaudeCode, _) => {
+                Answer::decision(if allow { "allow" } else { "deny" }, reason)
+            }
+            (_, false) => Answer {
+                stdout: None,
+                stderr: Some(reason.to_owned()),
+                exit: 2,
+            },
+            (Agent::Gemini, true) => self.done(),
+            (Agent::Codex, true) => Answer::quiet(),
+        }
+    }
+
+    /// The answer to an event Ward records or does not govern.
+    fn done(self) -> Answer {
+        match self {
+            Agent::Gemini => Answer {
+                stdout: Some("{}".to_owned()),
+                stderr: None,
+                exit: 0,
+            },
+            Agent::ClaudeCode | Agent::Codex => Answer::quiet(),
+        }
+    }
+}
+
 /// Answers one Claude Code hook call given its stdin.
 pub async fn claude_code(input: &[u8], client: &mut LocalClient, home: Option<&str>) -> Answer {
+    answer(Agent::ClaudeCode, input, client, home).await
+}
+
+/// Answers one hook call of `agent` given its stdin.
+pub async fn answer(
+    agent: Agent,
+    input: &[u8],
+    client: &mut LocalClient,
+    home: Option<&str>,
+) -> Answer {
     if input.len() > MAX_INPUT {
         return Answer::block(format!("the hook input is larger than {MAX_INPUT} bytes"));
     }
@@ -78,43 +148,52 @@ pub async fn claude_code(input: &[u8], client: &mut LocalClient, home: Option<&s
     };
     let text = |name: &str| call.get(name).and_then(Value::as_str);
     let correlation_id = text("tool_use_id")
+        .or(text("call_id"))
         .filter(|id| valid_correlation_id(id))
         .map(str::to_owned);
-    match text("hook_event_name") {
-        Some("PreToolUse") => pre_tool_use(&call, correlation_id, client, home).await,
-        Some("PostToolUse") => {
-            let tool = text("tool_name").unwrap_or("unknown");
-            let failed = call.get("tool_response").is_some_and(|r| {
-                r.get("is_error") == Some(&Value::Bool(true))
-                    || r.get("error").is_some_and(|e| !e.is_null())
-            });
-            record(
-                client,
-                correlation_id,
-                "tool.result",
-                tool,
-                if failed { "error" } else { "ok" },
-                None,
-            )
-            .await
-        }
-        Some(event @ ("SessionStart" | "SessionEnd")) => {
-            let action = if event == "SessionStart" {
-                "session.start"
-            } else {
-                "session.end"
-            };
-            let target = text("session_id").unwrap_or("session");
-            let reason = text("source").or(text("reason"));
-            record(client, None, action, target, "ok", reason).await
-        }
+    let Some(event) = text("hook_event_name") else {
+        return Answer::block("the hook input has no `hook_event_name`");
+    };
+    if event == agent.before_tool() {
+        return pre_tool_use(agent, &call, correlation_id, client, home).await;
+    }
+    let recorded = if event == agent.after_tool() {
+        let tool = text("tool_name").unwrap_or("unknown");
+        let failed = call.get("tool_response").is_some_and(|r| {
+            r.get("is_error") == Some(&Value::Bool(true))
+                || r.get("error").is_some_and(|e| !e.is_null())
+        });
+        record(
+            client,
+            correlation_id,
+            "tool.result",
+            tool,
+            if failed { "error" } else { "ok" },
+            None,
+        )
+        .await
+    } else if event == "SessionStart" || event == "SessionEnd" {
+        let action = if event == "SessionStart" {
+            "session.start"
+        } else {
+            "session.end"
+        };
+        let target = text("session_id").unwrap_or("session");
+        let reason = text("source").or(text("reason")).or(text("trigger"));
+        record(client, None, action, target, "ok", reason).await
+    } else {
         // Events Ward does not govern (prompts, notifications, stops).
-        Some(_) => Answer::quiet(),
-        None => Answer::block("the hook input has no `hook_event_name`"),
+        Answer::quiet()
+    };
+    if recorded.exit == 0 {
+        agent.done()
+    } else {
+        recorded
     }
 }
 
 async fn pre_tool_use(
+    agent: Agent,
     call: &Value,
     correlation_id: Option<String>,
     client: &mut LocalClient,
@@ -124,12 +203,18 @@ async fn pre_tool_use(
         call.get("tool_name").and_then(Value::as_str),
         call.get("cwd").and_then(Value::as_str),
     ) else {
-        return Answer::block("the PreToolUse input has no `tool_name` or `cwd`");
+        return Answer::block(format!(
+            "the {} input has no `tool_name` or `cwd`",
+            agent.before_tool()
+        ));
     };
     let empty = Value::Object(Default::default());
     let input = call.get("tool_input").unwrap_or(&empty);
     if !input.is_object() {
-        return Answer::block("the PreToolUse `tool_input` is not an object");
+        return Answer::block(format!(
+            "the {} `tool_input` is not an object",
+            agent.before_tool()
+        ));
     }
     let asked = match questions(&ToolCall {
         tool,
@@ -152,7 +237,7 @@ async fn pre_tool_use(
             if recorded.exit != 0 {
                 return recorded;
             }
-            return Answer::decision("deny", &reason);
+            return agent.decide(false, &reason);
         }
     };
     if asked.is_empty() {
@@ -169,7 +254,7 @@ async fn pre_tool_use(
         if recorded.exit != 0 {
             return recorded;
         }
-        return Answer::decision("allow", &reason);
+        return agent.decide(true, &reason);
     }
     let mut allowed = Vec::with_capacity(asked.len());
     for question in asked {
@@ -187,8 +272,8 @@ async fn pre_tool_use(
             }
         };
         if answer.decision != "allow" {
-            return Answer::decision(
-                "deny",
+            return agent.decide(
+                false,
                 &format!(
                     "Ward denied `{}` on `{}`: {}",
                     question.action, answer.resource, answer.reason
@@ -197,7 +282,7 @@ async fn pre_tool_use(
         }
         allowed.push(answer.reason);
     }
-    Answer::decision("allow", &format!("Ward: {}", allowed.join("; ")))
+    agent.decide(true, &format!("Ward: {}", allowed.join("; ")))
 }
 
 /// Appends one audit event through the daemon; a failure blocks.

@@ -44,9 +44,12 @@ fn main() -> ExitCode {
     };
     // Hooks run outside the usual error path: they exit 0 or 2, never 1.
     let cli = match cli.command {
-        commands::Command::Hook {
-            command: commands::hook::HookCommand::ClaudeCode(args),
-        } => return commands::hook::main(args),
+        commands::Command::Hook { command } => match commands::hook::hook_of(command) {
+            Ok((args, agent)) => return commands::hook::main(args, agent),
+            Err(command) => commands::Cli {
+                command: commands::Command::Hook { command },
+            },
+        },
         command => commands::Cli { command },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use ward_agent::hook::{Answer, MAX_INPUT, claude_code};
+use ward_agent::hook::{self, Agent as HookAgent, Answer, MAX_INPUT};
 use ward_agent::install::{self, Plan};
 use ward_client::LocalClient;
 
@@ -24,6 +24,10 @@ use crate::output;
 pub enum HookCommand {
     /// Claude Code hooks (PreToolUse, PostToolUse, SessionStart, SessionEnd): the event on stdin.
     ClaudeCode(HookArgs),
+    /// Codex CLI hooks (PreToolUse, PostToolUse, SessionStart, SessionEnd): deny is exit 2.
+    Codex(HookArgs),
+    /// Gemini CLI hooks (BeforeTool, AfterTool, SessionStart, SessionEnd): deny is exit 2.
+    Gemini(HookArgs),
     /// Merge Ward's hooks and deny rules into an agent's settings (keeping the user's).
     Install(InstallArgs),
     /// Remove exactly what `ward hook install` added.
@@ -95,9 +99,9 @@ pub struct UninstallArgs {
 /// Runs `install` and `uninstall` (the hook itself runs through [`main`]).
 pub fn run(command: HookCommand) -> CliResult {
     match command {
-        HookCommand::ClaudeCode(_) => Err(CliError::Failed(
-            "`ward hook claude-code` runs on its own path".into(),
-        )),
+        HookCommand::ClaudeCode(_) | HookCommand::Codex(_) | HookCommand::Gemini(_) => {
+            Err(CliError::Failed("a hook runs on its own path".into()))
+        }
         HookCommand::Install(args) => install(args),
         HookCommand::Uninstall(args) => uninstall(args),
     }
@@ -209,31 +213,51 @@ pub struct HookArgs {
     pub deadline_ms: u64,
 }
 
-/// `ward hook claude-code` parsed on its own, without the rest of the
-/// command tree: a hook is started for every tool call, and building every
-/// command's parser is a good part of a start.
+/// `ward hook <agent>` parsed on its own, without the rest of the command
+/// tree: a hook is started for every tool call, and building every
+/// command's parser is part of a start.
 #[derive(clap::Parser, Debug)]
-#[command(
-    name = "ward hook claude-code",
-    about = "Claude Code hooks: the event on stdin."
-)]
+#[command(name = "ward hook", about = "An agent's hook: the event on stdin.")]
 struct Alone {
     #[command(flatten)]
     args: HookArgs,
 }
 
-/// When the command line is `ward hook claude-code …`, runs it to its exit
-/// code; `None` for every other command line.
+/// The hook protocol a `ward hook` subcommand name stands for.
+fn agent_named(name: &std::ffi::OsStr) -> Option<HookAgent> {
+    match name.to_str()? {
+        "claude-code" => Some(HookAgent::ClaudeCode),
+        "codex" => Some(HookAgent::Codex),
+        "gemini" => Some(HookAgent::Gemini),
+        _ => None,
+    }
+}
+
+/// The hook, and its protocol, of a parsed command; the command back for
+/// `install` and `uninstall`.
+pub fn hook_of(command: HookCommand) -> Result<(HookArgs, HookAgent), HookCommand> {
+    match command {
+        HookCommand::ClaudeCode(args) => Ok((args, HookAgent::ClaudeCode)),
+        HookCommand::Codex(args) => Ok((args, HookAgent::Codex)),
+        HookCommand::Gemini(args) => Ok((args, HookAgent::Gemini)),
+        other => Err(other),
+    }
+}
+
+/// When the command line is `ward hook claude-code|codex|gemini …`, runs
+/// it to its exit code; `None` for every other command line.
 pub fn run_if_hook() -> Option<ExitCode> {
     use clap::Parser;
     let mut args = std::env::args_os().skip(1);
-    if args.next().is_none_or(|a| a != "hook") || args.next().is_none_or(|a| a != "claude-code") {
+    if args.next().is_none_or(|a| a != "hook") {
         return None;
     }
+    let agent = agent_named(&args.next()?)?;
     let rest = std::env::args_os().skip(3);
+    let name = std::ffi::OsString::from("ward hook");
     Some(
-        match Alone::try_parse_from(std::iter::once("ward hook claude-code".into()).chain(rest)) {
-            Ok(alone) => main(alone.args),
+        match Alone::try_parse_from(std::iter::once(name).chain(rest)) {
+            Ok(alone) => main(alone.args, agent),
             Err(help) if !help.use_stderr() => {
                 let _ = help.print();
                 ExitCode::SUCCESS
@@ -250,7 +274,7 @@ pub fn run_if_hook() -> Option<ExitCode> {
 
 /// Runs a hook to its exit code, outside the CLI's usual error path (which
 /// exits 1).
-pub fn main(args: HookArgs) -> ExitCode {
+pub fn main(args: HookArgs, agent: HookAgent) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let _ = writeln!(
             std::io::stderr(),
@@ -268,7 +292,7 @@ pub fn main(args: HookArgs) -> ExitCode {
         );
         std::process::exit(2);
     });
-    let answer = answer(&args);
+    let answer = answer(&args, agent);
     if let Some(stdout) = &answer.stdout {
         let mut out = std::io::stdout().lock();
         if writeln!(out, "{stdout}")
@@ -284,7 +308,7 @@ pub fn main(args: HookArgs) -> ExitCode {
     ExitCode::from(answer.exit)
 }
 
-fn answer(args: &HookArgs) -> Answer {
+fn answer(args: &HookArgs, agent: HookAgent) -> Answer {
     let mut input = Vec::new();
     let limit = MAX_INPUT as u64 + 1;
     if let Err(error) = std::io::stdin().lock().take(limit).read_to_end(&mut input) {
@@ -305,6 +329,6 @@ fn answer(args: &HookArgs) -> Answer {
     let home = std::env::var("HOME").ok();
     runtime.block_on(async {
         let mut client = LocalClient::new(&socket);
-        claude_code(&input, &mut client, home.as_deref()).await
+        hook::answer(agent, &input, &mut client, home.as_deref()).await
     })
 }
