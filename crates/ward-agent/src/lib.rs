@@ -19,6 +19,8 @@
 //! - [`install`]: Ward's entries merged into an agent's settings, and
 //!   removed exactly.
 //! - [`sandbox`]: an agent process confined by Landlock to its scopes.
+//! - [`mcp`]: what an MCP server's tools and calls may pass (`ward mcp
+//!   proxy`).
 //! - [`spool`]: the durable event spool (segments with checksummed
 //!   records, group commit, a size bound, crash recovery).
 //! - [`error`]: the one error type.
@@ -32,6 +34,7 @@ pub mod enrolment;
 pub mod error;
 pub mod hook;
 pub mod install;
+pub mod mcp;
 pub mod resource;
 pub mod sandbox;
 pub mod shell;

@@ -70,7 +70,7 @@ fn the_help_lists_every_command_with_a_description() {
         .map(|(name, _)| name)
         .collect();
     let expected = [
-        "serve", "admin", "agent", "audit", "events", "login", "policy", "gateway", "hook",
+        "serve", "admin", "agent", "audit", "events", "login", "policy", "gateway", "hook", "mcp",
         "openapi", "matrix", "help",
     ];
     assert_eq!(top, expected, "the commands `ward --help` lists");
@@ -84,6 +84,9 @@ fn the_help_lists_every_command_with_a_description() {
         "agent token",
         "agent run",
         "hook claude-code",
+        "hook install",
+        "mcp proxy",
+        "agent exec",
         "audit verify",
         "events list",
         "policy push",

@@ -10,6 +10,7 @@ mod gateway;
 pub mod hook;
 mod login;
 mod matrix;
+mod mcp;
 mod policy;
 mod serve;
 
@@ -71,6 +72,12 @@ pub enum Command {
         #[command(subcommand)]
         command: hook::HookCommand,
     },
+    /// MCP servers behind Ward: `proxy` filters their tools and checks every call.
+    Mcp {
+        /// What to do.
+        #[command(subcommand)]
+        command: mcp::McpCommand,
+    },
     /// Print the HTTP API's OpenAPI document.
     Openapi,
     /// Work with capability matrix files.
@@ -98,5 +105,6 @@ pub async fn run(command: Command) -> CliResult {
         }
         Command::Matrix { command } => matrix::run(command),
         Command::Hook { command } => hook::run(command),
+        Command::Mcp { command } => mcp::run(command).await,
     }
 }

@@ -85,10 +85,14 @@ features:
     risk: low
     consent: required
     scopes: ["files:write:{root}/notes/**"]
+  mcp-fs:
+    description: Read through the filesystem MCP server
+    risk: low
+    scopes: ["mcp:call:fs/read_text_file", "mcp:call:fs/list_directory", "mcp:call:fs/list_allowed_directories"]
 profiles:
   desk:
     description: The test desktop
-    features: [read-all, write-work, run-ls, call-api, write-notes]
+    features: [read-all, write-work, run-ls, call-api, write-notes, mcp-fs]
 "#,
             root = real.display(),
             ls = ls.display()
@@ -133,7 +137,8 @@ profiles:
             daemon: None,
         };
         desk.start_daemon(&[]);
-        desk.wait_for(|s| s.tokens.iter().filter(|t| t.expires_at.is_some()).count() == 4)
+        // Every feature but `write-notes` (it waits for consent).
+        desk.wait_for(|s| s.tokens.iter().filter(|t| t.expires_at.is_some()).count() == 5)
             .await;
         desk
     }

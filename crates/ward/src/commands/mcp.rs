@@ -1,0 +1,134 @@
+//! `ward mcp proxy`: an MCP server run behind Ward over stdio; the agent
+//! starts this command instead of the server's (`ward_agent::mcp` decides
+//! what passes).
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use ward_agent::mcp::{Proxy, Route};
+use ward_client::LocalClient;
+
+use crate::error::{CliError, CliResult};
+
+/// `ward mcp ...`.
+#[derive(Subcommand, Debug)]
+pub enum McpCommand {
+    /// Run an MCP server (stdio) behind Ward: tools filtered, calls checked by the daemon.
+    Proxy(ProxyArgs),
+}
+
+/// `ward mcp proxy`.
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// Directory written by `ward agent enroll` (the socket is STATE_DIR/agent.sock).
+    #[arg(long, required_unless_present = "socket")]
+    pub state_dir: Option<PathBuf>,
+    /// The daemon's socket, when it is not in the state directory.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The server's name in scopes (`mcp:call:NAME/TOOL`).
+    #[arg(long)]
+    pub name: String,
+    /// The server's command and arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Runs one `ward mcp` command.
+pub async fn run(command: McpCommand) -> CliResult {
+    match command {
+        McpCommand::Proxy(args) => proxy(args).await,
+    }
+}
+
+async fn proxy(args: ProxyArgs) -> CliResult {
+    let socket = match (&args.socket, &args.state_dir) {
+        (Some(socket), _) => socket.clone(),
+        (None, Some(dir)) => dir.join("agent.sock"),
+        (None, None) => return Err(CliError::Failed("give --state-dir or --socket".into())),
+    };
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| CliError::Failed("no server command".into()))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            CliError::Failed(format!("cannot start `{}`: {e}", program.to_string_lossy()))
+        })?;
+    let (Some(mut to_server), Some(from_server)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(CliError::Failed("the server's stdio is not piped".into()));
+    };
+    let proxy = Proxy::new(&args.name);
+    // One writer of our stdout for both directions.
+    let (to_client, mut lines_out) = tokio::sync::mpsc::channel::<String>(64);
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(line) = lines_out.recv().await {
+            let written = async {
+                out.write_all(line.as_bytes()).await?;
+                out.write_all(b"\n").await?;
+                out.flush().await
+            };
+            if written.await.is_err() {
+                break;
+            }
+        }
+    });
+    let server_side = {
+        let proxy = proxy.clone();
+        let to_client = to_client.clone();
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let mut daemon = LocalClient::new(&socket);
+            let mut lines = BufReader::new(from_server).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match proxy.from_server(&line, &mut daemon).await {
+                    Route::Forward(line) | Route::Reply(line) => {
+                        if to_client.send(line).await.is_err() {
+                            break;
+                        }
+                    }
+                    Route::Drop => {}
+                }
+            }
+        })
+    };
+    let mut daemon = LocalClient::new(&socket);
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot read the client: {e}")))?
+    {
+        match proxy.from_client(&line, &mut daemon).await {
+            Route::Forward(line) => {
+                let sent = async {
+                    to_server.write_all(line.as_bytes()).await?;
+                    to_server.write_all(b"\n").await?;
+                    to_server.flush().await
+                };
+                if sent.await.is_err() {
+                    break;
+                }
+            }
+            Route::Reply(line) => {
+                let _ = to_client.send(line).await;
+            }
+            Route::Drop => {}
+        }
+    }
+    // The client is gone: the server's input ends, its output drains.
+    drop(to_server);
+    let _ = server_side.await;
+    drop(to_client);
+    let _ = writer.await;
+    let _ = child.wait().await;
+    Ok(())
+}

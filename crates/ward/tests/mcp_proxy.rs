@@ -1,0 +1,155 @@
+//! `ward mcp proxy` between the official MCP SDK (npm
+//! `@modelcontextprotocol/sdk`, `tests/mcp/client.mjs`) and the reference
+//! filesystem server (npm `@modelcontextprotocol/server-filesystem`), both
+//! installed by `scripts/test`: the client sees only the tools the agent's
+//! scopes allow, an allowed call returns the server's answer, a refused
+//! one is a JSON-RPC error the server never saw, and every decision is an
+//! event.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use common::desk::Desk;
+use common::{stderr, ward_bin};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn mcp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp")
+}
+
+/// The SDK client through `ward mcp proxy` to the filesystem server
+/// serving `root`, making `calls`.
+fn through_ward(socket: &str, root: &Path, calls: Value) -> Value {
+    let server = mcp_dir().join("node_modules/.bin/mcp-server-filesystem");
+    assert!(
+        server.exists(),
+        "run `npm ci --prefix tests/mcp` (scripts/test does)"
+    );
+    let output = Command::new("node")
+        .arg(mcp_dir().join("client.mjs"))
+        .arg(ward_bin())
+        .args(["mcp", "proxy", "--socket", socket, "--name", "fs", "--"])
+        .arg(&server)
+        .arg(root)
+        .env("CALLS", calls.to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "client: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sees_and_calls_only_what_the_scopes_allow() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let work = desk.root().join("work");
+    let readme = work.join("readme.txt").display().to_string();
+    let socket = desk.socket().display().to_string();
+    let out = through_ward(
+        &socket,
+        &work,
+        json!([
+            {"name": "read_text_file", "arguments": {"path": readme}},
+            {"name": "write_file", "arguments": {"path": work.join("pwned.txt"), "content": "x"}},
+        ]),
+    );
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tools.contains(&"read_text_file"), "{tools:?}");
+    assert!(tools.contains(&"list_directory"), "{tools:?}");
+    assert!(
+        !tools.contains(&"write_file"),
+        "an unscoped tool was listed: {tools:?}"
+    );
+    assert!(!tools.contains(&"move_file"), "{tools:?}");
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["ok"], true, "{calls:?}");
+    assert_eq!(calls[0]["text"], "hello");
+    assert_eq!(calls[1]["ok"], false);
+    assert!(
+        calls[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Ward denied `mcp:call` on `fs/write_file`"),
+        "{calls:?}"
+    );
+    assert!(
+        !work.join("pwned.txt").exists(),
+        "the server ran the refused call"
+    );
+
+    // Every decision is on the server.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = desk.server_events("").await;
+        let denied = events.iter().any(|e| {
+            e["action"] == "mcp:call" && e["target"] == "fs/write_file" && e["result"] == "deny"
+        });
+        let allowed = events.iter().any(|e| {
+            e["action"] == "mcp:call"
+                && e["target"] == "fs/read_text_file"
+                && e["result"] == "allow"
+        });
+        if denied && allowed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_daemon_no_tool_is_listed_and_no_call_passes() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let work = desk.root().join("work");
+    let out = through_ward(
+        "/nonexistent/agent.sock",
+        &work,
+        json!([{"name": "read_text_file", "arguments": {"path": work.join("readme.txt")}}]),
+    );
+    assert_eq!(out["tools"], json!([]));
+    assert_eq!(out["calls"][0]["ok"], false);
+    assert!(
+        out["calls"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be asked"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let out = Command::new(ward_bin())
+        .args(["mcp", "proxy", "--name", "fs", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = Command::new(ward_bin())
+        .args([
+            "mcp",
+            "proxy",
+            "--socket",
+            "/x",
+            "--name",
+            "fs",
+            "--",
+            "/nonexistent/server",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot start"), "{}", stderr(&out));
+}
