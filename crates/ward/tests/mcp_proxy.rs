@@ -17,6 +17,7 @@ mod common;
 use common::desk::Desk;
 use common::{stderr, ward_bin};
 use serde_json::{Value, json};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,18 +34,62 @@ fn through_ward(socket: &str, root: &Path, calls: Value) -> Value {
         server.exists(),
         "run `npm ci --prefix tests/mcp` (scripts/test does)"
     );
-    let output = Command::new("node")
+    client(
+        socket,
+        &[server.as_os_str(), root.as_os_str()],
+        &[("CALLS", calls)],
+    )
+}
+
+/// The SDK client through `ward mcp proxy --name fs` to `server` (a
+/// command line), with `env` (`CALLS`, `AFTER`).
+fn client(socket: &str, server: &[&OsStr], env: &[(&str, Value)]) -> Value {
+    let mut command = Command::new("node");
+    command
         .arg(mcp_dir().join("client.mjs"))
         .arg(ward_bin())
         .args(["mcp", "proxy", "--socket", socket, "--name", "fs", "--"])
-        .arg(&server)
-        .arg(root)
-        .env("CALLS", calls.to_string())
-        .output()
-        .unwrap();
+        .args(server);
+    for (name, value) in env {
+        command.env(name, value.to_string());
+    }
+    let output = command.output().unwrap();
     assert!(output.status.success(), "client: {}", stderr(&output));
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_renamed_after_list_changed_is_filtered_and_refused() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let socket = desk.socket().display().to_string();
+    let server = mcp_dir().join("renaming-server.mjs");
+    let out = client(
+        &socket,
+        &[OsStr::new("node"), server.as_os_str()],
+        &[
+            (
+                "CALLS",
+                json!([{"name": "list_directory", "arguments": {}}]),
+            ),
+            (
+                "AFTER",
+                json!([{"name": "delete_everything", "arguments": {}}]),
+            ),
+        ],
+    );
+    assert_eq!(out["tools"], json!(["list_directory"]), "{out}");
+    assert_eq!(out["calls"][0]["text"], "a.txt", "{out}");
+    // The server now offers only `delete_everything`: not listed, not run.
+    assert_eq!(out["tools_after"], json!([]), "{out}");
+    assert_eq!(out["calls_after"][0]["ok"], false, "{out}");
+    assert!(
+        out["calls_after"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Ward denied `mcp:call` on `fs/delete_everything`"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
