@@ -518,24 +518,7 @@ async fn a_corrupted_spool_segment_is_set_aside_and_reported_and_the_rest_ships(
 async fn uninstall_ships_acknowledges_and_leaves_nothing_behind() {
     let mut desk = Desk::start(CALM).await;
     desk.local().events(&burst(0, 50)).await.unwrap();
-    let (status, body) = desk
-        .server
-        .post(
-            &desk.admin,
-            &format!("/v1/agents/{}/uninstall", desk.agent_id),
-            json!({"reason": "laptop returned"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut child = desk.daemon.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not uninstall");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = desk.uninstall().await;
     assert_eq!(exit.code(), Some(0));
     for name in ["device.key", "agent.json", "spool", "agent.sock"] {
         assert!(!desk.state_file(name).exists(), "{name} left behind");

@@ -21,6 +21,19 @@ fn ward(args: &[&str]) -> Output {
     Command::new(ward_bin()).args(args).output().unwrap()
 }
 
+/// `ward hook install claude-code --path settings --state-dir state`.
+fn install(settings: &Path, state: &Path) -> Output {
+    ward(&[
+        "hook",
+        "install",
+        "claude-code",
+        "--path",
+        &settings.display().to_string(),
+        "--state-dir",
+        &state.display().to_string(),
+    ])
+}
+
 fn read(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -224,17 +237,7 @@ fn settings_in_the_way_are_refused_and_left_alone() {
 async fn the_installed_command_answers_hook_events_from_the_daemon() {
     let desk = Desk::start([1, 60, 120, 300]).await;
     let settings = desk.root().join("settings.json");
-    let path = settings.display().to_string();
-    let state = desk.state_dir.display().to_string();
-    let done = ward(&[
-        "hook",
-        "install",
-        "claude-code",
-        "--path",
-        &path,
-        "--state-dir",
-        &state,
-    ]);
+    let done = install(&settings, &desk.state_dir);
     assert!(done.status.success(), "{}", stderr(&done));
     let command = read(&settings)["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
         .as_str()
@@ -285,40 +288,11 @@ async fn the_uninstall_directive_removes_the_installed_hooks() {
     let before = json!({"model": "opus", "permissions": {"deny": ["Read(./.env)"]}});
     std::fs::write(&settings, before.to_string()).unwrap();
     let path = settings.display().to_string();
-    let state = desk.state_dir.display().to_string();
-    let done = ward(&[
-        "hook",
-        "install",
-        "claude-code",
-        "--path",
-        &path,
-        "--state-dir",
-        &state,
-    ]);
+    let done = install(&settings, &desk.state_dir);
     assert!(done.status.success(), "{}", stderr(&done));
     assert_ne!(read(&settings), before);
 
-    let (status, body) = desk
-        .server
-        .post(
-            &desk.admin,
-            &format!("/v1/agents/{}/uninstall", desk.agent_id),
-            json!({"reason": "laptop returned"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut daemon = desk.daemon.take().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = daemon.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not uninstall"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let exit = desk.uninstall().await;
     assert_eq!(exit.code(), Some(0));
     assert_eq!(read(&settings), before, "the hooks were not removed");
     assert!(!Path::new(&format!("{path}.ward-install.json")).exists());

@@ -259,6 +259,29 @@ profiles:
         }
     }
 
+    /// An admin uninstalls the agent; waits (20 s at most) for the daemon
+    /// to act on it and exit, and returns how it exited.
+    pub async fn uninstall(&mut self) -> std::process::ExitStatus {
+        let (status, body) = self
+            .server
+            .post(
+                &self.admin,
+                &format!("/v1/agents/{}/uninstall", self.agent_id),
+                json!({"reason": "laptop returned"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut child = self.daemon.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(exit) = child.try_wait().unwrap() {
+                return exit;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not uninstall");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Path of a file in the state directory.
     pub fn state_file(&self, name: &str) -> PathBuf {
         self.state_dir.join(name)
