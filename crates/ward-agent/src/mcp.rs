@@ -10,11 +10,15 @@
 //!   client lists again and a renamed or added tool is filtered like the
 //!   others; a call is checked on its own whatever was listed.
 //!
+//! With an [`ArgumentMap`], the arguments of known tools that name a file,
+//! URL or program are asked about too (`files:read` on a path, …), so a
+//! permitted tool cannot reach past the agent's other scopes.
+//!
 //! Anything else passes unchanged. A line that is not a JSON-RPC object is
 //! dropped (a request gets an error), never passed on unread.
 
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use ward_api::AuthorizeRequest;
 use ward_client::LocalClient;
@@ -23,11 +27,20 @@ use ward_model::audit::valid_correlation_id;
 /// The JSON-RPC error code of a call Ward refused (server-defined range).
 pub const REFUSED: i64 = -32001;
 
+/// Which arguments of which tools name a resource: tool name → argument
+/// name → the action asked about its value (`files:read`, `files:write`,
+/// `http:get`, `exec:run`). A value that is a list is asked item by item.
+/// Read from a JSON file (`ward mcp proxy --map FILE`), for example
+/// `{"write_file": {"path": "files:write"}}`.
+pub type ArgumentMap = HashMap<String, HashMap<String, String>>;
+
 /// What the proxy keeps between the two directions.
 #[derive(Default)]
 pub struct Proxy {
     /// The server's name in scopes (`mcp:call:NAME/TOOL`).
     pub server: String,
+    /// The arguments checked against their own scopes.
+    pub arguments: ArgumentMap,
     /// Ids of `tools/list` requests whose results are to be filtered.
     listing: Mutex<HashSet<String>>,
 }
@@ -44,10 +57,11 @@ pub enum Route {
 }
 
 impl Proxy {
-    /// A proxy for the server named `server`.
-    pub fn new(server: &str) -> Arc<Proxy> {
+    /// A proxy for the server named `server`, checking `arguments`.
+    pub fn new(server: &str, arguments: ArgumentMap) -> Arc<Proxy> {
         Arc::new(Proxy {
             server: server.to_owned(),
+            arguments,
             listing: Mutex::new(HashSet::new()),
         })
     }
@@ -74,7 +88,14 @@ impl Proxy {
                 let Some(name) = name else {
                     return refuse(id, "a `tools/call` without `params.name`");
                 };
-                match self.allowed(name, id.as_ref(), daemon).await {
+                if let Err(why) = self.allowed(name, id.as_ref(), daemon).await {
+                    return refuse(id, &why);
+                }
+                let arguments = message.get("params").and_then(|p| p.get("arguments"));
+                match self
+                    .arguments_allowed(name, arguments, id.as_ref(), daemon)
+                    .await
+                {
                     Ok(()) => Route::Forward(line.to_owned()),
                     Err(why) => refuse(id, &why),
                 }
@@ -125,15 +146,12 @@ impl Proxy {
         id: Option<&Value>,
         daemon: &mut LocalClient,
     ) -> Result<(), String> {
-        let correlation_id = id
-            .map(|id| format!("mcp-{}", id.to_string().trim_matches('"')))
-            .filter(|c| valid_correlation_id(c));
         let request = AuthorizeRequest {
             feature: None,
             action: "mcp:call".to_owned(),
             resource: format!("{}/{tool}", self.server),
             cwd: None,
-            correlation_id,
+            correlation_id: correlation(id),
         };
         match daemon.authorize(&request).await {
             Ok(answer) if answer.decision == "allow" => Ok(()),
@@ -146,6 +164,68 @@ impl Proxy {
             )),
         }
     }
+}
+
+impl Proxy {
+    /// Asks the daemon about every mapped argument of a call to `tool`.
+    async fn arguments_allowed(
+        &self,
+        tool: &str,
+        arguments: Option<&Value>,
+        id: Option<&Value>,
+        daemon: &mut LocalClient,
+    ) -> Result<(), String> {
+        let Some(mapped) = self.arguments.get(tool) else {
+            return Ok(());
+        };
+        for (argument, action) in mapped {
+            let values: Vec<&str> = match arguments.and_then(|a| a.get(argument)) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(value)) => vec![value.as_str()],
+                Some(Value::Array(items)) => {
+                    let texts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                    texts.ok_or_else(|| {
+                        format!("`{argument}` of `{tool}` is a list of more than strings; denied")
+                    })?
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "`{argument}` of `{tool}` is not a string or a list of strings; denied"
+                    ));
+                }
+            };
+            for value in values {
+                let request = AuthorizeRequest {
+                    feature: None,
+                    action: action.clone(),
+                    resource: value.to_owned(),
+                    cwd: None,
+                    correlation_id: correlation(id),
+                };
+                match daemon.authorize(&request).await {
+                    Ok(answer) if answer.decision == "allow" => {}
+                    Ok(answer) => {
+                        return Err(format!(
+                            "Ward denied `{action}` on `{}` (argument `{argument}` of `{tool}`): {}",
+                            answer.resource, answer.reason
+                        ));
+                    }
+                    Err(error) => {
+                        return Err(format!(
+                            "the Ward daemon could not be asked ({error}); denied"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The correlation id of JSON-RPC request `id`: `mcp-<id>`.
+fn correlation(id: Option<&Value>) -> Option<String> {
+    id.map(|id| format!("mcp-{}", id.to_string().trim_matches('"')))
+        .filter(|c| valid_correlation_id(c))
 }
 
 /// A JSON-RPC error answering request `id` (nothing for a notification).

@@ -44,11 +44,18 @@ fn through_ward(socket: &str, root: &Path, calls: Value) -> Value {
 /// The SDK client through `ward mcp proxy --name fs` to `server` (a
 /// command line), with `env` (`CALLS`, `AFTER`).
 fn client(socket: &str, server: &[&OsStr], env: &[(&str, Value)]) -> Value {
+    client_with(socket, &[], server, env)
+}
+
+/// [`client`] with more `ward mcp proxy` flags.
+fn client_with(socket: &str, flags: &[&OsStr], server: &[&OsStr], env: &[(&str, Value)]) -> Value {
     let mut command = Command::new("node");
     command
         .arg(mcp_dir().join("client.mjs"))
         .arg(ward_bin())
-        .args(["mcp", "proxy", "--socket", socket, "--name", "fs", "--"])
+        .args(["mcp", "proxy", "--socket", socket, "--name", "fs"])
+        .args(flags)
+        .arg("--")
         .args(server);
     for (name, value) in env {
         command.env(name, value.to_string());
@@ -156,6 +163,41 @@ async fn the_client_sees_and_calls_only_what_the_scopes_allow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_arguments_are_checked_against_their_own_scopes() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let socket = desk.socket().display().to_string();
+    let map =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/mcp/filesystem-map.json");
+    let server = mcp_dir().join("node_modules/.bin/mcp-server-filesystem");
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "not yours").unwrap();
+    let readme = desk.root().join("work/readme.txt");
+    // The server itself may read all of `/`: only Ward stands in the way.
+    let out = client_with(
+        &socket,
+        &[OsStr::new("--map"), map.as_os_str()],
+        &[server.as_os_str(), OsStr::new("/")],
+        &[(
+            "CALLS",
+            json!([
+                {"name": "read_text_file", "arguments": {"path": readme}},
+                {"name": "read_text_file", "arguments": {"path": secret}},
+            ]),
+        )],
+    );
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["text"], "hello", "{out}");
+    assert_eq!(calls[1]["ok"], false, "{out}");
+    let error = calls[1]["error"].as_str().unwrap();
+    assert!(error.contains("Ward denied `files:read`"), "{error}");
+    assert!(
+        error.contains("argument `path` of `read_text_file`"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_daemon_no_tool_is_listed_and_no_call_passes() {
     let desk = Desk::start([1, 60, 120, 300]).await;
     let work = desk.root().join("work");
@@ -197,4 +239,20 @@ fn bad_arguments_are_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot start"), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("map.json");
+    std::fs::write(&bad, r#"{"write_file": "files:write"}"#).unwrap();
+    for (map, because) in [
+        ("/nonexistent/map.json", "cannot read"),
+        (bad.to_str().unwrap(), "is not a map of tools"),
+    ] {
+        let out = Command::new(ward_bin())
+            .args([
+                "mcp", "proxy", "--socket", "/x", "--name", "fs", "--map", map, "--", "true",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{map}");
+        assert!(stderr(&out).contains(because), "{}", stderr(&out));
+    }
 }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use ward_agent::mcp::{Proxy, Route};
+use ward_agent::mcp::{ArgumentMap, Proxy, Route};
 use ward_client::LocalClient;
 
 use crate::error::{CliError, CliResult};
@@ -30,6 +30,10 @@ pub struct ProxyArgs {
     /// The server's name in scopes (`mcp:call:NAME/TOOL`).
     #[arg(long)]
     pub name: String,
+    /// A JSON file naming the arguments that are resources, per tool:
+    /// `{"write_file": {"path": "files:write"}}`.
+    #[arg(long)]
+    pub map: Option<PathBuf>,
     /// The server's command and arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<std::ffi::OsString>,
@@ -48,6 +52,19 @@ async fn proxy(args: ProxyArgs) -> CliResult {
         (None, Some(dir)) => dir.join("agent.sock"),
         (None, None) => return Err(CliError::Failed("give --state-dir or --socket".into())),
     };
+    let arguments: ArgumentMap = match &args.map {
+        None => ArgumentMap::default(),
+        Some(path) => {
+            let text = std::fs::read(path)
+                .map_err(|e| CliError::Failed(format!("cannot read `{}`: {e}", path.display())))?;
+            serde_json::from_slice(&text).map_err(|e| {
+                CliError::Failed(format!(
+                    "`{}` is not a map of tools to arguments to actions: {e}",
+                    path.display()
+                ))
+            })?
+        }
+    };
     let (program, rest) = args
         .command
         .split_first()
@@ -65,7 +82,7 @@ async fn proxy(args: ProxyArgs) -> CliResult {
     let (Some(mut to_server), Some(from_server)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(CliError::Failed("the server's stdio is not piped".into()));
     };
-    let proxy = Proxy::new(&args.name);
+    let proxy = Proxy::new(&args.name, arguments);
     // One writer of our stdout for both directions.
     let (to_client, mut lines_out) = tokio::sync::mpsc::channel::<String>(64);
     let writer = tokio::spawn(async move {
