@@ -238,3 +238,70 @@ fn refuse(id: Option<Value>, why: &str) -> Route {
         None => Route::Drop,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "a test fails by panicking"
+    )]
+
+    use super::*;
+
+    fn daemon() -> LocalClient {
+        // Never reached by these lines; any call through it would fail.
+        LocalClient::new(std::path::Path::new("/nonexistent/agent.sock"))
+    }
+
+    #[tokio::test]
+    async fn what_is_not_one_json_rpc_object_is_dropped_unread() {
+        let proxy = Proxy::new("fs", ArgumentMap::default());
+        let batch =
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file"}}]"#;
+        for line in [batch, "garbage", "", "42", "\"tools/call\""] {
+            assert_eq!(
+                proxy.from_client(line, &mut daemon()).await,
+                Route::Drop,
+                "{line}"
+            );
+            assert_eq!(
+                proxy.from_server(line, &mut daemon()).await,
+                Route::Drop,
+                "{line}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_tool_name_is_refused_and_a_daemon_that_is_gone_denies() {
+        let proxy = Proxy::new("fs", ArgumentMap::default());
+        let Route::Reply(reply) = proxy
+            .from_client(
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#,
+                &mut daemon(),
+            )
+            .await
+        else {
+            panic!("not refused");
+        };
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["id"], 7);
+        assert_eq!(reply["error"]["code"], REFUSED);
+        // A notification gets no answer.
+        let line = r#"{"jsonrpc":"2.0","method":"tools/call","params":{}}"#;
+        assert_eq!(proxy.from_client(line, &mut daemon()).await, Route::Drop);
+        let line = r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"read_text_file"}}"#;
+        let Route::Reply(reply) = proxy.from_client(line, &mut daemon()).await else {
+            panic!("passed without the daemon");
+        };
+        assert!(reply.contains("could not be asked"), "{reply}");
+        // Other messages pass as they are.
+        let line = r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}"#;
+        assert_eq!(
+            proxy.from_client(line, &mut daemon()).await,
+            Route::Forward(line.to_owned())
+        );
+    }
+}
