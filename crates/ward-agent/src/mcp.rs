@@ -10,6 +10,9 @@
 //!   client lists again and a renamed or added tool is filtered like the
 //!   others; a call is checked on its own whatever was listed.
 //!
+//! The server's answer to each call passed is recorded (`mcp.result`, `ok`
+//! or `error`, its duration) under the call's correlation id.
+//!
 //! With an [`ArgumentMap`], the arguments of known tools that name a file,
 //! URL or program are asked about too (`files:read` on a path, …), so a
 //! permitted tool cannot reach past the agent's other scopes.
@@ -20,7 +23,8 @@
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use ward_api::AuthorizeRequest;
+use std::time::Instant;
+use ward_api::{AuthorizeRequest, LocalEvent, LocalEvents};
 use ward_client::LocalClient;
 use ward_model::audit::valid_correlation_id;
 
@@ -43,6 +47,8 @@ pub struct Proxy {
     pub arguments: ArgumentMap,
     /// Ids of `tools/list` requests whose results are to be filtered.
     listing: Mutex<HashSet<String>>,
+    /// Calls passed to the server and not answered yet: id → tool, start.
+    calls: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 /// What to do with one line.
@@ -63,6 +69,7 @@ impl Proxy {
             server: server.to_owned(),
             arguments,
             listing: Mutex::new(HashSet::new()),
+            calls: Mutex::new(HashMap::new()),
         })
     }
 
@@ -96,7 +103,13 @@ impl Proxy {
                     .arguments_allowed(name, arguments, id.as_ref(), daemon)
                     .await
                 {
-                    Ok(()) => Route::Forward(line.to_owned()),
+                    Ok(()) => {
+                        if let Some(id) = &id {
+                            lock(&self.calls)
+                                .insert(id.to_string(), (name.to_owned(), Instant::now()));
+                        }
+                        Route::Forward(line.to_owned())
+                    }
                     Err(why) => refuse(id, &why),
                 }
             }
@@ -110,6 +123,12 @@ impl Proxy {
             tracing::warn!("mcp proxy: dropped a server line that is not a JSON-RPC object");
             return Route::Drop;
         };
+        let answered = message
+            .get("id")
+            .and_then(|id| lock(&self.calls).remove(&id.to_string()));
+        if let Some((tool, started)) = answered {
+            self.record_result(&message, &tool, started, daemon).await;
+        }
         let listed = message
             .get("id")
             .is_some_and(|id| self.listing_ids().remove(&id.to_string()));
@@ -134,9 +153,45 @@ impl Proxy {
     }
 
     fn listing_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.listing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.listing)
+    }
+
+    /// Records the server's answer to a call as an `mcp.result` event
+    /// (`ok` or `error`, with its duration), under the call's correlation
+    /// id. The call has run: a failure to record is logged, and the answer
+    /// still reaches the client.
+    async fn record_result(
+        &self,
+        message: &serde_json::Map<String, Value>,
+        tool: &str,
+        started: Instant,
+        daemon: &mut LocalClient,
+    ) {
+        let failed = message.get("error").is_some()
+            || message
+                .get("result")
+                .and_then(|r| r.get("isError"))
+                .is_some_and(|e| e == &Value::Bool(true));
+        let event = LocalEvent {
+            ts: None,
+            correlation_id: correlation(message.get("id")),
+            class: Some("audit".to_owned()),
+            feature: None,
+            action: "mcp.result".to_owned(),
+            target: format!("{}/{tool}", self.server),
+            result: if failed { "error" } else { "ok" }.to_owned(),
+            reason: None,
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            sampling: None,
+        };
+        if let Err(error) = daemon
+            .events(&LocalEvents {
+                events: vec![event],
+            })
+            .await
+        {
+            tracing::warn!(tool, error = %error, "mcp proxy: the call's result was not recorded");
+        }
     }
 
     /// Whether the daemon allows calling `tool`; why not otherwise.
@@ -220,6 +275,12 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The correlation id of JSON-RPC request `id`: `mcp-<id>`.

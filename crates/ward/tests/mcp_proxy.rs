@@ -154,7 +154,13 @@ async fn the_client_sees_and_calls_only_what_the_scopes_allow() {
                 && e["target"] == "fs/read_text_file"
                 && e["result"] == "allow"
         });
-        if denied && allowed {
+        let answered = events.iter().any(|e| {
+            e["action"] == "mcp.result"
+                && e["target"] == "fs/read_text_file"
+                && e["result"] == "ok"
+                && e["duration_ms"].is_u64()
+        });
+        if denied && allowed && answered {
             break;
         }
         assert!(Instant::now() < deadline, "events: {events:?}");
