@@ -155,16 +155,7 @@ fn a_fresh_file_is_created_and_removed_to_an_empty_object() {
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join(".claude/settings.json");
     let path = settings.display().to_string();
-    let state = dir.path().display().to_string();
-    let done = ward(&[
-        "hook",
-        "install",
-        "claude-code",
-        "--path",
-        &path,
-        "--state-dir",
-        &state,
-    ]);
+    let done = install(&settings, dir.path());
     assert!(done.status.success(), "{}", stderr(&done));
     let after = read(&settings);
     assert!(
@@ -182,7 +173,6 @@ fn a_fresh_file_is_created_and_removed_to_an_empty_object() {
 #[test]
 fn settings_in_the_way_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().display().to_string();
     for (content, because) in [
         ("{not json", "is not JSON"),
         ("[1]", "not a JSON object"),
@@ -198,16 +188,7 @@ fn settings_in_the_way_are_refused_and_left_alone() {
     ] {
         let settings = dir.path().join("settings.json");
         std::fs::write(&settings, content).unwrap();
-        let path = settings.display().to_string();
-        let out = ward(&[
-            "hook",
-            "install",
-            "claude-code",
-            "--path",
-            &path,
-            "--state-dir",
-            &state,
-        ]);
+        let out = install(&settings, dir.path());
         assert_eq!(out.status.code(), Some(1), "{content}");
         assert!(
             stderr(&out).contains(because),
