@@ -28,6 +28,41 @@ use ward_api::{AuthorizeRequest, LocalEvent, LocalEvents};
 use ward_client::LocalClient;
 use ward_model::audit::valid_correlation_id;
 
+/// Longest JSON-RPC line passed either way; a longer one ends the proxy
+/// (a line is read whole before it is judged).
+pub const MAX_LINE: usize = 16 << 20;
+
+/// The next line of `reader` without its line break, at most `max` bytes;
+/// `None` at the end. A longer line is an error, not a line cut short.
+pub async fn read_line<R>(reader: &mut R, max: usize) -> std::io::Result<Option<String>>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = Vec::new();
+    let read = (&mut *reader)
+        .take(max as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    } else if line.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line longer than {max} bytes"),
+        ));
+    }
+    String::from_utf8(line).map(Some).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "a line that is not UTF-8")
+    })
+}
+
 /// The JSON-RPC error code of a call Ward refused (server-defined range).
 pub const REFUSED: i64 = -32001;
 
@@ -314,6 +349,32 @@ mod tests {
     fn daemon() -> LocalClient {
         // Never reached by these lines; any call through it would fail.
         LocalClient::new(std::path::Path::new("/nonexistent/agent.sock"))
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_whole_and_bounded() {
+        let mut input: &[u8] = b"{\"a\":1}\r\nshort\n0123456789abcdef\nlast";
+        assert_eq!(
+            read_line(&mut input, 10).await.unwrap().as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(
+            read_line(&mut input, 10).await.unwrap().as_deref(),
+            Some("short")
+        );
+        let error = read_line(&mut input, 10).await.unwrap_err();
+        assert!(
+            error.to_string().contains("longer than 10 bytes"),
+            "{error}"
+        );
+        let mut input: &[u8] = b"last";
+        assert_eq!(
+            read_line(&mut input, 10).await.unwrap().as_deref(),
+            Some("last")
+        );
+        assert_eq!(read_line(&mut input, 10).await.unwrap(), None);
+        let mut input: &[u8] = b"\xff\xfe\n";
+        assert!(read_line(&mut input, 10).await.is_err());
     }
 
     #[tokio::test]

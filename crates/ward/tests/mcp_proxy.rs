@@ -262,3 +262,25 @@ fn bad_arguments_are_refused() {
         assert!(stderr(&out).contains(because), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_client_line_too_long_to_judge_stops_the_proxy() {
+    use std::io::Write;
+    let mut child = Command::new(ward_bin())
+        .args([
+            "mcp", "proxy", "--socket", "/x", "--name", "fs", "--", "cat",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // 17 MiB of one line: more than the proxy reads before judging.
+    let _ = stdin.write_all(&vec![b' '; 17 << 20]);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("longer than"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "something passed");
+}

@@ -5,8 +5,8 @@
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use ward_agent::mcp::{ArgumentMap, Proxy, Route};
+use tokio::io::{AsyncWriteExt, BufReader};
+use ward_agent::mcp::{ArgumentMap, MAX_LINE, Proxy, Route, read_line};
 use ward_client::LocalClient;
 
 use crate::error::{CliError, CliResult};
@@ -104,8 +104,17 @@ async fn proxy(args: ProxyArgs) -> CliResult {
         let socket = socket.clone();
         tokio::spawn(async move {
             let mut daemon = LocalClient::new(&socket);
-            let mut lines = BufReader::new(from_server).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut lines = BufReader::new(from_server);
+            loop {
+                let line = match read_line(&mut lines, MAX_LINE).await {
+                    Ok(Some(line)) => line,
+                    Ok(None) => break,
+                    Err(error) => {
+                        // Nothing more from this server reaches the client.
+                        tracing::error!(error = %error, "mcp proxy: the server sent a line Ward cannot judge; stopping");
+                        break;
+                    }
+                };
                 match proxy.from_server(&line, &mut daemon).await {
                     Route::Forward(line) | Route::Reply(line) => {
                         if to_client.send(line).await.is_err() {
@@ -118,12 +127,19 @@ async fn proxy(args: ProxyArgs) -> CliResult {
         })
     };
     let mut daemon = LocalClient::new(&socket);
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines
-        .next_line()
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot read the client: {e}")))?
-    {
+    let mut lines = BufReader::new(tokio::io::stdin());
+    let mut failed = None;
+    loop {
+        let line = match read_line(&mut lines, MAX_LINE).await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(error) => {
+                failed = Some(format!(
+                    "the client sent a line Ward cannot judge ({error}); stopped"
+                ));
+                break;
+            }
+        };
         match proxy.from_client(&line, &mut daemon).await {
             Route::Forward(line) => {
                 let sent = async {
@@ -147,5 +163,8 @@ async fn proxy(args: ProxyArgs) -> CliResult {
     drop(to_client);
     let _ = writer.await;
     let _ = child.wait().await;
-    Ok(())
+    match failed {
+        Some(why) => Err(CliError::Failed(why)),
+        None => Ok(()),
+    }
 }
