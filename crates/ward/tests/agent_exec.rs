@@ -106,3 +106,18 @@ async fn a_confined_program_reaches_its_scopes_and_nothing_else() {
         stderr(&refused)
     );
 }
+
+#[test]
+fn without_the_daemon_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = Command::new(ward_bin())
+        .args(["agent", "exec", "--state-dir"])
+        .arg(dir.path())
+        .args(["--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!marker.exists(), "the program ran without the daemon");
+}
