@@ -171,7 +171,10 @@ fn is_stripped(name: &str) -> bool {
         )
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1): the fixed ones and
+/// those `Connection` names, except `Content-Type`. Also what `ward mcp
+/// proxy` does to what it passes either way.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -85,14 +85,14 @@ features:
     risk: low
     consent: required
     scopes: ["files:write:{root}/notes/**"]
-  mcp-fs:
-    description: Read through the filesystem MCP server
+  mcp-tools:
+    description: Read through the filesystem MCP server; echo and read settings on the HTTP ones
     risk: low
-    scopes: ["mcp:call:fs/read_text_file", "mcp:call:fs/list_directory", "mcp:call:fs/list_allowed_directories"]
+    scopes: ["mcp:call:fs/read_text_file", "mcp:call:fs/list_directory", "mcp:call:fs/list_allowed_directories", "mcp:call:everything/echo", "mcp:call:everything/get-env", "mcp:call:modern/echo", "mcp:call:modern/read_config"]
 profiles:
   desk:
     description: The test desktop
-    features: [read-all, write-work, run-ls, call-api, write-notes, mcp-fs]
+    features: [read-all, write-work, run-ls, call-api, write-notes, mcp-tools]
 "#,
             root = real.display(),
             ls = ls.display()

@@ -533,3 +533,47 @@ fn spawn_idp(keys: &Path, port: &str, extra: &[&str]) -> (Child, String) {
     std::thread::spawn(move || for _ in lines {});
     (child, issuer)
 }
+
+/// A child process, killed and reaped when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` and waits up to 30 s for a line on its stdout (or
+/// stderr, with `on_stderr`) that starts with `prefix`; returns the rest
+/// of that line. The stream is drained afterwards so the child never
+/// blocks on a full pipe.
+pub fn start_until(command: &mut Command, on_stderr: bool, prefix: &str) -> (Running, String) {
+    if on_stderr {
+        command.stderr(Stdio::piped());
+    } else {
+        command.stdout(Stdio::piped());
+    }
+    let mut child = Running(command.spawn().expect("spawn"));
+    let stream: Box<dyn std::io::Read + Send> = if on_stderr {
+        Box::new(child.0.stderr.take().expect("stderr"))
+    } else {
+        Box::new(child.0.stdout.take().expect("stdout"))
+    };
+    let (found, seen) = std::sync::mpsc::channel();
+    let wanted = prefix.to_owned();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(rest) = line.strip_prefix(&wanted) {
+                let _ = found.send(rest.to_owned());
+                sent = true;
+            }
+        }
+    });
+    let rest = seen
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("`{command:?}` did not print `{prefix}…` within 30 s"));
+    (child, rest)
+}

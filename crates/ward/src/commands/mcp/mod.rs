@@ -1,6 +1,9 @@
-//! `ward mcp proxy`: an MCP server run behind Ward over stdio; the agent
-//! starts this command instead of the server's (`ward_agent::mcp` decides
-//! what passes).
+//! `ward mcp proxy`: an MCP server behind Ward, over stdio (the agent
+//! starts this command instead of the server's) or Streamable HTTP (the
+//! agent is given the proxy's URL instead of the server's; [`http`]).
+//! `ward_agent::mcp` decides what passes.
+
+mod http;
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use crate::error::{CliError, CliResult};
 /// `ward mcp ...`.
 #[derive(Subcommand, Debug)]
 pub enum McpCommand {
-    /// Run an MCP server (stdio) behind Ward: tools filtered, calls checked by the daemon.
+    /// Run an MCP server behind Ward (stdio, or Streamable HTTP with --listen): tools filtered, calls checked by the daemon.
     Proxy(ProxyArgs),
 }
 
@@ -34,8 +37,23 @@ pub struct ProxyArgs {
     /// `{"write_file": {"path": "files:write"}}`.
     #[arg(long)]
     pub map: Option<PathBuf>,
-    /// The server's command and arguments, after `--`.
-    #[arg(last = true, required = true)]
+    /// Replace secrets in the results of calls by markers before the client sees them.
+    #[arg(long)]
+    pub redact: bool,
+    /// Serve Streamable HTTP on this address (loopback: 127.0.0.1:PORT) instead of stdio.
+    #[arg(long, requires = "upstream", conflicts_with = "command")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The MCP endpoint of the server behind the proxy (http:// or https://).
+    #[arg(long, requires = "listen")]
+    pub upstream: Option<String>,
+    /// Trust anchors (PEM) for an https:// upstream instead of the system's.
+    #[arg(long, requires = "upstream")]
+    pub ca_file: Option<String>,
+    /// An Origin browsers may send requests from (repeatable); any other Origin is refused with 403.
+    #[arg(long, requires = "listen")]
+    pub allow_origin: Vec<String>,
+    /// The server's command and arguments, after `--` (stdio).
+    #[arg(last = true, required_unless_present = "listen")]
     pub command: Vec<std::ffi::OsString>,
 }
 
@@ -65,6 +83,19 @@ async fn proxy(args: ProxyArgs) -> CliResult {
             })?
         }
     };
+    let proxy = Proxy::new(&args.name, arguments, args.redact);
+    if let (Some(listen), Some(upstream)) = (args.listen, &args.upstream) {
+        return http::run(
+            listen,
+            upstream,
+            args.ca_file.clone(),
+            args.allow_origin.clone(),
+            proxy,
+            socket,
+        )
+        .await;
+    }
+    let proxy = std::sync::Arc::new(proxy);
     let (program, rest) = args
         .command
         .split_first()
@@ -82,7 +113,6 @@ async fn proxy(args: ProxyArgs) -> CliResult {
     let (Some(mut to_server), Some(from_server)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(CliError::Failed("the server's stdio is not piped".into()));
     };
-    let proxy = Proxy::new(&args.name, arguments);
     // One writer of our stdout for both directions.
     let (to_client, mut lines_out) = tokio::sync::mpsc::channel::<String>(64);
     let writer = tokio::spawn(async move {

@@ -5,13 +5,16 @@
 //! - `tools/call`: asked of the daemon as `mcp:call` on `SERVER/TOOL`
 //!   first; a deny (or no answer) is a JSON-RPC error to the client with
 //!   Ward's reason, and the server never sees the call;
-//! - the result of every `tools/list`: only the tools the daemon allows
+//! - every result from the server that lists tools (`result.tools`,
+//!   whichever request it answers): only the tools the daemon allows
 //!   reach the client. `notifications/tools/list_changed` passes, so the
 //!   client lists again and a renamed or added tool is filtered like the
 //!   others; a call is checked on its own whatever was listed.
 //!
 //! The server's answer to each call passed is recorded (`mcp.result`, `ok`
-//! or `error`, its duration) under the call's correlation id.
+//! or `error`, its duration) under the call's correlation id and, when
+//! the proxy redacts, has secrets in its result replaced by markers
+//! before the client sees it.
 //!
 //! With an [`ArgumentMap`], the arguments of known tools that name a file,
 //! URL or program are asked about too (`files:read` on a path, …), so a
@@ -21,12 +24,15 @@
 //! dropped (a request gets an error), never passed on unread.
 
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use ward_api::{AuthorizeRequest, LocalEvent, LocalEvents};
 use ward_client::LocalClient;
 use ward_model::audit::valid_correlation_id;
+use ward_redact::Redactor;
+
+pub mod http;
 
 /// Longest JSON-RPC line passed either way; a longer one ends the proxy
 /// (a line is read whole before it is judged).
@@ -73,15 +79,15 @@ pub const REFUSED: i64 = -32001;
 /// `{"write_file": {"path": "files:write"}}`.
 pub type ArgumentMap = HashMap<String, HashMap<String, String>>;
 
-/// What the proxy keeps between the two directions.
-#[derive(Default)]
+/// What the proxy keeps between the two directions: its settings, and
+/// the calls passed to the server and not answered yet.
 pub struct Proxy {
     /// The server's name in scopes (`mcp:call:NAME/TOOL`).
     pub server: String,
     /// The arguments checked against their own scopes.
-    pub arguments: ArgumentMap,
-    /// Ids of `tools/list` requests whose results are to be filtered.
-    listing: Mutex<HashSet<String>>,
+    pub arguments: Arc<ArgumentMap>,
+    /// Redacts the results of calls, when set.
+    redactor: Option<Arc<Redactor>>,
     /// Calls passed to the server and not answered yet: id → tool, start.
     calls: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -98,14 +104,26 @@ pub enum Route {
 }
 
 impl Proxy {
-    /// A proxy for the server named `server`, checking `arguments`.
-    pub fn new(server: &str, arguments: ArgumentMap) -> Arc<Proxy> {
-        Arc::new(Proxy {
+    /// A proxy for the server named `server`, checking `arguments`, and
+    /// redacting secrets in the results of calls when `redact` is set.
+    pub fn new(server: &str, arguments: ArgumentMap, redact: bool) -> Proxy {
+        Proxy {
             server: server.to_owned(),
-            arguments,
-            listing: Mutex::new(HashSet::new()),
+            arguments: Arc::new(arguments),
+            redactor: redact.then(|| Arc::new(Redactor::new())),
             calls: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// A proxy with the same settings and no calls in flight: one per
+    /// HTTP request, whose answer comes back on that request alone.
+    pub fn fresh(&self) -> Proxy {
+        Proxy {
+            server: self.server.clone(),
+            arguments: Arc::clone(&self.arguments),
+            redactor: self.redactor.clone(),
+            calls: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A line from the client, on its way to the server.
@@ -116,12 +134,6 @@ impl Proxy {
         };
         let id = message.get("id").cloned();
         match message.get("method").and_then(Value::as_str) {
-            Some("tools/list") => {
-                if let Some(id) = &id {
-                    self.listing_ids().insert(id.to_string());
-                }
-                Route::Forward(line.to_owned())
-            }
             Some("tools/call") => {
                 let name = message
                     .get("params")
@@ -158,37 +170,37 @@ impl Proxy {
             tracing::warn!("mcp proxy: dropped a server line that is not a JSON-RPC object");
             return Route::Drop;
         };
+        let mut changed = false;
         let answered = message
             .get("id")
             .and_then(|id| lock(&self.calls).remove(&id.to_string()));
         if let Some((tool, started)) = answered {
             self.record_result(&message, &tool, started, daemon).await;
-        }
-        let listed = message
-            .get("id")
-            .is_some_and(|id| self.listing_ids().remove(&id.to_string()));
-        if !listed {
-            return Route::Forward(line.to_owned());
-        }
-        let Some(Value::Array(tools)) = message.get_mut("result").and_then(|r| r.get_mut("tools"))
-        else {
-            return Route::Forward(line.to_owned());
-        };
-        let mut kept = Vec::new();
-        for tool in tools.drain(..) {
-            let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            if self.allowed(name, None, daemon).await.is_ok() {
-                kept.push(tool);
+            if let (Some(redactor), Some(result)) = (&self.redactor, message.get_mut("result")) {
+                redactor.redact_json(result);
+                changed = true;
             }
         }
-        *tools = kept;
-        Route::Forward(Value::Object(message).to_string())
-    }
-
-    fn listing_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        lock(&self.listing)
+        if let Some(Value::Array(tools)) =
+            message.get_mut("result").and_then(|r| r.get_mut("tools"))
+        {
+            let mut kept = Vec::new();
+            for tool in tools.drain(..) {
+                let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                if self.allowed(name, None, daemon).await.is_ok() {
+                    kept.push(tool);
+                }
+            }
+            *tools = kept;
+            changed = true;
+        }
+        if changed {
+            Route::Forward(Value::Object(message).to_string())
+        } else {
+            Route::Forward(line.to_owned())
+        }
     }
 
     /// Records the server's answer to a call as an `mcp.result` event
@@ -379,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_is_not_one_json_rpc_object_is_dropped_unread() {
-        let proxy = Proxy::new("fs", ArgumentMap::default());
+        let proxy = Proxy::new("fs", ArgumentMap::default(), false);
         let batch =
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file"}}]"#;
         for line in [batch, "garbage", "", "42", "\"tools/call\""] {
@@ -398,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_without_a_tool_name_is_refused_and_a_daemon_that_is_gone_denies() {
-        let proxy = Proxy::new("fs", ArgumentMap::default());
+        let proxy = Proxy::new("fs", ArgumentMap::default(), false);
         let Route::Reply(reply) = proxy
             .from_client(
                 r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#,
