@@ -7,10 +7,14 @@
 //! `SessionStart`, `SessionEnd`, each running `ward hook claude-code`), a
 //! `permissions.deny` baseline that keeps the agent's own file tools away
 //! from Ward's state and the protected paths (defence in depth where a
-//! hook could fail open), and in managed settings
+//! hook could fail open), deny rules for every tool family the agent's
+//! profile grants nothing of ([`baseline`]), and in managed settings
 //! `allowManagedHooksOnly: true` and `disableBypassPermissionsMode:
 //! "disable"`, so a project cannot add hooks around Ward's nor switch
-//! permissions off.
+//! permissions off. With MCP servers given, managed installs also write
+//! `managed-mcp.json` beside the settings with each server wrapped by
+//! `ward mcp proxy` ([`wrap_mcp`]), and allow only those commands
+//! (`allowedMcpServers`, `allowManagedMcpServersOnly: true`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -47,8 +51,13 @@ pub struct Plan {
     /// Files and directories the agent may not edit (Ward's binary, its
     /// configuration, these settings).
     pub read_only: Vec<String>,
+    /// Deny rules derived from the agent's profile ([`baseline`]).
+    pub derived: Vec<String>,
     /// Managed settings: also lock hooks and bypass mode.
     pub managed: bool,
+    /// The wrapped MCP servers' command lines (managed only): the only
+    /// servers Claude Code may start.
+    pub mcp_commands: Vec<Vec<String>>,
 }
 
 /// What an install added, to remove exactly that.
@@ -60,6 +69,9 @@ pub struct Record {
     pub deny: Vec<String>,
     /// Top-level keys set, with the value each had before (`None`: absent).
     pub set: Vec<(String, Option<Value>)>,
+    /// `mcpServers` entries set, with the value each had before.
+    #[serde(default)]
+    pub servers: Vec<(String, Option<Value>)>,
     /// Containers the install created (`hooks`, `hooks.PreToolUse`,
     /// `permissions`, `permissions.deny`), removed again once empty.
     pub created: Vec<String>,
@@ -112,15 +124,168 @@ pub fn install_claude_code(settings: &Value, plan: &Plan) -> Result<(Value, Reco
         }
     }
     if plan.managed {
-        for (key, value) in [
+        let mut locked = vec![
             ("allowManagedHooksOnly", json!(true)),
             ("disableBypassPermissionsMode", json!("disable")),
-        ] {
+        ];
+        if !plan.mcp_commands.is_empty() {
+            let allowed: Vec<Value> = plan
+                .mcp_commands
+                .iter()
+                .map(|command| json!({"serverCommand": command}))
+                .collect();
+            locked.push(("allowedMcpServers", Value::Array(allowed)));
+            locked.push(("allowManagedMcpServersOnly", json!(true)));
+        }
+        for (key, value) in locked {
             let before = settings.insert(key.to_owned(), value);
             record.set.push((key.to_owned(), before));
         }
     }
     Ok((Value::Object(settings), record))
+}
+
+/// Claude Code deny rules for the tool families `scopes` (the agent's
+/// profile, every feature's) grant nothing of, and for each configured
+/// MCP server in `servers` no scope names: Claude Code refuses those
+/// itself, even where a hook would fail open. A profile that gains a
+/// family later needs the install run again.
+pub fn baseline(scopes: &[String], servers: &[String]) -> Vec<String> {
+    let parsed: Vec<ward_model::scope::Scope> =
+        scopes.iter().filter_map(|s| s.parse().ok()).collect();
+    let grants = |resource: &str, action: Option<&str>| {
+        parsed.iter().any(|scope| {
+            (scope.resource() == resource || scope.resource() == "*")
+                && action.is_none_or(|a| scope.action() == a || scope.action() == "*")
+        })
+    };
+    let mut rules = Vec::new();
+    for (resource, action, tools) in [
+        ("files", Some("read"), &["Read"][..]),
+        (
+            "files",
+            Some("write"),
+            &["Edit", "Write", "NotebookEdit"][..],
+        ),
+        ("exec", None, &["Bash"][..]),
+        ("http", None, &["WebFetch", "WebSearch"][..]),
+    ] {
+        if !grants(resource, action) {
+            rules.extend(tools.iter().map(|t| (*t).to_owned()));
+        }
+    }
+    for server in servers {
+        let named = parsed.iter().any(|scope| {
+            (scope.resource() == "mcp" || scope.resource() == "*")
+                && (scope.pattern() == "**"
+                    || scope
+                        .pattern()
+                        .split('/')
+                        .next()
+                        .is_some_and(|first| first == server || first == "*" || first == "**"))
+        });
+        if !named {
+            rules.push(format!("mcp__{server}"));
+        }
+    }
+    rules
+}
+
+/// `config` (a `.mcp.json`-style `{"mcpServers": {NAME: {command, args,
+/// env}}}`) with each server started through `ward mcp proxy --name NAME`
+/// (`ward` and `state_dir` as given; an entry's own `"ward": {"map":
+/// FILE}` becomes `--map FILE`). A server reached by URL is refused: it
+/// is put behind Ward by running `ward mcp proxy --listen … --upstream
+/// URL` and listing the proxy's URL instead.
+pub fn wrap_mcp(config: &Value, ward: &str, state_dir: &str) -> Result<Map<String, Value>, String> {
+    let Some(Value::Object(servers)) = config.get("mcpServers") else {
+        return Err("has no `mcpServers` object".into());
+    };
+    let mut wrapped = Map::new();
+    for (name, server) in servers {
+        let Value::Object(server) = server else {
+            return Err(format!("`mcpServers.{name}` is not an object"));
+        };
+        if server.contains_key("url") || server.get("type").is_some_and(|t| t != "stdio") {
+            return Err(format!(
+                "`mcpServers.{name}` is reached by URL; run `ward mcp proxy --listen 127.0.0.1:PORT --upstream URL` for it and list the proxy's URL instead"
+            ));
+        }
+        let Some(Value::String(command)) = server.get("command") else {
+            return Err(format!("`mcpServers.{name}.command` is not a string"));
+        };
+        let mut args = vec![
+            "mcp".to_owned(),
+            "proxy".to_owned(),
+            "--state-dir".to_owned(),
+            state_dir.to_owned(),
+            "--name".to_owned(),
+            name.clone(),
+        ];
+        match server.get("ward").and_then(|w| w.get("map")) {
+            None => {}
+            Some(Value::String(map)) => {
+                args.push("--map".to_owned());
+                args.push(map.clone());
+            }
+            Some(_) => return Err(format!("`mcpServers.{name}.ward.map` is not a string")),
+        }
+        args.push("--".to_owned());
+        args.push(command.clone());
+        match server.get("args") {
+            None => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let Value::String(item) = item else {
+                        return Err(format!("`mcpServers.{name}.args` holds a non-string"));
+                    };
+                    args.push(item.clone());
+                }
+            }
+            Some(_) => return Err(format!("`mcpServers.{name}.args` is not a list")),
+        }
+        let mut entry = json!({"type": "stdio", "command": ward, "args": args});
+        if let Some(env) = server.get("env") {
+            entry["env"] = env.clone();
+        }
+        wrapped.insert(name.clone(), entry);
+    }
+    Ok(wrapped)
+}
+
+/// The full command line of a wrapped server, as `allowedMcpServers`
+/// matches it.
+pub fn command_line(server: &Value) -> Vec<String> {
+    let mut line: Vec<String> = server
+        .get("command")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if let Some(Value::Array(args)) = server.get("args") {
+        line.extend(args.iter().filter_map(Value::as_str).map(str::to_owned));
+    }
+    line
+}
+
+/// `managed-mcp.json` (`document`) with the `wrapped` servers set, and
+/// the record of what was set.
+pub fn install_mcp(
+    document: &Value,
+    wrapped: &Map<String, Value>,
+) -> Result<(Value, Record), String> {
+    let mut document = match document {
+        Value::Object(map) => map.clone(),
+        Value::Null => Map::new(),
+        _ => return Err("the file is not a JSON object".into()),
+    };
+    let mut record = Record::default();
+    let servers = object_at(&mut document, "mcpServers", &mut record.created)?;
+    for (name, server) in wrapped {
+        let before = servers.insert(name.clone(), server.clone());
+        record.servers.push((name.clone(), before));
+    }
+    Ok((Value::Object(document), record))
 }
 
 /// `settings` without what `record` says was added: hooks groups and deny
@@ -148,6 +313,18 @@ pub fn uninstall_claude_code(settings: &Value, record: &Record) -> Result<Value,
                 .as_str()
                 .is_some_and(|r| record.deny.iter().any(|d| d == r))
         });
+    }
+    if let Some(Value::Object(servers)) = settings.get_mut("mcpServers") {
+        for (name, before) in record.servers.iter().rev() {
+            match before {
+                Some(value) => {
+                    servers.insert(name.clone(), value.clone());
+                }
+                None => {
+                    servers.remove(name);
+                }
+            }
+        }
     }
     for (key, before) in record.set.iter().rev() {
         match before {
@@ -203,6 +380,7 @@ fn deny_rules(plan: &Plan) -> Vec<String> {
             }
         }
     }
+    rules.extend(plan.derived.iter().cloned());
     rules
 }
 
@@ -239,13 +417,32 @@ pub fn install_file(
     plan: &Plan,
     dry_run: bool,
 ) -> Result<(Value, Record), AgentError> {
+    merge_file(settings, dry_run, |current| {
+        install_claude_code(current, plan)
+    })
+}
+
+/// Writes the `wrapped` MCP servers into `managed-mcp.json` at `path`
+/// (replacing an earlier install recorded there), as [`install_file`].
+pub fn install_mcp_file(
+    path: &Path,
+    wrapped: &Map<String, Value>,
+    dry_run: bool,
+) -> Result<(Value, Record), AgentError> {
+    merge_file(path, dry_run, |current| install_mcp(current, wrapped))
+}
+
+fn merge_file(
+    settings: &Path,
+    dry_run: bool,
+    merge: impl Fn(&Value) -> Result<(Value, Record), String>,
+) -> Result<(Value, Record), AgentError> {
     let mut current = read_json(settings)?.unwrap_or(Value::Null);
     let record_file = record_path(settings);
     if let Some(old) = read_record(&record_file)? {
         current = uninstall_claude_code(&current, &old).map_err(|e| in_the_way(settings, &e))?;
     }
-    let (merged, record) =
-        install_claude_code(&current, plan).map_err(|e| in_the_way(settings, &e))?;
+    let (merged, record) = merge(&current).map_err(|e| in_the_way(settings, &e))?;
     if !dry_run {
         let record_json = serde_json::to_value(&record)
             .map_err(|e| AgentError::Invalid(format!("cannot encode the install record: {e}")))?;

@@ -169,3 +169,39 @@ fn web_mcp_and_other_tools() {
     unsure("bad tool\n", json!({}), "cannot be judged");
     unsure("", json!({}), "cannot be judged");
 }
+
+#[test]
+fn the_deny_baseline_names_the_families_the_profile_grants_nothing_of() {
+    use ward_agent::install::baseline;
+    let servers = ["fs".to_owned(), "shell".to_owned()];
+    let rules = baseline(&["files:read:/home/alice/**".to_owned()], &servers);
+    assert_eq!(
+        rules,
+        [
+            "Edit",
+            "Write",
+            "NotebookEdit",
+            "Bash",
+            "WebFetch",
+            "WebSearch",
+            "mcp__fs",
+            "mcp__shell"
+        ]
+    );
+    let everything = [
+        "files:*:/home/alice/**",
+        "exec:run:/usr/bin/git",
+        "http:get:https://api.example.com/**",
+        "mcp:call:fs/read_text_file",
+    ]
+    .map(str::to_owned);
+    assert_eq!(baseline(&everything, &servers), ["mcp__shell"]);
+    assert_eq!(
+        baseline(&["mcp:call:**".to_owned()], &servers)
+            .last()
+            .unwrap(),
+        "WebSearch"
+    );
+    // Unparseable scopes grant nothing.
+    assert_eq!(baseline(&["nonsense".to_owned()], &[]).len(), 7);
+}

@@ -328,3 +328,134 @@ fn the_example_managed_settings_are_what_install_writes() {
         "regenerate examples/agents/claude-code/managed-settings.json (see its README)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_install_wraps_mcp_servers_allows_only_them_and_denies_unscoped_families() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let root = desk.root();
+    let settings = root.join("etc/managed-settings.json");
+    let mcp = root.join("etc/managed-mcp.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let theirs = json!({"mcpServers": {"wiki": {"command": "wiki-server"}}});
+    std::fs::write(&mcp, theirs.to_string()).unwrap();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/.bin/mcp-server-filesystem");
+    let work = root.join("work").display().to_string();
+    let config = root.join("servers.json");
+    let servers = json!({"mcpServers": {
+        "fs": {"command": server.display().to_string(), "args": [work], "env": {"NODE_ENV": "production"}},
+        "shell": {"command": "/bin/sh", "args": ["-c", "shell-mcp"]},
+    }});
+    std::fs::write(&config, servers.to_string()).unwrap();
+    let state = desk.state_dir.display().to_string();
+    let args = [
+        "hook",
+        "install",
+        "claude-code",
+        "--scope",
+        "managed",
+        "--path",
+        &settings.display().to_string(),
+        "--state-dir",
+        &state,
+        "--mcp-config",
+        &config.display().to_string(),
+    ];
+    let done = ward(&args);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("2 MCP servers wrapped"),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
+    );
+    let written = read(&settings);
+    assert_eq!(written["allowManagedMcpServersOnly"], true);
+    let wrapped = read(&mcp);
+    assert_eq!(
+        wrapped["mcpServers"]["wiki"], theirs["mcpServers"]["wiki"],
+        "{wrapped}"
+    );
+    let fs = &wrapped["mcpServers"]["fs"];
+    assert_eq!(fs["env"]["NODE_ENV"], "production");
+    let line: Vec<String> = std::iter::once(fs["command"].as_str().unwrap().to_owned())
+        .chain(
+            fs["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned()),
+        )
+        .collect();
+    assert_eq!(
+        written["allowedMcpServers"][0]["serverCommand"],
+        json!(line),
+        "{written}"
+    );
+    // The profile scopes `fs` but not `shell`, and grants every built-in family.
+    let deny: Vec<&str> = written["permissions"]["deny"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(deny.contains(&"mcp__shell"), "{deny:?}");
+    assert!(!deny.contains(&"mcp__fs"), "{deny:?}");
+    assert!(!deny.contains(&"Bash"), "{deny:?}");
+
+    // The wrapped command is a working proxy: the SDK client through it
+    // sees only the tools the scopes allow.
+    let output = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp/client.mjs"))
+        .args(&line)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tools = out["tools"].as_array().unwrap();
+    assert!(tools.contains(&json!("read_text_file")), "{out}");
+    assert!(!tools.contains(&json!("write_file")), "{out}");
+
+    // Uninstall puts both files back as they were.
+    let undo = ward(&[
+        "hook",
+        "uninstall",
+        "claude-code",
+        "--path",
+        &settings.display().to_string(),
+        "--state-dir",
+        &state,
+    ]);
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert_eq!(read(&mcp), theirs);
+    assert_eq!(read(&settings), json!({}));
+    assert!(
+        !desk.state_file("installed-hooks.json").exists() || {
+            let known = read(&desk.state_file("installed-hooks.json"));
+            known == json!([])
+        }
+    );
+
+    // A server reached by URL, or MCP wrapping outside managed settings, is refused.
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"remote": {"type": "http", "url": "https://mcp.example/mcp"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let refused = ward(&args);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("ward mcp proxy --listen"),
+        "{}",
+        stderr(&refused)
+    );
+    let mut user = args.to_vec();
+    user[4] = "user";
+    let refused = ward(&user);
+    assert!(
+        stderr(&refused).contains("--mcp-config needs --scope managed"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(read(&mcp), theirs, "a refused install wrote");
+}

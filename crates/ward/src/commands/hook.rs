@@ -71,6 +71,9 @@ pub struct InstallArgs {
     /// Another path the agent may not edit (Ward's configuration; repeatable).
     #[arg(long)]
     pub protect: Vec<PathBuf>,
+    /// With --scope managed: MCP servers (`{"mcpServers": {...}}`, stdio) to wrap with `ward mcp proxy` in managed-mcp.json, the only servers allowed.
+    #[arg(long, requires = "scope")]
+    pub mcp_config: Option<PathBuf>,
     /// Print the settings that would be written, and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -97,12 +100,12 @@ pub struct UninstallArgs {
 }
 
 /// Runs `install` and `uninstall` (the hook itself runs through [`main`]).
-pub fn run(command: HookCommand) -> CliResult {
+pub async fn run(command: HookCommand) -> CliResult {
     match command {
         HookCommand::ClaudeCode(_) | HookCommand::Codex(_) | HookCommand::Gemini(_) => {
             Err(CliError::Failed("a hook runs on its own path".into()))
         }
-        HookCommand::Install(args) => install(args),
+        HookCommand::Install(args) => install(args).await,
         HookCommand::Uninstall(args) => uninstall(args),
     }
 }
@@ -130,7 +133,7 @@ fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-fn install(args: InstallArgs) -> CliResult {
+async fn install(args: InstallArgs) -> CliResult {
     let Agent::ClaudeCode = args.agent;
     let path = settings_path(args.scope, args.path)?;
     let state_dir = std::fs::canonicalize(&args.state_dir).map_err(|e| {
@@ -148,26 +151,68 @@ fn install(args: InstallArgs) -> CliResult {
         install::record_path(&path).display().to_string(),
     ];
     read_only.extend(args.protect.iter().map(|p| p.display().to_string()));
+    let managed = matches!(args.scope, Scope::Managed);
+    let ward_text = ward.display().to_string();
+    let state_text = state_dir.display().to_string();
+    let wrapped = match &args.mcp_config {
+        None => serde_json::Map::new(),
+        Some(_) if !managed => {
+            return Err(CliError::Failed(
+                "--mcp-config needs --scope managed (Claude Code reads managed-mcp.json only beside managed settings)".into(),
+            ));
+        }
+        Some(file) => {
+            let text = std::fs::read(file)
+                .map_err(|e| CliError::Failed(format!("cannot read `{}`: {e}", file.display())))?;
+            let config: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|e| CliError::Failed(format!("`{}` is not JSON: {e}", file.display())))?;
+            install::wrap_mcp(&config, &ward_text, &state_text)
+                .map_err(|e| CliError::Failed(format!("`{}` {e}", file.display())))?
+        }
+    };
+    let servers: Vec<String> = wrapped.keys().cloned().collect();
+    let (derived, derived_note) = match profile_scopes(&state_dir).await {
+        Ok(scopes) => (install::baseline(&scopes, &servers), String::new()),
+        Err(why) => (
+            Vec::new(),
+            format!("; no rules derived from the profile: {why}"),
+        ),
+    };
+    let mcp_path = path.with_file_name("managed-mcp.json");
     let plan = Plan {
         command: format!(
             "{} hook claude-code --state-dir {}",
-            quoted(&ward.display().to_string()),
-            quoted(&state_dir.display().to_string())
+            quoted(&ward_text),
+            quoted(&state_text)
         ),
-        private: vec![state_dir.display().to_string()],
+        private: vec![state_text.clone()],
         read_only,
-        managed: matches!(args.scope, Scope::Managed),
+        derived,
+        managed,
+        mcp_commands: wrapped.values().map(install::command_line).collect(),
     };
     let (merged, record) = install::install_file(&path, &plan, args.dry_run)?;
+    let mcp = if wrapped.is_empty() {
+        None
+    } else {
+        Some(install::install_mcp_file(&mcp_path, &wrapped, args.dry_run)?.0)
+    };
     if args.dry_run {
         output::line(serde_json::to_string_pretty(&merged).unwrap_or_default());
+        if let Some(mcp) = mcp {
+            output::line(serde_json::to_string_pretty(&mcp).unwrap_or_default());
+        }
         return Ok(());
     }
     // The daemon removes these entries when the agent is uninstalled.
     let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
     install::remember(&state_dir, &absolute)?;
+    if mcp.is_some() {
+        let absolute = std::fs::canonicalize(&mcp_path).unwrap_or(mcp_path.clone());
+        install::remember(&state_dir, &absolute)?;
+    }
     output::line(format!(
-        "installed Ward's hooks for Claude Code in {} ({} hook events, {} deny rules{})",
+        "installed Ward's hooks for Claude Code in {} ({} hook events, {} deny rules{}{}{derived_note})",
         path.display(),
         record.hooks.len(),
         record.deny.len(),
@@ -175,9 +220,36 @@ fn install(args: InstallArgs) -> CliResult {
             ", hooks and bypass mode locked"
         } else {
             ""
+        },
+        if servers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} MCP servers wrapped in {}, no others allowed",
+                servers.len(),
+                mcp_path.display()
+            )
         }
     ));
     Ok(())
+}
+
+/// Every scope of the agent's profile (all its features, consented or
+/// not), as its daemon last heard them.
+async fn profile_scopes(state_dir: &std::path::Path) -> Result<Vec<String>, String> {
+    let socket = state_dir.join("agent.sock");
+    let status = tokio::time::timeout(Duration::from_secs(5), LocalClient::new(&socket).status())
+        .await
+        .map_err(|_| "the daemon did not answer within 5 s".to_owned())?
+        .map_err(|e| format!("the daemon cannot be asked ({e})"))?;
+    if status.features.is_empty() {
+        return Err("the daemon has not heard the profile yet".into());
+    }
+    Ok(status
+        .features
+        .into_iter()
+        .flat_map(|feature| feature.scopes)
+        .collect())
 }
 
 fn uninstall(args: UninstallArgs) -> CliResult {
@@ -185,16 +257,35 @@ fn uninstall(args: UninstallArgs) -> CliResult {
     let path = settings_path(args.scope, args.path)?;
     let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
     let cleaned = install::uninstall_file(&path, args.dry_run)?;
+    // The wrapped MCP servers, when this install wrote them.
+    let mcp_path = path.with_file_name("managed-mcp.json");
+    let mcp = if install::record_path(&mcp_path).exists() {
+        let absolute = std::fs::canonicalize(&mcp_path).unwrap_or(mcp_path.clone());
+        Some((absolute, install::uninstall_file(&mcp_path, args.dry_run)?))
+    } else {
+        None
+    };
     if args.dry_run {
         output::line(serde_json::to_string_pretty(&cleaned).unwrap_or_default());
+        if let Some((_, mcp)) = &mcp {
+            output::line(serde_json::to_string_pretty(mcp).unwrap_or_default());
+        }
         return Ok(());
     }
     if let Some(state_dir) = &args.state_dir {
         install::forget(state_dir, &absolute)?;
+        if let Some((mcp_absolute, _)) = &mcp {
+            install::forget(state_dir, mcp_absolute)?;
+        }
     }
     output::line(format!(
-        "removed Ward's hooks and deny rules from {}",
-        path.display()
+        "removed Ward's hooks and deny rules from {}{}",
+        path.display(),
+        if mcp.is_some() {
+            format!(" and its MCP servers from {}", mcp_path.display())
+        } else {
+            String::new()
+        }
     ));
     Ok(())
 }

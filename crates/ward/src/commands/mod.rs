@@ -104,7 +104,7 @@ pub async fn run(command: Command) -> CliResult {
             Ok(())
         }
         Command::Matrix { command } => matrix::run(command),
-        Command::Hook { command } => hook::run(command),
+        Command::Hook { command } => hook::run(command).await,
         Command::Mcp { command } => mcp::run(command).await,
     }
 }
