@@ -40,6 +40,7 @@ pub mod sandbox;
 pub mod shell;
 pub mod spool;
 pub mod state;
+pub mod supervise;
 pub mod token;
 pub mod toolcall;
 

@@ -48,7 +48,7 @@ pub enum Enforced {
 }
 
 /// What a confined process may touch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Confinement {
     /// Trees it may read.
     pub read: Vec<PathBuf>,

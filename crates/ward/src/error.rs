@@ -19,6 +19,9 @@ pub enum CliError {
     /// Anything else, already in words for the user.
     #[error("{0}")]
     Failed(String),
+    /// A program run for the user ended with this code (it said why).
+    #[error("the program exited with {0}")]
+    Exit(u8),
 }
 
 impl From<String> for CliError {
@@ -38,6 +41,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
+            CliError::Exit(code) => ExitCode::from(*code),
             _ => ExitCode::FAILURE,
         }
     }
@@ -47,6 +51,7 @@ impl CliError {
     pub fn report(&self) -> ExitCode {
         match self {
             CliError::Usage(error) => eprint!("{}", error.render()),
+            CliError::Exit(_) => {}
             other => eprintln!("error: {other}"),
         }
         self.exit_code()

@@ -27,8 +27,28 @@ pub enum AgentCommand {
     Status(SocketArgs),
     /// Show each feature and its scopes, and record the owner's consent (signed in with `ward login`).
     Consent(ConsentArgs),
-    /// Run a program confined by Landlock to what the agent's tokens grant (files, TCP ports).
+    /// Run a program confined by Landlock to what the agent's tokens grant (files, TCP ports), frozen while the agent is quarantined.
     Exec(ExecArgs),
+    /// What `ward agent exec` starts: confines itself and becomes the program.
+    #[command(hide = true)]
+    Confined(ConfinedArgs),
+}
+
+/// `ward agent confined` (started by `ward agent exec`, not by hand).
+#[derive(Args, Debug)]
+pub struct ConfinedArgs {
+    /// The supervisor's pid: if it is gone, nothing runs; when it dies, the program is killed.
+    #[arg(long)]
+    pub parent: u32,
+    /// The confinement, as JSON.
+    #[arg(long)]
+    pub confinement: String,
+    /// Run even where the kernel cannot confine the program.
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `ward agent exec`.
@@ -180,6 +200,7 @@ pub async fn run(command: AgentCommand) -> CliResult {
         AgentCommand::Status(args) => status(args).await,
         AgentCommand::Consent(args) => consent(args).await,
         AgentCommand::Exec(args) => exec(args).await,
+        AgentCommand::Confined(args) => confined(args),
     }
 }
 
@@ -376,12 +397,15 @@ async fn token(args: TokenArgs) -> CliResult {
     Output::new(args.json).show(&granted, |granted| granted.token.clone())
 }
 
-/// Confines this process to the agent's scopes as the daemon holds them,
-/// then becomes the program (it never returns on success).
+/// Runs the program confined to the agent's scopes as the daemon holds
+/// them, and supervises it: its whole process tree is frozen while the
+/// agent is quarantined or the daemon cannot be reached, resumed when
+/// that ends, and killed if this supervisor dies. Exits as the program
+/// did.
 async fn exec(args: ExecArgs) -> CliResult {
-    use std::os::unix::process::CommandExt;
-    use ward_agent::sandbox::{Enforced, confinement, enforce};
-    let status = args.daemon.client().status().await?;
+    use ward_agent::sandbox::confinement;
+    let mut daemon = args.daemon.client();
+    let status = daemon.status().await?;
     if status.agent_state == "quarantined" || status.mode == "offline" {
         return Err(CliError::Failed(format!(
             "the agent is {} ({}); nothing may run",
@@ -410,8 +434,168 @@ async fn exec(args: ExecArgs) -> CliResult {
     let state_dir = std::fs::canonicalize(state_dir)
         .map_err(|e| CliError::Failed(format!("cannot open `{}`: {e}", state_dir.display())))?;
     confined = confined.without(&state_dir);
-    let enforced = enforce(&confined)?;
-    match enforced {
+    let confinement = serde_json::to_string(&confined)
+        .map_err(|e| CliError::Failed(format!("cannot encode the confinement: {e}")))?;
+    // Orphans of the program are re-parented here, so none escapes a freeze.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| CliError::Failed(format!("cannot supervise the program: {e}")))?;
+    let ward = std::env::current_exe()
+        .map_err(|e| CliError::Failed(format!("cannot tell where `ward` is: {e}")))?;
+    let me = std::process::id();
+    let mut child = tokio::process::Command::new(ward);
+    child
+        .args(["agent", "confined", "--parent", &me.to_string()])
+        .args(["--confinement", &confinement]);
+    if args.allow_unsandboxed {
+        child.arg("--allow-unsandboxed");
+    }
+    let mut child = child
+        .arg("--")
+        .args(&args.command)
+        .spawn()
+        .map_err(|e| CliError::Failed(format!("cannot start the confined program: {e}")))?;
+    let program = args
+        .command
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    supervise(&mut child, &mut daemon, &program).await
+}
+
+/// How long the daemon may stay silent before the program is frozen.
+const DAEMON_LOST_AFTER: Duration = Duration::from_secs(2);
+
+/// Watches the daemon while `child` runs: see [`exec`].
+async fn supervise(
+    child: &mut tokio::process::Child,
+    daemon: &mut LocalClient,
+    program: &str,
+) -> CliResult {
+    use rustix::process::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    use ward_agent::supervise::signal_tree;
+    let me = std::process::id();
+    let watch =
+        |kind| signal(kind).map_err(|e| CliError::Failed(format!("cannot watch signals: {e}")));
+    let (mut terminate, mut interrupt, mut hangup) = (
+        watch(SignalKind::terminate())?,
+        watch(SignalKind::interrupt())?,
+        watch(SignalKind::hangup())?,
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut frozen: Option<String> = None;
+    let mut silent_since: Option<std::time::Instant> = None;
+    let exit = loop {
+        tokio::select! {
+            exit = child.wait() => break exit,
+            _ = terminate.recv() => stop_tree(me, frozen.is_some()),
+            _ = hangup.recv() => stop_tree(me, frozen.is_some()),
+            // The terminal sends it to the program too; the program decides.
+            _ = interrupt.recv() => {}
+            _ = tick.tick() => {
+                let asked = tokio::time::timeout(Duration::from_secs(1), daemon.status()).await;
+                let reason = match asked {
+                    Ok(Ok(status)) => {
+                        silent_since = None;
+                        (status.agent_state == "quarantined")
+                            .then(|| format!("the agent is quarantined ({})", status.mode_reason))
+                    }
+                    _ => {
+                        let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= DAEMON_LOST_AFTER {
+                            Some("the Ward daemon cannot be reached".to_owned())
+                        } else {
+                            frozen.clone()
+                        }
+                    }
+                };
+                match (reason, &frozen) {
+                    (Some(why), None) => {
+                        let count = signal_tree(me, Signal::STOP);
+                        eprintln!("ward: {why}: `{program}` is frozen ({count} processes stopped) until that ends");
+                        record(daemon, "agent.confine", program, &why).await;
+                        frozen = Some(why);
+                    }
+                    (None, Some(why)) => {
+                        signal_tree(me, Signal::CONT);
+                        eprintln!("ward: `{program}` resumes ({why} no longer holds)");
+                        record(daemon, "agent.release", program, why).await;
+                        frozen = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    // Nothing the program started outlives it.
+    signal_tree(me, Signal::KILL);
+    let exit = exit.map_err(|e| CliError::Failed(format!("cannot wait for the program: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = exit
+        .code()
+        .or_else(|| exit.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Exit(code as u8))
+    }
+}
+
+/// Asks the program's tree to end (resuming it first when frozen, so
+/// that it can).
+fn stop_tree(me: u32, frozen: bool) {
+    use rustix::process::Signal;
+    use ward_agent::supervise::signal_tree;
+    signal_tree(me, Signal::TERM);
+    if frozen {
+        signal_tree(me, Signal::CONT);
+    }
+}
+
+/// Records a confinement change as an event; one the daemon cannot take
+/// is only logged.
+async fn record(daemon: &mut LocalClient, action: &str, program: &str, reason: &str) {
+    let event = ward_api::LocalEvent {
+        ts: None,
+        correlation_id: None,
+        class: Some("audit".to_owned()),
+        feature: None,
+        action: action.to_owned(),
+        target: program.to_owned(),
+        result: "ok".to_owned(),
+        reason: Some(reason.to_owned()),
+        duration_ms: None,
+        sampling: None,
+    };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(1),
+        daemon.events(&ward_api::LocalEvents {
+            events: vec![event],
+        }),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(_))) {
+        eprintln!("ward: `{action}` of `{program}` could not be recorded");
+    }
+}
+
+/// The supervised side of [`exec`]: dies with the supervisor, confines
+/// itself, then becomes the program (it never returns on success).
+fn confined(args: ConfinedArgs) -> CliResult {
+    use std::os::unix::process::CommandExt;
+    use ward_agent::sandbox::{Confinement, Enforced, enforce};
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| CliError::Failed(format!("cannot tie the program to its supervisor: {e}")))?;
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    if parent != args.parent {
+        return Err(CliError::Failed(
+            "the supervisor is gone; nothing runs".into(),
+        ));
+    }
+    let confinement: Confinement = serde_json::from_str(&args.confinement)
+        .map_err(|e| CliError::Failed(format!("--confinement is not a confinement: {e}")))?;
+    match enforce(&confinement)? {
         Enforced::Fully => {}
         Enforced::Partially => eprintln!(
             "ward: this kernel enforces only part of the confinement (an older Landlock ABI)"
