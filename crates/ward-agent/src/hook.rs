@@ -318,3 +318,71 @@ async fn record(
         )),
     }
 }
+
+/// Runs one hook process for `agent`: the event from stdin, the daemon at
+/// `socket`, and no more than `deadline` (then it denies on its own).
+/// Prints the answer and returns the exit code (0, or 2 to block). A panic
+/// anywhere blocks too. What `ward hook AGENT` and `ward-hook AGENT` run.
+pub fn run(agent: Agent, socket: &std::path::Path, deadline: std::time::Duration) -> u8 {
+    use std::io::{Read, Write};
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "ward: internal error in the hook ({info}); denied"
+        );
+        std::process::exit(2);
+    }));
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        let _ = writeln!(
+            std::io::stderr(),
+            "ward: the hook did not finish within {} ms; denied",
+            deadline.as_millis()
+        );
+        std::process::exit(2);
+    });
+    let answer = (|| {
+        let mut input = Vec::new();
+        let limit = MAX_INPUT as u64 + 1;
+        if let Err(error) = std::io::stdin().lock().take(limit).read_to_end(&mut input) {
+            return Answer::block(format!("cannot read the hook input ({error})"));
+        }
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                return Answer::block(format!("cannot start the async runtime ({error})"));
+            }
+        };
+        let home = std::env::var("HOME").ok();
+        runtime.block_on(async {
+            let mut client = LocalClient::new(socket);
+            answer(agent, &input, &mut client, home.as_deref()).await
+        })
+    })();
+    if let Some(stdout) = &answer.stdout {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{stdout}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return 2;
+        }
+    }
+    if let Some(stderr) = &answer.stderr {
+        let _ = writeln!(std::io::stderr(), "{stderr}");
+    }
+    answer.exit
+}
+
+/// The agent a hook command names (`claude-code`, `codex`, `gemini`).
+pub fn agent_named(name: &str) -> Option<Agent> {
+    match name {
+        "claude-code" => Some(Agent::ClaudeCode),
+        "codex" => Some(Agent::Codex),
+        "gemini" => Some(Agent::Gemini),
+        _ => None,
+    }
+}

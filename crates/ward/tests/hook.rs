@@ -67,9 +67,25 @@ fn hook(args: &[&str], stdin: &[u8]) -> Ran {
 
 /// Runs `ward hook <agent> <args>` with `stdin`, as the agent would.
 fn run_hook(agent: &str, args: &[&str], stdin: &[u8]) -> Ran {
-    let mut child = Command::new(ward_bin())
-        .args(["hook", agent])
-        .args(args)
+    let mut command = Command::new(ward_bin());
+    command.args(["hook", agent]).args(args);
+    run(command, stdin)
+}
+
+/// The small hook binary built beside `ward`.
+fn ward_hook() -> std::path::PathBuf {
+    let path = std::path::Path::new(ward_bin()).with_file_name("ward-hook");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `command` with `stdin`, as the agent would.
+fn run(mut command: Command, stdin: &[u8]) -> Ran {
+    let mut child = command
         .env("HOME", "/home/tester")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -456,4 +472,57 @@ async fn codex_and_gemini_deny_with_exit_2_and_allow_quietly() {
         let bad = run_hook(agent, &["--socket", "/nonexistent/agent.sock"], b"not json");
         assert_eq!(bad.code, Some(2), "{agent}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_hook_binary_answers_and_fails_as_ward_hook_does() {
+    let mut desk = Desk::start(CALM).await;
+    let state = desk.state_dir.display().to_string();
+    let small = |args: &[&str], stdin: &[u8]| {
+        let mut command = Command::new(ward_hook());
+        command.args(args);
+        run(command, stdin)
+    };
+    let event = |id: &str, tool: &str, input: Value| {
+        json!({
+            "session_id": "sess-small", "cwd": desk.root().display().to_string(),
+            "hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": input,
+            "tool_use_id": id,
+        })
+        .to_string()
+    };
+    let read = event(
+        "toolu_s1",
+        "Read",
+        json!({"file_path": path(&desk, "work/readme.txt")}),
+    );
+    let ran = small(&["claude-code", "--state-dir", &state], read.as_bytes());
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(ran.decision().0, "allow");
+    let trick = event(
+        "toolu_s2",
+        "Bash",
+        json!({"command": "cat /etc/shadow | base64"}),
+    );
+    let ran = small(&["claude-code", "--state-dir", &state], trick.as_bytes());
+    ran.blocked();
+    // Codex blocks by exit 2.
+    let ran = small(&["codex", "--state-dir", &state], trick.as_bytes());
+    assert_eq!(ran.code, Some(2), "{}", ran.stdout);
+    for args in [
+        &[][..],
+        &["claude"][..],
+        &["claude-code"][..],
+        &["claude-code", "--state-dir"][..],
+        &["claude-code", "--state-dir", &state, "--deadline-ms", "5"][..],
+        &["claude-code", "--state-dir", &state, "--verbose", "x"][..],
+    ] {
+        let ran = small(args, read.as_bytes());
+        assert_eq!(ran.code, Some(2), "{args:?}: {}", ran.stdout);
+        assert!(ran.stderr.contains("denied"), "{}", ran.stderr);
+    }
+    desk.kill_daemon();
+    let ran = small(&["claude-code", "--state-dir", &state], read.as_bytes());
+    assert_eq!(ran.code, Some(2), "{}", ran.stdout);
+    assert!(ran.stderr.contains("could not be asked"), "{}", ran.stderr);
 }

@@ -92,7 +92,11 @@ fn install_merges_then_uninstall_restores_the_file_exactly() {
     let pre = after["hooks"]["PreToolUse"].as_array().unwrap();
     assert_eq!(pre[0]["hooks"][0]["command"], "my-linter");
     let ours = pre[1]["hooks"][0]["command"].as_str().unwrap();
-    assert!(ours.contains("hook claude-code --state-dir"), "{ours}");
+    // `ward-hook` beside `ward`, the small hook binary.
+    assert!(
+        ours.contains("ward-hook' claude-code --state-dir"),
+        "{ours}"
+    );
     assert!(ours.contains(&state_arg), "{ours}");
     assert_eq!(pre[1]["matcher"], "*");
     for event in ["PostToolUse", "SessionStart", "SessionEnd"] {
@@ -294,12 +298,19 @@ fn the_example_managed_settings_are_what_install_writes() {
     let state = root.join("state");
     std::fs::create_dir(&state).unwrap();
     let settings = root.join("managed-settings.json");
+    let hook_binary = root.join("bin/ward-hook");
+    std::fs::create_dir(root.join("bin")).unwrap();
+    std::fs::write(&hook_binary, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook_binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = ward(&[
         "hook",
         "install",
         "claude-code",
         "--scope",
         "managed",
+        "--hook-binary",
+        &hook_binary.display().to_string(),
         "--dry-run",
         "--path",
         &settings.display().to_string(),
@@ -311,6 +322,10 @@ fn the_example_managed_settings_are_what_install_writes() {
     let written = String::from_utf8(out.stdout)
         .unwrap()
         .replace(&ward_path.display().to_string(), "/usr/local/bin/ward")
+        .replace(
+            &hook_binary.display().to_string(),
+            "/usr/local/bin/ward-hook",
+        )
         .replace(
             &state.display().to_string(),
             "/home/alice/.local/state/ward-agent",

@@ -111,6 +111,11 @@ async fn run(args: Args) -> BResult<()> {
         Some((&bash, "deny")),
         args.hook_calls,
     )?;
+    // The small hook binary beside `ward`, as `ward hook install` prefers.
+    let small = args.ward_bin.with_file_name("ward-hook");
+    let small_args = ["claude-code", "--state-dir", state.as_str()];
+    let small_read = processes(&small, &small_args, Some((&read, "allow")), args.hook_calls)?;
+    let small_bash = processes(&small, &small_args, Some((&bash, "deny")), args.hook_calls)?;
     // The same runs with the control plane paused (SIGSTOP): on a desktop
     // the server is elsewhere, here it would take the same two cores to
     // store every event the daemon ships.
@@ -124,29 +129,33 @@ async fn run(args: Args) -> BResult<()> {
         .as_ref()
         .map_err(Clone::clone)
         .and_then(|_| {
-            let read = processes(
+            let read_run = processes(
                 &args.ward_bin,
                 &hook_args,
                 Some((&read, "allow")),
                 args.hook_calls,
             )?;
-            let bash = processes(
+            let bash_run = processes(
                 &args.ward_bin,
                 &hook_args,
                 Some((&bash, "deny")),
                 args.hook_calls,
             )?;
-            Ok((read, bash))
+            let small_read =
+                processes(&small, &small_args, Some((&read, "allow")), args.hook_calls)?;
+            let small_bash =
+                processes(&small, &small_args, Some((&bash, "deny")), args.hook_calls)?;
+            Ok((read_run, bash_run, small_read, small_bash))
         });
     signal(&desk.server, "CONT")?;
     let (alone_status, alone_authorize) = (alone_status?, alone_authorize?);
-    let (alone_read, alone_bash) = alone_hooks?;
+    let (alone_read, alone_bash, alone_small_read, alone_small_bash) = alone_hooks?;
     let busy_rss_kib = rss_kib(pid)?;
     let (commit, date) = provenance();
     let ratio = |a: u32, b: u32| f64::from(a) / f64::from(b.max(1));
     let report = format!(
         "# Desktop daemon: local API over the Unix socket\n\n\
-         Commit {commit}, {date}. Reproduce: `cargo build --release -p ward -p ward-bench && \
+         Commit {commit}, {date}. Reproduce: `cargo build --release -p ward -p ward-agent -p ward-bench && \
          target/release/ward-bench-agent --clients {clients} --duration-secs {secs}`.\n\n\
          {clients} concurrent clients, one keep-alive connection each, {secs} s per run. \
          `authorize` canonicalises a real file path, decides from the in-memory tokens, \
@@ -159,10 +168,11 @@ async fn run(args: Args) -> BResult<()> {
          authorize / status: p50 ×{p50:.2}, p99 ×{p99:.2} (control plane on the same cores); \
          p50 ×{alone_p50:.2}, p99 ×{alone_p99:.2} (paused).\n\n\
          ## Hook processes\n\n\
-         `ward hook claude-code` started {calls} times one after the other with a PreToolUse event on stdin, \
-         timed from spawn to exit, against `ward --version` (the same binary started and ended) in the same run.\n\n\
+         `ward hook claude-code` and the small `ward-hook claude-code` started {calls} times each, one after the other, \
+         with a PreToolUse event on stdin, timed from spawn to exit, against `ward --version` (the same binary started and ended) in the same run.\n\n\
          | process | control plane | p50 µs | p99 µs | max µs | p99 ÷ `ward --version` |\n|---|---|---|---|---|---|\n\
-         {version_row}\n{read_row}\n{bash_row}\n{alone_read_row}\n{alone_bash_row}\n\n\
+         {version_row}\n{read_row}\n{bash_row}\n{small_read_row}\n{small_bash_row}\n\
+         {alone_read_row}\n{alone_bash_row}\n{alone_small_read_row}\n{alone_small_bash_row}\n\n\
          Daemon resident memory: {idle:.1} MiB idle (after {idle_secs} s), {busy:.1} MiB after the runs.\n",
         clients = args.clients,
         secs = args.duration_secs,
@@ -189,6 +199,30 @@ async fn run(args: Args) -> BResult<()> {
             "hook: Bash `cat … \\| wc -l` (deny)",
             "running",
             &hook_bash,
+            &version
+        ),
+        small_read_row = process_row(
+            "`ward-hook`: Read of a granted file (allow)",
+            "running",
+            &small_read,
+            &version
+        ),
+        small_bash_row = process_row(
+            "`ward-hook`: Bash `cat … \\| wc -l` (deny)",
+            "running",
+            &small_bash,
+            &version
+        ),
+        alone_small_read_row = process_row(
+            "`ward-hook`: Read of a granted file (allow)",
+            "paused",
+            &alone_small_read,
+            &version
+        ),
+        alone_small_bash_row = process_row(
+            "`ward-hook`: Bash `cat … \\| wc -l` (deny)",
+            "paused",
+            &alone_small_bash,
             &version
         ),
         alone_read_row = process_row(

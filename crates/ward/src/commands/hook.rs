@@ -8,11 +8,11 @@
 //! `--deadline-ms`, well inside the timeout `ward hook install` sets.
 
 use clap::{Args, Subcommand};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use ward_agent::hook::{self, Agent as HookAgent, Answer, MAX_INPUT};
+use ward_agent::hook::{self, Agent as HookAgent};
 use ward_agent::install::{self, Plan};
 use ward_client::LocalClient;
 
@@ -29,7 +29,7 @@ pub enum HookCommand {
     /// Gemini CLI hooks (BeforeTool, AfterTool, SessionStart, SessionEnd): deny is exit 2.
     Gemini(HookArgs),
     /// Merge Ward's hooks and deny rules into an agent's settings (keeping the user's).
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Remove exactly what `ward hook install` added.
     Uninstall(UninstallArgs),
 }
@@ -71,6 +71,9 @@ pub struct InstallArgs {
     /// Another path the agent may not edit (Ward's configuration; repeatable).
     #[arg(long)]
     pub protect: Vec<PathBuf>,
+    /// The hook program (default: `ward-hook` beside `ward`, which starts faster, else `ward` itself).
+    #[arg(long)]
+    pub hook_binary: Option<PathBuf>,
     /// With --scope managed: MCP servers (`{"mcpServers": {...}}`, stdio) to wrap with `ward mcp proxy` in managed-mcp.json, the only servers allowed.
     #[arg(long, requires = "scope")]
     pub mcp_config: Option<PathBuf>,
@@ -105,7 +108,7 @@ pub async fn run(command: HookCommand) -> CliResult {
         HookCommand::ClaudeCode(_) | HookCommand::Codex(_) | HookCommand::Gemini(_) => {
             Err(CliError::Failed("a hook runs on its own path".into()))
         }
-        HookCommand::Install(args) => install(args).await,
+        HookCommand::Install(args) => install(*args).await,
         HookCommand::Uninstall(args) => uninstall(args),
     }
 }
@@ -145,11 +148,15 @@ async fn install(args: InstallArgs) -> CliResult {
     let ward = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| CliError::Failed(format!("cannot tell where `ward` is: {e}")))?;
+    let hook_binary = hook_binary(&ward, args.hook_binary.as_deref())?;
     let mut read_only = vec![
         ward.display().to_string(),
         path.display().to_string(),
         install::record_path(&path).display().to_string(),
     ];
+    if hook_binary != ward {
+        read_only.push(hook_binary.display().to_string());
+    }
     read_only.extend(args.protect.iter().map(|p| p.display().to_string()));
     let managed = matches!(args.scope, Scope::Managed);
     let ward_text = ward.display().to_string();
@@ -180,11 +187,19 @@ async fn install(args: InstallArgs) -> CliResult {
     };
     let mcp_path = path.with_file_name("managed-mcp.json");
     let plan = Plan {
-        command: format!(
-            "{} hook claude-code --state-dir {}",
-            quoted(&ward_text),
-            quoted(&state_text)
-        ),
+        command: if hook_binary == ward {
+            format!(
+                "{} hook claude-code --state-dir {}",
+                quoted(&ward_text),
+                quoted(&state_text)
+            )
+        } else {
+            format!(
+                "{} claude-code --state-dir {}",
+                quoted(&hook_binary.display().to_string()),
+                quoted(&state_text)
+            )
+        },
         private: vec![state_text.clone()],
         read_only,
         derived,
@@ -232,6 +247,42 @@ async fn install(args: InstallArgs) -> CliResult {
         }
     ));
     Ok(())
+}
+
+/// The program the hooks run: `--hook-binary`, else `ward-hook` beside
+/// `ward` when it is there, else `ward` itself (`ward hook …`). It must
+/// be an executable file: a hook command that cannot start fails open in
+/// the agents that run it.
+fn hook_binary(
+    ward: &std::path::Path,
+    given: Option<&std::path::Path>,
+) -> Result<PathBuf, CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    match given {
+        Some(path) => {
+            let path = std::fs::canonicalize(path).map_err(|e| {
+                CliError::Failed(format!("--hook-binary `{}`: {e}", path.display()))
+            })?;
+            if !executable(&path) {
+                return Err(CliError::Failed(format!(
+                    "--hook-binary `{}` is not an executable file",
+                    path.display()
+                )));
+            }
+            Ok(path)
+        }
+        None => {
+            let beside = ward.with_file_name("ward-hook");
+            Ok(if executable(&beside) {
+                beside
+            } else {
+                ward.to_owned()
+            })
+        }
+    }
 }
 
 /// Every scope of the agent's profile (all its features, consented or
@@ -314,16 +365,6 @@ struct Alone {
     args: HookArgs,
 }
 
-/// The hook protocol a `ward hook` subcommand name stands for.
-fn agent_named(name: &std::ffi::OsStr) -> Option<HookAgent> {
-    match name.to_str()? {
-        "claude-code" => Some(HookAgent::ClaudeCode),
-        "codex" => Some(HookAgent::Codex),
-        "gemini" => Some(HookAgent::Gemini),
-        _ => None,
-    }
-}
-
 /// The hook, and its protocol, of a parsed command; the command back for
 /// `install` and `uninstall`.
 pub fn hook_of(command: HookCommand) -> Result<(HookArgs, HookAgent), HookCommand> {
@@ -343,7 +384,7 @@ pub fn run_if_hook() -> Option<ExitCode> {
     if args.next().is_none_or(|a| a != "hook") {
         return None;
     }
-    let agent = agent_named(&args.next()?)?;
+    let agent = hook::agent_named(args.next()?.to_str()?)?;
     let rest = std::env::args_os().skip(3);
     let name = std::ffi::OsString::from("ward hook");
     Some(
@@ -363,63 +404,22 @@ pub fn run_if_hook() -> Option<ExitCode> {
     )
 }
 
-/// Runs a hook to its exit code, outside the CLI's usual error path (which
-/// exits 1).
+/// Runs one hook process (`ward_agent::hook::run`).
 pub fn main(args: HookArgs, agent: HookAgent) -> ExitCode {
-    std::panic::set_hook(Box::new(|info| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "ward: internal error in the hook ({info}); denied"
-        );
-        std::process::exit(2);
-    }));
-    let deadline = Duration::from_millis(args.deadline_ms);
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline);
-        let _ = writeln!(
-            std::io::stderr(),
-            "ward: the hook did not finish within {} ms; denied",
-            deadline.as_millis()
-        );
-        std::process::exit(2);
-    });
-    let answer = answer(&args, agent);
-    if let Some(stdout) = &answer.stdout {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{stdout}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return ExitCode::from(2);
-        }
-    }
-    if let Some(stderr) = &answer.stderr {
-        let _ = writeln!(std::io::stderr(), "{stderr}");
-    }
-    ExitCode::from(answer.exit)
-}
-
-fn answer(args: &HookArgs, agent: HookAgent) -> Answer {
-    let mut input = Vec::new();
-    let limit = MAX_INPUT as u64 + 1;
-    if let Err(error) = std::io::stdin().lock().take(limit).read_to_end(&mut input) {
-        return Answer::block(format!("cannot read the hook input ({error})"));
-    }
     let socket = match (&args.socket, &args.state_dir) {
         (Some(socket), _) => socket.clone(),
         (None, Some(dir)) => dir.join("agent.sock"),
-        (None, None) => return Answer::block("no --state-dir or --socket"),
+        (None, None) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "ward: no --state-dir or --socket; denied"
+            );
+            return ExitCode::from(2);
+        }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => return Answer::block(format!("cannot start the async runtime ({error})")),
-    };
-    let home = std::env::var("HOME").ok();
-    runtime.block_on(async {
-        let mut client = LocalClient::new(&socket);
-        hook::answer(agent, &input, &mut client, home.as_deref()).await
-    })
+    ExitCode::from(hook::run(
+        agent,
+        &socket,
+        Duration::from_millis(args.deadline_ms),
+    ))
 }
