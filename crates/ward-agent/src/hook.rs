@@ -208,6 +208,27 @@ async fn pre_tool_use(
             agent.before_tool()
         ));
     };
+    // Gemini CLI names an MCP tool `mcp_SERVER_TOOL` and says which is
+    // which in `mcp_context`: asked as the `mcp__SERVER__TOOL` it is.
+    let mcp_name;
+    let tool = match call.get("mcp_context") {
+        Some(context) if agent == Agent::Gemini => {
+            let part = |name: &str| {
+                context
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty())
+            };
+            let (Some(server), Some(name)) = (part("server_name"), part("tool_name")) else {
+                return Answer::block(
+                    "the BeforeTool `mcp_context` has no `server_name` or `tool_name`",
+                );
+            };
+            mcp_name = format!("mcp__{server}__{name}");
+            mcp_name.as_str()
+        }
+        _ => tool,
+    };
     let empty = Value::Object(Default::default());
     let input = call.get("tool_input").unwrap_or(&empty);
     if !input.is_object() {

@@ -9,6 +9,8 @@
 //!   equivalents) are `files:read` or `files:write` on the path;
 //! - shell tools are every program, read, write and delete of the command
 //!   line ([`crate::shell`]); a line it cannot prove is [`Unsure`];
+//! - Codex's `apply_patch` is `files:write` on every file its patch adds,
+//!   updates, deletes or moves to;
 //! - web fetches are `http:get` on the URL (normalised by the daemon);
 //! - MCP tools `mcp__server__tool` are `mcp:call` on `server/tool`;
 //! - any other tool is `tool:call` on its name, so a matrix grants the
@@ -99,6 +101,10 @@ pub fn questions(call: &ToolCall) -> Result<Vec<Question>, Unsure> {
             )]
         }
         "NotebookEdit" => vec![ask("files:write", field("notebook_path")?)],
+        "apply_patch" => patched_files(field_any(call, &["command", "input", "patch"])?)?
+            .into_iter()
+            .map(|path| ask("files:write", path))
+            .collect(),
         "WebFetch" | "web_fetch" => vec![ask("http:get", field_any(call, &["url", "prompt_url"])?)],
         "Bash" | "run_shell_command" | "shell" | "local_shell" => {
             let line = match call.input.get("command") {
@@ -107,7 +113,13 @@ pub fn questions(call: &ToolCall) -> Result<Vec<Question>, Unsure> {
                 Some(Value::Array(argv)) => argv_line(argv)?,
                 _ => field("command")?.to_owned(),
             };
-            let directory = match call.input.get("directory").or(call.input.get("workdir")) {
+            // Where the agent runs it: Gemini's `dir_path`, Codex's `workdir`.
+            let directory = match call
+                .input
+                .get("directory")
+                .or(call.input.get("workdir"))
+                .or(call.input.get("dir_path"))
+            {
                 Some(Value::String(dir)) if !dir.is_empty() => join(call.cwd, dir),
                 _ => call.cwd.to_owned(),
             };
@@ -140,6 +152,40 @@ pub fn questions(call: &ToolCall) -> Result<Vec<Question>, Unsure> {
             vec![ask("tool:call", other)]
         }
     })
+}
+
+/// The files a Codex patch (`*** Begin Patch` … `*** End Patch`) adds,
+/// updates, deletes or moves to; [`Unsure`] when it names none or is not
+/// one.
+fn patched_files(patch: &str) -> Result<Vec<&str>, Unsure> {
+    let mut lines = patch.lines();
+    if lines.next().map(str::trim) != Some("*** Begin Patch") {
+        return Err(Unsure("an `apply_patch` that is not a patch".into()));
+    }
+    let mut files = Vec::new();
+    for line in lines {
+        for header in [
+            "*** Add File: ",
+            "*** Update File: ",
+            "*** Delete File: ",
+            "*** Move to: ",
+        ] {
+            if let Some(path) = line.strip_prefix(header) {
+                let path = path.trim();
+                if path.is_empty() {
+                    return Err(Unsure(format!(
+                        "an `apply_patch` header `{}` without a path",
+                        header.trim()
+                    )));
+                }
+                files.push(path);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(Unsure("an `apply_patch` that names no file".into()));
+    }
+    Ok(files)
 }
 
 /// The first of `names` the call gave, as a non-empty string.

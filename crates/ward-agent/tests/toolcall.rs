@@ -205,3 +205,39 @@ fn the_deny_baseline_names_the_families_the_profile_grants_nothing_of() {
     // Unparseable scopes grant nothing.
     assert_eq!(baseline(&["nonsense".to_owned()], &[]).len(), 7);
 }
+
+#[test]
+fn codex_patches_write_every_file_they_name() {
+    let patch = "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** Update File: src/a.rs\n@@\n-x\n+y\n*** Move to: /etc/cron.d/evil\n*** Delete File: old.txt\n*** End Patch\n";
+    check(
+        "apply_patch",
+        json!({"command": patch}),
+        &[
+            "files:write hello.txt @/w",
+            "files:write src/a.rs @/w",
+            "files:write /etc/cron.d/evil @/w",
+            "files:write old.txt @/w",
+        ],
+    );
+    unsure("apply_patch", json!({"command": "rm -rf /"}), "not a patch");
+    unsure(
+        "apply_patch",
+        json!({"command": "*** Begin Patch\n*** End Patch\n"}),
+        "names no file",
+    );
+    unsure(
+        "apply_patch",
+        json!({"command": "*** Begin Patch\n*** Add File: \n*** End Patch"}),
+        "without a path",
+    );
+    unsure("apply_patch", json!({}), "without `command`");
+}
+
+#[test]
+fn a_gemini_shell_command_runs_in_its_dir_path() {
+    check(
+        "run_shell_command",
+        json!({"command": "cat notes.txt", "dir_path": "sub", "description": "read"}),
+        &["exec:run cat @/w/sub", "files:read notes.txt @/w/sub"],
+    );
+}

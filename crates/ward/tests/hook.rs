@@ -526,3 +526,98 @@ async fn the_small_hook_binary_answers_and_fails_as_ward_hook_does() {
     assert_eq!(ran.code, Some(2), "{}", ran.stdout);
     assert!(ran.stderr.contains("could not be asked"), "{}", ran.stderr);
 }
+
+/// A hook input captured from a real CLI (`tests/fixtures/agents/`), with
+/// `cwd` set to `cwd` and `edit` applied.
+fn captured(name: &str, cwd: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents")
+        .join(name);
+    let mut event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    event["cwd"] = json!(cwd);
+    edit(&mut event);
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_codex_and_gemini_inputs_are_decided_and_a_deny_prints_nothing_on_stdout() {
+    let desk = Desk::start(CALM).await;
+    let work = path(&desk, "work");
+    let outside = path(&desk, "outside");
+    let keep = |_: &mut Value| {};
+
+    // Codex: `Bash` with a command string; the echo is not a granted program.
+    let bash = captured("codex-PreToolUse-Bash.json", &work, keep);
+    let ran = agent_hook(&desk, "codex", &bash);
+    assert_eq!(ran.code, Some(2), "{}", ran.stdout);
+    assert!(ran.stderr.contains("exec:run"), "{}", ran.stderr);
+    // `apply_patch` adds `hello.txt`: allowed under work/, not outside/.
+    let patch = captured("codex-PreToolUse-apply_patch.json", &work, keep);
+    let ran = agent_hook(&desk, "codex", &patch);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (Some(0), ""),
+        "{}",
+        ran.stderr
+    );
+    let patch = captured("codex-PreToolUse-apply_patch.json", &outside, keep);
+    let ran = agent_hook(&desk, "codex", &patch);
+    assert_eq!(ran.code, Some(2), "{}", ran.stdout);
+    assert!(ran.stderr.contains("files:write"), "{}", ran.stderr);
+    // An MCP tool: `wardtest` is not in the scopes, `everything/echo` is.
+    let mcp = captured("codex-PreToolUse-mcp__wardtest__echo.json", &work, keep);
+    assert_eq!(agent_hook(&desk, "codex", &mcp).code, Some(2));
+    let mcp = captured("codex-PreToolUse-mcp__wardtest__echo.json", &work, |e| {
+        e["tool_name"] = json!("mcp__everything__echo");
+    });
+    assert_eq!(agent_hook(&desk, "codex", &mcp).code, Some(0));
+    let post = captured("codex-PostToolUse-Bash.json", &work, keep);
+    assert_eq!(agent_hook(&desk, "codex", &post).code, Some(0));
+
+    // Gemini: JSON on stdout wins over the exit code, so a deny must print
+    // nothing there (`{}` would let the tool run).
+    let read = captured("gemini-BeforeTool-read_file.json", &work, |e| {
+        e["tool_input"]["file_path"] = json!(path(&desk, "work/readme.txt"));
+    });
+    let ran = agent_hook(&desk, "gemini", &read);
+    assert_eq!(
+        (ran.code, ran.stdout.trim()),
+        (Some(0), "{}"),
+        "{}",
+        ran.stderr
+    );
+    let write = captured("gemini-BeforeTool-write_file.json", &work, |e| {
+        e["tool_input"]["file_path"] = json!(path(&desk, "outside/new.txt"));
+    });
+    let ran = agent_hook(&desk, "gemini", &write);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (Some(2), ""),
+        "{}",
+        ran.stderr
+    );
+    let shell = captured("gemini-BeforeTool-run_shell_command.json", &work, keep);
+    let ran = agent_hook(&desk, "gemini", &shell);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (Some(2), ""),
+        "{}",
+        ran.stderr
+    );
+    // Its MCP tools are `mcp_SERVER_TOOL`, told apart by `mcp_context`.
+    let mcp = captured("gemini-BeforeTool-mcp_wardtest_echo.json", &work, keep);
+    let ran = agent_hook(&desk, "gemini", &mcp);
+    assert_eq!(ran.code, Some(2), "{}", ran.stdout);
+    assert!(ran.stderr.contains("wardtest/echo"), "{}", ran.stderr);
+    let mcp = captured("gemini-BeforeTool-mcp_wardtest_echo.json", &work, |e| {
+        e["mcp_context"]["server_name"] = json!("everything");
+    });
+    assert_eq!(agent_hook(&desk, "gemini", &mcp).code, Some(0));
+    let broken = captured("gemini-BeforeTool-mcp_wardtest_echo.json", &work, |e| {
+        e["mcp_context"] = json!({"server_name": "everything"});
+    });
+    assert_eq!(agent_hook(&desk, "gemini", &broken).code, Some(2));
+    let after = captured("gemini-AfterTool-read_file.json", &work, keep);
+    let ran = agent_hook(&desk, "gemini", &after);
+    assert_eq!((ran.code, ran.stdout.trim()), (Some(0), "{}"));
+}

@@ -34,6 +34,16 @@ fn install(settings: &Path, state: &Path) -> Output {
     ])
 }
 
+/// The `permissions.deny` rules of `settings`.
+fn deny_rules(settings: &Value) -> Vec<&str> {
+    settings["permissions"]["deny"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect()
+}
+
 fn read(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -106,12 +116,7 @@ fn install_merges_then_uninstall_restores_the_file_exactly() {
             "{event}"
         );
     }
-    let deny: Vec<&str> = after["permissions"]["deny"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let deny = deny_rules(&after);
     assert_eq!(deny[0], "Read(./.env)");
     assert!(
         deny.contains(&format!("Edit(/{}/**)", state.display()).as_str()),
@@ -407,12 +412,7 @@ async fn managed_install_wraps_mcp_servers_allows_only_them_and_denies_unscoped_
         "{written}"
     );
     // The profile scopes `fs` but not `shell`, and grants every built-in family.
-    let deny: Vec<&str> = written["permissions"]["deny"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let deny = deny_rules(&written);
     assert!(deny.contains(&"mcp__shell"), "{deny:?}");
     assert!(!deny.contains(&"mcp__fs"), "{deny:?}");
     assert!(!deny.contains(&"Bash"), "{deny:?}");

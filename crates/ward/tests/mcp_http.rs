@@ -120,19 +120,6 @@ fn names(out: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the server has an event matching `wanted`.
-async fn server_has(desk: &Desk, what: &str, wanted: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let events = desk.server_events("").await;
-        if events.iter().any(&wanted) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {what} among {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_client_sees_and_calls_only_what_the_scopes_allow_with_secrets_redacted() {
     let desk = Desk::start([1, 60, 120, 300]).await;
@@ -171,11 +158,11 @@ async fn a_session_client_sees_and_calls_only_what_the_scopes_allow_with_secrets
             .contains("Ward denied `mcp:call` on `everything/get-sum`"),
         "{out}"
     );
-    server_has(&desk, "denied call", |e| {
+    desk.server_has("denied call", |e| {
         e["action"] == "mcp:call" && e["target"] == "everything/get-sum" && e["result"] == "deny"
     })
     .await;
-    server_has(&desk, "recorded result", |e| {
+    desk.server_has("recorded result", |e| {
         e["action"] == "mcp.result"
             && e["target"] == "everything/echo"
             && e["result"] == "ok"
@@ -217,7 +204,7 @@ async fn a_stateless_client_sees_and_calls_only_what_the_scopes_allow() {
             .contains("Ward denied `mcp:call` on `modern/delete_all`"),
         "{out}"
     );
-    server_has(&desk, "denied call", |e| {
+    desk.server_has("denied call", |e| {
         e["action"] == "mcp:call" && e["target"] == "modern/delete_all" && e["result"] == "deny"
     })
     .await;

@@ -143,29 +143,21 @@ async fn the_client_sees_and_calls_only_what_the_scopes_allow() {
     );
 
     // Every decision is on the server.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let events = desk.server_events("").await;
-        let denied = events.iter().any(|e| {
-            e["action"] == "mcp:call" && e["target"] == "fs/write_file" && e["result"] == "deny"
-        });
-        let allowed = events.iter().any(|e| {
-            e["action"] == "mcp:call"
-                && e["target"] == "fs/read_text_file"
-                && e["result"] == "allow"
-        });
-        let answered = events.iter().any(|e| {
-            e["action"] == "mcp.result"
-                && e["target"] == "fs/read_text_file"
-                && e["result"] == "ok"
-                && e["duration_ms"].is_u64()
-        });
-        if denied && allowed && answered {
-            break;
-        }
-        assert!(Instant::now() < deadline, "events: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    desk.server_has("denied call", |e| {
+        e["action"] == "mcp:call" && e["target"] == "fs/write_file" && e["result"] == "deny"
+    })
+    .await;
+    desk.server_has("allowed call", |e| {
+        e["action"] == "mcp:call" && e["target"] == "fs/read_text_file" && e["result"] == "allow"
+    })
+    .await;
+    desk.server_has("recorded result", |e| {
+        e["action"] == "mcp.result"
+            && e["target"] == "fs/read_text_file"
+            && e["result"] == "ok"
+            && e["duration_ms"].is_u64()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -259,6 +259,23 @@ profiles:
         }
     }
 
+    /// Waits (20 s at most) until the server holds an event matching
+    /// `wanted`; `what` names it in the failure.
+    pub async fn server_has(&self, what: &str, wanted: impl Fn(&Value) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.server_events("").await;
+            if events.iter().any(&wanted) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} among {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// An admin uninstalls the agent; waits (20 s at most) for the daemon
     /// to act on it and exit, and returns how it exited.
     pub async fn uninstall(&mut self) -> std::process::ExitStatus {
