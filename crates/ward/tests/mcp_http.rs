@@ -25,7 +25,6 @@ use common::{Running, start_until, stderr, ward_bin};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A fake secret planted where a tool will read it back.
