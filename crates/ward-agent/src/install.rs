@@ -1,7 +1,18 @@
 //! Ward's entries in an agent's settings: merged into what the user or
 //! the organisation already has, and removed exactly, using a record of
-//! what was added (kept beside the settings file). Pure: JSON in, JSON
-//! out; the command line reads and writes the files.
+//! what was added (kept beside the settings file). The merging is pure
+//! (JSON in, JSON out); the `*_file` functions read and write the files.
+//!
+//! Codex CLI (`hooks.json`: `PreToolUse`, `PostToolUse`, `SessionStart`,
+//! timeouts in seconds) runs a hook that is not managed only once the user
+//! trusted it: a user or project install also appends the trust entries
+//! (`[hooks.state."FILE:EVENT:GROUP:0"] trusted_hash`, [`codex_trust`]) to
+//! the user's `config.toml`; the managed install (`/etc/codex/hooks.json`)
+//! needs none, and creates `/etc/codex/requirements.toml` with
+//! `allow_managed_hooks_only = true` and hooks pinned on when there is
+//! none. Gemini CLI (`settings.json`: `BeforeTool`, `AfterTool`,
+//! `SessionStart`, `SessionEnd`, timeouts in milliseconds, the hook named
+//! `ward`) gets `hooksConfig.enabled: true` in system settings.
 //!
 //! For Claude Code: the hooks (`PreToolUse` on every tool, `PostToolUse`,
 //! `SessionStart`, `SessionEnd`, each running `ward hook claude-code`), a
@@ -21,19 +32,49 @@ use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
 use crate::error::AgentError;
+use crate::hook::Agent;
 
 /// The settings files Ward installed into for an agent, in its state
 /// directory: the daemon removes its entries from each when told to
 /// uninstall.
 pub const REGISTRY_FILE: &str = "installed-hooks.json";
 
-/// Hook events Ward installs, with the matcher each needs.
-const EVENTS: [(&str, Option<&str>); 4] = [
-    ("PreToolUse", Some("*")),
-    ("PostToolUse", Some("*")),
-    ("SessionStart", None),
-    ("SessionEnd", None),
-];
+/// Hook events Ward installs for `agent`, with the matcher each needs.
+fn events(agent: Agent) -> &'static [(&'static str, Option<&'static str>)] {
+    match agent {
+        Agent::ClaudeCode => &[
+            ("PreToolUse", Some("*")),
+            ("PostToolUse", Some("*")),
+            ("SessionStart", None),
+            ("SessionEnd", None),
+        ],
+        Agent::Codex => &[
+            ("PreToolUse", Some("*")),
+            ("PostToolUse", Some("*")),
+            ("SessionStart", None),
+        ],
+        Agent::Gemini => &[
+            ("BeforeTool", Some("*")),
+            ("AfterTool", Some("*")),
+            ("SessionStart", None),
+            ("SessionEnd", None),
+        ],
+    }
+}
+
+/// One hook handler running `command`, in `agent`'s terms.
+fn handler(agent: Agent, command: &str) -> Value {
+    match agent {
+        Agent::ClaudeCode | Agent::Codex => {
+            json!({"type": "command", "command": command, "timeout": HOOK_TIMEOUT_SECS})
+        }
+        // Gemini counts milliseconds, and can name a hook.
+        Agent::Gemini => json!({
+            "name": "ward", "type": "command", "command": command,
+            "timeout": HOOK_TIMEOUT_SECS * 1000,
+        }),
+    }
+}
 
 /// Seconds Claude Code gives the hook; the hook denies on its own well
 /// before (its `--deadline-ms`, 5 s by default).
@@ -42,6 +83,8 @@ pub const HOOK_TIMEOUT_SECS: u64 = 30;
 /// What to install.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Whose settings.
+    pub agent: Agent,
     /// The hook command line (`/usr/local/bin/ward hook claude-code
     /// --state-dir …`).
     pub command: String,
@@ -58,6 +101,12 @@ pub struct Plan {
     /// The wrapped MCP servers' command lines (managed only): the only
     /// servers Claude Code may start.
     pub mcp_commands: Vec<Vec<String>>,
+    /// Codex: the user's `config.toml`, where the trust of the hooks is
+    /// appended (user and project installs).
+    pub trust_file: Option<PathBuf>,
+    /// Files to create whole when they are not there (path, content):
+    /// Codex's `requirements.toml` in a managed install.
+    pub create: Vec<(PathBuf, String)>,
 }
 
 /// What an install added, to remove exactly that.
@@ -75,11 +124,20 @@ pub struct Record {
     /// Containers the install created (`hooks`, `hooks.PreToolUse`,
     /// `permissions`, `permissions.deny`), removed again once empty.
     pub created: Vec<String>,
+    /// Where each event's group was put (its index in the event's list).
+    #[serde(default)]
+    pub positions: Vec<(String, usize)>,
+    /// Text appended to other files (path, text), removed again.
+    #[serde(default)]
+    pub appended: Vec<(PathBuf, String)>,
+    /// Files created whole (path, content), deleted again while unchanged.
+    #[serde(default)]
+    pub files: Vec<(PathBuf, String)>,
 }
 
-/// Claude Code settings with Ward's entries merged in, and the record of
+/// An agent's settings with Ward's entries merged in, and the record of
 /// what was added. Errors name the part of `settings` in the way.
-pub fn install_claude_code(settings: &Value, plan: &Plan) -> Result<(Value, Record), String> {
+pub fn install_settings(settings: &Value, plan: &Plan) -> Result<(Value, Record), String> {
     let mut settings = match settings {
         Value::Object(map) => map.clone(),
         Value::Null => Map::new(),
@@ -87,7 +145,7 @@ pub fn install_claude_code(settings: &Value, plan: &Plan) -> Result<(Value, Reco
     };
     let mut record = Record::default();
     let hooks = object_at(&mut settings, "hooks", &mut record.created)?;
-    for (event, matcher) in EVENTS {
+    for &(event, matcher) in events(plan.agent) {
         if !hooks.contains_key(event) {
             record.created.push(format!("hooks.{event}"));
         }
@@ -97,16 +155,39 @@ pub fn install_claude_code(settings: &Value, plan: &Plan) -> Result<(Value, Reco
         let Value::Array(groups) = groups else {
             return Err(format!("`hooks.{event}` is not an array"));
         };
-        let mut group = json!({
-            "hooks": [{"type": "command", "command": plan.command, "timeout": HOOK_TIMEOUT_SECS}]
-        });
+        let mut group = json!({"hooks": [handler(plan.agent, &plan.command)]});
         if let Some(matcher) = matcher {
             group["matcher"] = json!(matcher);
         }
+        record.positions.push((event.to_owned(), groups.len()));
         groups.push(group.clone());
         record.hooks.push((event.to_owned(), group));
     }
-    let permissions = object_at(&mut settings, "permissions", &mut record.created)?;
+    match plan.agent {
+        Agent::ClaudeCode => claude_code_rules(&mut settings, plan, &mut record)?,
+        // `hooks.json` takes nothing but `hooks` (and `description`).
+        Agent::Codex => {}
+        Agent::Gemini => {
+            if plan.managed {
+                set_path(
+                    &mut settings,
+                    "hooksConfig.enabled",
+                    json!(true),
+                    &mut record,
+                )?;
+            }
+        }
+    }
+    Ok((Value::Object(settings), record))
+}
+
+/// Claude Code's deny rules, and in managed settings its locks.
+fn claude_code_rules(
+    settings: &mut Map<String, Value>,
+    plan: &Plan,
+    record: &mut Record,
+) -> Result<(), String> {
+    let permissions = object_at(settings, "permissions", &mut record.created)?;
     if !permissions.contains_key("deny") {
         record.created.push("permissions.deny".into());
     }
@@ -138,11 +219,64 @@ pub fn install_claude_code(settings: &Value, plan: &Plan) -> Result<(Value, Reco
             locked.push(("allowManagedMcpServersOnly", json!(true)));
         }
         for (key, value) in locked {
-            let before = settings.insert(key.to_owned(), value);
-            record.set.push((key.to_owned(), before));
+            set_path(settings, key, value, record)?;
         }
     }
-    Ok((Value::Object(settings), record))
+    Ok(())
+}
+
+/// Sets the value at a dotted `path` (`hooksConfig.enabled`), making the
+/// objects on the way (noted as created) and noting the value replaced.
+fn set_path(
+    settings: &mut Map<String, Value>,
+    path: &str,
+    value: Value,
+    record: &mut Record,
+) -> Result<(), String> {
+    let mut container = settings;
+    let mut walked = String::new();
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            let before = container.insert(part.to_owned(), value);
+            record.set.push((path.to_owned(), before));
+            return Ok(());
+        }
+        if !walked.is_empty() {
+            walked.push('.');
+        }
+        walked.push_str(part);
+        if !container.contains_key(part) {
+            record.created.push(walked.clone());
+        }
+        container = match container
+            .entry(part)
+            .or_insert_with(|| Value::Object(Map::new()))
+        {
+            Value::Object(map) => map,
+            _ => return Err(format!("`{walked}` is not an object")),
+        };
+    }
+    Ok(())
+}
+
+/// The object holding the last part of dotted `path`, if it is there.
+fn parent_of<'a>(
+    settings: &'a mut Map<String, Value>,
+    path: &'a str,
+) -> Option<(&'a mut Map<String, Value>, &'a str)> {
+    let (parents, key) = match path.rsplit_once('.') {
+        Some((parents, key)) => (Some(parents), key),
+        None => (None, path),
+    };
+    let mut container = settings;
+    for part in parents.into_iter().flat_map(|p| p.split('.')) {
+        container = match container.get_mut(part) {
+            Some(Value::Object(map)) => map,
+            _ => return None,
+        };
+    }
+    Some((container, key))
 }
 
 /// Claude Code deny rules for the tool families `scopes` (the agent's
@@ -291,7 +425,7 @@ pub fn install_mcp(
 /// `settings` without what `record` says was added: hooks groups and deny
 /// rules removed, keys set back, containers the install created removed
 /// when empty. What the user changed since stays.
-pub fn uninstall_claude_code(settings: &Value, record: &Record) -> Result<Value, String> {
+pub fn uninstall_settings(settings: &Value, record: &Record) -> Result<Value, String> {
     let Value::Object(settings) = settings else {
         return Err("the settings are not a JSON object".into());
     };
@@ -326,13 +460,16 @@ pub fn uninstall_claude_code(settings: &Value, record: &Record) -> Result<Value,
             }
         }
     }
-    for (key, before) in record.set.iter().rev() {
+    for (path, before) in record.set.iter().rev() {
+        let Some((container, key)) = parent_of(&mut settings, path) else {
+            continue;
+        };
         match before {
             Some(value) => {
-                settings.insert(key.clone(), value.clone());
+                container.insert(key.to_owned(), value.clone());
             }
             None => {
-                settings.remove(key);
+                container.remove(key);
             }
         }
     }
@@ -340,16 +477,8 @@ pub fn uninstall_claude_code(settings: &Value, record: &Record) -> Result<Value,
     let mut created = record.created.clone();
     created.sort_by_key(|path| std::cmp::Reverse(path.matches('.').count()));
     for path in created {
-        let (parent, key) = match path.split_once('.') {
-            Some((parent, key)) => (Some(parent), key),
-            None => (None, path.as_str()),
-        };
-        let container = match parent {
-            Some(parent) => match settings.get_mut(parent) {
-                Some(Value::Object(map)) => map,
-                _ => continue,
-            },
-            None => &mut settings,
+        let Some((container, key)) = parent_of(&mut settings, &path) else {
+            continue;
         };
         let empty = match container.get(key) {
             Some(Value::Array(items)) => items.is_empty(),
@@ -417,9 +546,23 @@ pub fn install_file(
     plan: &Plan,
     dry_run: bool,
 ) -> Result<(Value, Record), AgentError> {
-    merge_file(settings, dry_run, |current| {
-        install_claude_code(current, plan)
-    })
+    let absolute = std::path::absolute(settings).map_err(AgentError::io("read", settings))?;
+    merge_file(
+        settings,
+        dry_run,
+        |current| install_settings(current, plan),
+        |record| {
+            if let Some(config) = &plan.trust_file {
+                let text = codex_trust(&absolute, record);
+                record.appended.push((config.clone(), text));
+            }
+            for (path, content) in &plan.create {
+                if !path.exists() {
+                    record.files.push((path.clone(), content.clone()));
+                }
+            }
+        },
+    )
 }
 
 /// Writes the `wrapped` MCP servers into `managed-mcp.json` at `path`
@@ -429,21 +572,32 @@ pub fn install_mcp_file(
     wrapped: &Map<String, Value>,
     dry_run: bool,
 ) -> Result<(Value, Record), AgentError> {
-    merge_file(path, dry_run, |current| install_mcp(current, wrapped))
+    merge_file(
+        path,
+        dry_run,
+        |current| install_mcp(current, wrapped),
+        |_| {},
+    )
 }
 
 fn merge_file(
     settings: &Path,
     dry_run: bool,
     merge: impl Fn(&Value) -> Result<(Value, Record), String>,
+    extras: impl Fn(&mut Record),
 ) -> Result<(Value, Record), AgentError> {
     let mut current = read_json(settings)?.unwrap_or(Value::Null);
     let record_file = record_path(settings);
     if let Some(old) = read_record(&record_file)? {
-        current = uninstall_claude_code(&current, &old).map_err(|e| in_the_way(settings, &e))?;
+        current = uninstall_settings(&current, &old).map_err(|e| in_the_way(settings, &e))?;
+        if !dry_run {
+            undo_files(&old)?;
+        }
     }
-    let (merged, record) = merge(&current).map_err(|e| in_the_way(settings, &e))?;
+    let (merged, mut record) = merge(&current).map_err(|e| in_the_way(settings, &e))?;
+    extras(&mut record);
     if !dry_run {
+        apply_files(&record)?;
         let record_json = serde_json::to_value(&record)
             .map_err(|e| AgentError::Invalid(format!("cannot encode the install record: {e}")))?;
         // The record first: a crash between the two leaves a record of an
@@ -452,6 +606,100 @@ fn merge_file(
         write_json(settings, &merged)?;
     }
     Ok((merged, record))
+}
+
+/// The Codex trust entries for the hooks `record` added to the
+/// `hooks.json` at `hooks_file`: a TOML table per handler, keyed by the
+/// file, the event, the group's index and the handler's, holding the hash
+/// Codex computes for it (SHA-256 of the handler's canonical JSON, keys
+/// sorted: `event_name`, `hooks` with `async`, `command`, `timeout`,
+/// `type`, and `matcher`). Ward's groups are appended to each event, so
+/// the user's own keep their indexes and their trust.
+pub fn codex_trust(hooks_file: &Path, record: &Record) -> String {
+    use sha2::Digest;
+    let mut text = format!(
+        "\n# Ward: trust for its hooks in {} (removed by `ward hook uninstall codex`)\n",
+        hooks_file.display()
+    );
+    for (event, group) in &record.hooks {
+        let label = match event.as_str() {
+            "PreToolUse" => "pre_tool_use",
+            "PostToolUse" => "post_tool_use",
+            "SessionStart" => "session_start",
+            other => other,
+        };
+        let handler = &group["hooks"][0];
+        let command = serde_json::to_string(&handler["command"]).unwrap_or_default();
+        let timeout = handler["timeout"].as_u64().unwrap_or(600).max(1);
+        let matcher = match group.get("matcher").and_then(Value::as_str) {
+            Some(m) => format!(
+                ",\"matcher\":{}",
+                serde_json::to_string(m).unwrap_or_default()
+            ),
+            None => String::new(),
+        };
+        let identity = format!(
+            "{{\"event_name\":\"{label}\",\"hooks\":[{{\"async\":false,\"command\":{command},\"timeout\":{timeout},\"type\":\"command\"}}]{matcher}}}"
+        );
+        let hash = sha2::Sha256::digest(identity.as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let index = record
+            .positions
+            .iter()
+            .find(|(e, _)| e == event)
+            .map_or(0, |(_, i)| *i);
+        let key = format!("{}:{label}:{index}:0", hooks_file.display())
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        text.push_str(&format!(
+            "[hooks.state.\"{key}\"]\ntrusted_hash = \"sha256:{hex}\"\n"
+        ));
+    }
+    text
+}
+
+/// Appends and creates the files `record` names (its `appended` text
+/// after what a file holds, each of its `files` whole).
+fn apply_files(record: &Record) -> Result<(), AgentError> {
+    for (path, text) in &record.appended {
+        let mut current = match std::fs::read_to_string(path) {
+            Ok(current) => current,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(AgentError::io("read", path)(e)),
+        };
+        if !current.is_empty() && !current.ends_with('\n') {
+            current.push('\n');
+        }
+        current.push_str(text);
+        write_text(path, &current)?;
+    }
+    for (path, content) in &record.files {
+        write_text(path, content)?;
+    }
+    Ok(())
+}
+
+/// Undoes [`apply_files`]: the appended text taken out where it still is,
+/// the files created deleted while they hold what was written.
+fn undo_files(record: &Record) -> Result<(), AgentError> {
+    for (path, text) in &record.appended {
+        let current = match std::fs::read_to_string(path) {
+            Ok(current) => current,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(AgentError::io("read", path)(e)),
+        };
+        if let Some(at) = current.find(text.as_str()) {
+            let mut cleaned = current.clone();
+            cleaned.replace_range(at..at + text.len(), "");
+            write_text(path, &cleaned)?;
+        }
+    }
+    for (path, content) in &record.files {
+        if std::fs::read_to_string(path).is_ok_and(|c| &c == content) {
+            std::fs::remove_file(path).map_err(AgentError::io("remove", path))?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes what the record beside `settings` says was installed, and the
@@ -466,8 +714,9 @@ pub fn uninstall_file(settings: &Path, dry_run: bool) -> Result<Value, AgentErro
         )));
     };
     let current = read_json(settings)?.unwrap_or(Value::Object(Map::new()));
-    let cleaned = uninstall_claude_code(&current, &record).map_err(|e| in_the_way(settings, &e))?;
+    let cleaned = uninstall_settings(&current, &record).map_err(|e| in_the_way(settings, &e))?;
     if !dry_run {
+        undo_files(&record)?;
         write_json(settings, &cleaned)?;
         std::fs::remove_file(&record_file).map_err(AgentError::io("remove", &record_file))?;
     }
@@ -562,9 +811,16 @@ fn read_json(path: &Path) -> Result<Option<Value>, AgentError> {
     }
 }
 
-/// Replaces `path` with `value` so that a crash leaves the old file or
-/// the new one (temp file, fsync, rename), keeping its mode.
+/// Replaces `path` with `value` as JSON, as [`write_text`].
 fn write_json(path: &Path, value: &Value) -> Result<(), AgentError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| AgentError::Invalid(format!("cannot encode `{}`: {e}", path.display())))?;
+    write_text(path, &format!("{text}\n"))
+}
+
+/// Replaces `path` with `text` so that a crash leaves the old file or the
+/// new one (temp file, fsync, rename), keeping its mode.
+fn write_text(path: &Path, text: &str) -> Result<(), AgentError> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(AgentError::io("write", dir))?;
@@ -573,9 +829,7 @@ fn write_json(path: &Path, value: &Value) -> Result<(), AgentError> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".ward-tmp");
     let temp = PathBuf::from(temp);
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| AgentError::Invalid(format!("cannot encode `{}`: {e}", path.display())))?;
-    std::fs::write(&temp, format!("{text}\n")).map_err(AgentError::io("write", &temp))?;
+    std::fs::write(&temp, text).map_err(AgentError::io("write", &temp))?;
     std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode))
         .map_err(AgentError::io("write", &temp))?;
     std::fs::File::open(&temp)

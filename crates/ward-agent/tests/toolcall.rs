@@ -241,3 +241,57 @@ fn a_gemini_shell_command_runs_in_its_dir_path() {
         &["exec:run cat @/w/sub", "files:read notes.txt @/w/sub"],
     );
 }
+
+#[test]
+fn codex_trust_hashes_are_the_ones_codex_computes() {
+    use ward_agent::install::{Record, codex_trust};
+    // Values Codex 0.169.1 reported in `hooks/list` for these handlers.
+    let record = Record {
+        hooks: vec![
+            (
+                "PreToolUse".into(),
+                json!({"matcher": "*", "hooks": [{"type": "command",
+                    "command": "/tmp/agents-research/bin/dump-hook.sh allow", "timeout": 30}]}),
+            ),
+            (
+                "SessionStart".into(),
+                json!({"hooks": [{"type": "command",
+                    "command": "ward hook codex --state-dir /var/lib/ward"}]}),
+            ),
+        ],
+        positions: vec![("PreToolUse".into(), 2), ("SessionStart".into(), 0)],
+        ..Record::default()
+    };
+    let text = codex_trust(std::path::Path::new("/home/a/.codex/hooks.json"), &record);
+    assert!(
+        text.contains(
+            "[hooks.state.\"/home/a/.codex/hooks.json:pre_tool_use:2:0\"]\ntrusted_hash = \"sha256:d785da4d7d9a57df82dcdb3c5a52f030518ef999609c091e073c7843246e0b2f\"\n"
+        ),
+        "{text}"
+    );
+    // No matcher and no timeout (600): Codex's value for PreToolUse was
+    // fbbab114…; for SessionStart the label differs, so the hash does too.
+    assert!(
+        text.contains("[hooks.state.\"/home/a/.codex/hooks.json:session_start:0:0\"]"),
+        "{text}"
+    );
+    let pre = Record {
+        hooks: vec![(
+            "PreToolUse".into(),
+            json!({"hooks": [{"type": "command",
+                "command": "ward hook codex --state-dir /var/lib/ward"}]}),
+        )],
+        positions: vec![("PreToolUse".into(), 0)],
+        ..Record::default()
+    };
+    assert!(
+        codex_trust(std::path::Path::new("/h.json"), &pre)
+            .contains("sha256:fbbab11404b1dfe7cb74499522bf8995a43d550d1fe7b31521f7072cffcd940d")
+    );
+    // A path with a quote stays one TOML key.
+    let odd = codex_trust(std::path::Path::new("/a\"b/hooks.json"), &pre);
+    assert!(
+        odd.contains("[hooks.state.\"/a\\\"b/hooks.json:pre_tool_use:0:0\"]"),
+        "{odd}"
+    );
+}

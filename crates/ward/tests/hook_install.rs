@@ -474,3 +474,208 @@ async fn managed_install_wraps_mcp_servers_allows_only_them_and_denies_unscoped_
     );
     assert_eq!(read(&mcp), theirs, "a refused install wrote");
 }
+
+/// `ward hook ARGS` with `env`.
+fn ward_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(ward_bin());
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_hooks_are_installed_trusted_and_removed_exactly() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let home = desk.root().join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let hooks = home.join("hooks.json");
+    let theirs = json!({"hooks": {"PreToolUse": [{"matcher": "Bash",
+        "hooks": [{"type": "command", "command": "my-audit", "timeout": 5}]}]}});
+    std::fs::write(&hooks, theirs.to_string()).unwrap();
+    let config = home.join("config.toml");
+    let config_before = "model = \"gpt-5.5\"\n\n[projects.\"/src\"]\ntrust_level = \"trusted\"\n";
+    std::fs::write(&config, config_before).unwrap();
+    let state = desk.state_dir.display().to_string();
+    let env = [("CODEX_HOME", home.as_path())];
+    let done = ward_env(
+        &[
+            "hook",
+            "install",
+            "codex",
+            "--scope",
+            "user",
+            "--state-dir",
+            &state,
+        ],
+        &env,
+    );
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("3 hook events, trusted in"),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
+    );
+    let written = read(&hooks);
+    // Codex takes nothing but `hooks` at the top of the file.
+    assert_eq!(
+        written.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["hooks"]
+    );
+    let pre = written["hooks"]["PreToolUse"].as_array().unwrap();
+    assert_eq!(pre[0], theirs["hooks"]["PreToolUse"][0], "theirs first");
+    assert_eq!(pre[1]["hooks"][0]["timeout"], 30);
+    let command = pre[1]["hooks"][0]["command"].as_str().unwrap().to_owned();
+    assert!(command.contains(" codex --state-dir "), "{command}");
+    let trusted = std::fs::read_to_string(&config).unwrap();
+    assert!(trusted.starts_with(config_before), "{trusted}");
+    let key = format!("[hooks.state.\"{}:pre_tool_use:1:0\"]", hooks.display());
+    assert!(trusted.contains(&key), "{trusted}");
+    assert_eq!(trusted.matches("trusted_hash = \"sha256:").count(), 3);
+
+    // The installed command, run as Codex runs it, blocks by exit 2.
+    let event = json!({"session_id": "s", "cwd": desk.root().join("work"),
+        "hook_event_name": "PreToolUse", "tool_name": "Bash",
+        "tool_input": {"command": "rm -rf ~"}, "tool_use_id": "call_1"});
+    let mut child = Command::new("bash")
+        .args(["-c", &command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).trim().is_empty(),
+        "Codex lets an empty reason through"
+    );
+
+    let undo = ward_env(
+        &[
+            "hook",
+            "uninstall",
+            "codex",
+            "--scope",
+            "user",
+            "--state-dir",
+            &state,
+        ],
+        &env,
+    );
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert_eq!(read(&hooks), theirs);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), config_before);
+}
+
+#[test]
+fn a_managed_codex_install_pins_managed_hooks_only_and_leaves_an_admins_requirements() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc/codex");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let hooks = etc.join("hooks.json");
+    let args = |verb: &str| {
+        vec![
+            "hook".to_owned(),
+            verb.to_owned(),
+            "codex".to_owned(),
+            "--scope".to_owned(),
+            "managed".to_owned(),
+            "--path".to_owned(),
+            hooks.display().to_string(),
+            "--state-dir".to_owned(),
+            state.display().to_string(),
+        ]
+    };
+    let run = |verb: &str| {
+        let args = args(verb);
+        ward(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let done = run("install");
+    assert!(done.status.success(), "{}", stderr(&done));
+    let requirements = etc.join("requirements.toml");
+    let written = std::fs::read_to_string(&requirements).unwrap();
+    assert!(
+        written.contains("\nallow_managed_hooks_only = true\n"),
+        "{written}"
+    );
+    assert!(written.contains("[features]\nhooks = true\n"), "{written}");
+    let undo = run("uninstall");
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert!(!requirements.exists());
+    assert_eq!(read(&hooks), json!({}));
+
+    // An admin's own requirements are never rewritten.
+    std::fs::write(&requirements, "allowed_sandbox_modes = [\"read-only\"]\n").unwrap();
+    let done = run("install");
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("exists: make sure it says"),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
+    );
+    assert!(run("uninstall").status.success());
+    assert_eq!(
+        std::fs::read_to_string(&requirements).unwrap(),
+        "allowed_sandbox_modes = [\"read-only\"]\n"
+    );
+}
+
+#[test]
+fn gemini_hooks_are_named_timed_in_milliseconds_and_enabled_in_system_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let settings = dir.path().join("settings.json");
+    let theirs = json!({"hooksConfig": {"notifications": false},
+                        "security": {"auth": {"selectedType": "gemini-api-key"}}});
+    std::fs::write(&settings, theirs.to_string()).unwrap();
+    let path = settings.display().to_string();
+    let state = state.display().to_string();
+    let done = ward(&[
+        "hook",
+        "install",
+        "gemini",
+        "--scope",
+        "managed",
+        "--path",
+        &path,
+        "--state-dir",
+        &state,
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let printed = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        printed.contains("4 hook events, hooks enabled"),
+        "{printed}"
+    );
+    assert!(printed.contains("not trusted"), "{printed}");
+    let written = read(&settings);
+    assert_eq!(written["hooksConfig"]["enabled"], true);
+    assert_eq!(written["hooksConfig"]["notifications"], false);
+    let before = &written["hooks"]["BeforeTool"][0];
+    assert_eq!(before["matcher"], "*");
+    assert_eq!(before["hooks"][0]["name"], "ward");
+    assert_eq!(before["hooks"][0]["timeout"], 30000);
+    assert!(written["hooks"]["AfterTool"].is_array());
+    assert!(written.get("permissions").is_none());
+    let undo = ward(&[
+        "hook",
+        "uninstall",
+        "gemini",
+        "--scope",
+        "managed",
+        "--path",
+        &path,
+    ]);
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert_eq!(read(&settings), theirs);
+}

@@ -39,6 +39,36 @@ pub enum HookCommand {
 pub enum Agent {
     /// Claude Code (`settings.json`, `managed-settings.json`).
     ClaudeCode,
+    /// Codex CLI (`hooks.json`: `~/.codex`, `.codex`, `/etc/codex`).
+    Codex,
+    /// Gemini CLI (`settings.json`: `~/.gemini`, `.gemini`, `/etc/gemini-cli`).
+    Gemini,
+}
+
+impl Agent {
+    fn hook(self) -> HookAgent {
+        match self {
+            Agent::ClaudeCode => HookAgent::ClaudeCode,
+            Agent::Codex => HookAgent::Codex,
+            Agent::Gemini => HookAgent::Gemini,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "claude-code",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "Claude Code",
+            Agent::Codex => "Codex CLI",
+            Agent::Gemini => "Gemini CLI",
+        }
+    }
 }
 
 /// Which settings file.
@@ -113,23 +143,54 @@ pub async fn run(command: HookCommand) -> CliResult {
     }
 }
 
-fn settings_path(scope: Scope, path: Option<PathBuf>) -> Result<PathBuf, CliError> {
+fn settings_path(agent: Agent, scope: Scope, path: Option<PathBuf>) -> Result<PathBuf, CliError> {
     if let Some(path) = path {
         return Ok(path);
     }
-    Ok(match scope {
-        Scope::Managed if cfg!(target_os = "macos") => {
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .ok_or_else(|| CliError::Failed("HOME is not set; give --path".into()))
+    };
+    Ok(match (agent, scope) {
+        (Agent::ClaudeCode, Scope::Managed) if cfg!(target_os = "macos") => {
             PathBuf::from("/Library/Application Support/ClaudeCode/managed-settings.json")
         }
-        Scope::Managed => PathBuf::from("/etc/claude-code/managed-settings.json"),
-        Scope::User => {
-            let home = std::env::var_os("HOME")
-                .ok_or_else(|| CliError::Failed("HOME is not set; give --path".into()))?;
-            PathBuf::from(home).join(".claude/settings.json")
+        (Agent::ClaudeCode, Scope::Managed) => {
+            PathBuf::from("/etc/claude-code/managed-settings.json")
         }
-        Scope::Project => PathBuf::from(".claude/settings.json"),
+        (Agent::ClaudeCode, Scope::User) => home()?.join(".claude/settings.json"),
+        (Agent::ClaudeCode, Scope::Project) => PathBuf::from(".claude/settings.json"),
+        (Agent::Codex, Scope::Managed) => PathBuf::from("/etc/codex/hooks.json"),
+        (Agent::Codex, Scope::User) => codex_home()?.join("hooks.json"),
+        (Agent::Codex, Scope::Project) => PathBuf::from(".codex/hooks.json"),
+        (Agent::Gemini, Scope::Managed) => PathBuf::from("/etc/gemini-cli/settings.json"),
+        (Agent::Gemini, Scope::User) => match std::env::var_os("GEMINI_CLI_HOME") {
+            Some(dir) => PathBuf::from(dir).join(".gemini/settings.json"),
+            None => home()?.join(".gemini/settings.json"),
+        },
+        (Agent::Gemini, Scope::Project) => PathBuf::from(".gemini/settings.json"),
     })
 }
+
+/// Codex's own directory: `$CODEX_HOME`, else `~/.codex`.
+fn codex_home() -> Result<PathBuf, CliError> {
+    match std::env::var_os("CODEX_HOME") {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".codex"))
+            .ok_or_else(|| CliError::Failed("HOME and CODEX_HOME are not set".into())),
+    }
+}
+
+/// What a managed Codex install writes to `/etc/codex/requirements.toml`
+/// when there is none: only managed hooks run, and hooks stay on.
+const CODEX_REQUIREMENTS: &str = "# Written by `ward hook install codex --scope managed` (removed by its uninstall while unchanged).\n\
+# Only the hooks in /etc/codex run, and no user can switch hooks off.\n\
+allow_managed_hooks_only = true\n\
+\n\
+[features]\n\
+hooks = true\n";
 
 /// `'text'` for a POSIX shell.
 fn quoted(text: &str) -> String {
@@ -137,8 +198,8 @@ fn quoted(text: &str) -> String {
 }
 
 async fn install(args: InstallArgs) -> CliResult {
-    let Agent::ClaudeCode = args.agent;
-    let path = settings_path(args.scope, args.path)?;
+    let agent = args.agent;
+    let path = settings_path(agent, args.scope, args.path)?;
     let state_dir = std::fs::canonicalize(&args.state_dir).map_err(|e| {
         CliError::Failed(format!(
             "cannot open `{}`: {e}; run `ward agent enroll` first",
@@ -163,6 +224,11 @@ async fn install(args: InstallArgs) -> CliResult {
     let state_text = state_dir.display().to_string();
     let wrapped = match &args.mcp_config {
         None => serde_json::Map::new(),
+        Some(_) if !matches!(agent, Agent::ClaudeCode) => {
+            return Err(CliError::Failed(
+                "--mcp-config is for claude-code (give Codex and Gemini the proxy's command line or URL as their MCP server)".into(),
+            ));
+        }
         Some(_) if !managed => {
             return Err(CliError::Failed(
                 "--mcp-config needs --scope managed (Claude Code reads managed-mcp.json only beside managed settings)".into(),
@@ -178,25 +244,42 @@ async fn install(args: InstallArgs) -> CliResult {
         }
     };
     let servers: Vec<String> = wrapped.keys().cloned().collect();
-    let (derived, derived_note) = match profile_scopes(&state_dir).await {
-        Ok(scopes) => (install::baseline(&scopes, &servers), String::new()),
-        Err(why) => (
-            Vec::new(),
-            format!("; no rules derived from the profile: {why}"),
+    let (derived, derived_note) = match agent {
+        Agent::ClaudeCode => match profile_scopes(&state_dir).await {
+            Ok(scopes) => (install::baseline(&scopes, &servers), String::new()),
+            Err(why) => (
+                Vec::new(),
+                format!("; no rules derived from the profile: {why}"),
+            ),
+        },
+        Agent::Codex | Agent::Gemini => (Vec::new(), String::new()),
+    };
+    let (trust_file, create) = match (agent, managed) {
+        (Agent::Codex, false) => (Some(codex_home()?.join("config.toml")), Vec::new()),
+        (Agent::Codex, true) => (
+            None,
+            vec![(
+                path.with_file_name("requirements.toml"),
+                CODEX_REQUIREMENTS.to_owned(),
+            )],
         ),
+        _ => (None, Vec::new()),
     };
     let mcp_path = path.with_file_name("managed-mcp.json");
     let plan = Plan {
+        agent: agent.hook(),
         command: if hook_binary == ward {
             format!(
-                "{} hook claude-code --state-dir {}",
+                "{} hook {} --state-dir {}",
                 quoted(&ward_text),
+                agent.name(),
                 quoted(&state_text)
             )
         } else {
             format!(
-                "{} claude-code --state-dir {}",
+                "{} {} --state-dir {}",
                 quoted(&hook_binary.display().to_string()),
+                agent.name(),
                 quoted(&state_text)
             )
         },
@@ -205,6 +288,8 @@ async fn install(args: InstallArgs) -> CliResult {
         derived,
         managed,
         mcp_commands: wrapped.values().map(install::command_line).collect(),
+        trust_file,
+        create,
     };
     let (merged, record) = install::install_file(&path, &plan, args.dry_run)?;
     let mcp = if wrapped.is_empty() {
@@ -226,26 +311,55 @@ async fn install(args: InstallArgs) -> CliResult {
         let absolute = std::fs::canonicalize(&mcp_path).unwrap_or(mcp_path.clone());
         install::remember(&state_dir, &absolute)?;
     }
+    let details = match agent {
+        Agent::ClaudeCode => format!(
+            "{} deny rules{}{}{derived_note}",
+            record.deny.len(),
+            if plan.managed {
+                ", hooks and bypass mode locked"
+            } else {
+                ""
+            },
+            if servers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} MCP servers wrapped in {}, no others allowed",
+                    servers.len(),
+                    mcp_path.display()
+                )
+            }
+        ),
+        Agent::Codex => match (&plan.trust_file, record.files.first()) {
+            (Some(config), _) => format!("trusted in {}", config.display()),
+            (None, Some((requirements, _))) => format!(
+                "managed; {} written: only managed hooks run",
+                requirements.display()
+            ),
+            (None, None) => format!(
+                "managed; {} exists: make sure it says `allow_managed_hooks_only = true` and `hooks = true` under `[features]`",
+                path.with_file_name("requirements.toml").display()
+            ),
+        },
+        Agent::Gemini => {
+            if plan.managed {
+                "hooks enabled".to_owned()
+            } else {
+                "user or project settings".to_owned()
+            }
+        }
+    };
     output::line(format!(
-        "installed Ward's hooks for Claude Code in {} ({} hook events, {} deny rules{}{}{derived_note})",
+        "installed Ward's hooks for {} in {} ({} hook events, {details})",
+        agent.title(),
         path.display(),
         record.hooks.len(),
-        record.deny.len(),
-        if plan.managed {
-            ", hooks and bypass mode locked"
-        } else {
-            ""
-        },
-        if servers.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", {} MCP servers wrapped in {}, no others allowed",
-                servers.len(),
-                mcp_path.display()
-            )
-        }
     ));
+    if let Agent::Gemini = agent {
+        output::line(
+            "note: Gemini CLI runs no hooks in a folder its user has not trusted, and a user or project can disable a hook by name (`hooksConfig.disabled`); run it under `ward agent exec` for a bound that holds",
+        );
+    }
     Ok(())
 }
 
@@ -304,8 +418,7 @@ async fn profile_scopes(state_dir: &std::path::Path) -> Result<Vec<String>, Stri
 }
 
 fn uninstall(args: UninstallArgs) -> CliResult {
-    let Agent::ClaudeCode = args.agent;
-    let path = settings_path(args.scope, args.path)?;
+    let path = settings_path(args.agent, args.scope, args.path)?;
     let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
     let cleaned = install::uninstall_file(&path, args.dry_run)?;
     // The wrapped MCP servers, when this install wrote them.
@@ -330,7 +443,8 @@ fn uninstall(args: UninstallArgs) -> CliResult {
         }
     }
     output::line(format!(
-        "removed Ward's hooks and deny rules from {}{}",
+        "removed Ward's hooks for {} from {}{}",
+        args.agent.title(),
         path.display(),
         if mcp.is_some() {
             format!(" and its MCP servers from {}", mcp_path.display())
