@@ -298,55 +298,69 @@ async fn the_uninstall_directive_removes_the_installed_hooks() {
 
 #[test]
 fn the_example_managed_settings_are_what_install_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let state = root.join("state");
-    std::fs::create_dir(&state).unwrap();
-    let settings = root.join("managed-settings.json");
-    let hook_binary = root.join("bin/ward-hook");
-    std::fs::create_dir(root.join("bin")).unwrap();
-    std::fs::write(&hook_binary, "#!/bin/sh\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook_binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = ward(&[
-        "hook",
-        "install",
-        "claude-code",
-        "--scope",
-        "managed",
-        "--hook-binary",
-        &hook_binary.display().to_string(),
-        "--dry-run",
-        "--path",
-        &settings.display().to_string(),
-        "--state-dir",
-        &state.display().to_string(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let ward_path = std::fs::canonicalize(ward_bin()).unwrap();
-    let written = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(&ward_path.display().to_string(), "/usr/local/bin/ward")
-        .replace(
-            &hook_binary.display().to_string(),
-            "/usr/local/bin/ward-hook",
-        )
-        .replace(
-            &state.display().to_string(),
-            "/home/alice/.local/state/ward-agent",
-        )
-        .replace(
-            &settings.display().to_string(),
+    for (agent, real, example) in [
+        (
+            "claude-code",
             "/etc/claude-code/managed-settings.json",
+            "claude-code/managed-settings.json",
+        ),
+        ("codex", "/etc/codex/hooks.json", "codex/hooks.json"),
+        (
+            "gemini",
+            "/etc/gemini-cli/settings.json",
+            "gemini/settings.json",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let state = root.join("state");
+        std::fs::create_dir(&state).unwrap();
+        let settings = root.join("settings.json");
+        let hook_binary = root.join("bin/ward-hook");
+        std::fs::create_dir(root.join("bin")).unwrap();
+        std::fs::write(&hook_binary, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook_binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = ward(&[
+            "hook",
+            "install",
+            agent,
+            "--scope",
+            "managed",
+            "--hook-binary",
+            &hook_binary.display().to_string(),
+            "--dry-run",
+            "--path",
+            &settings.display().to_string(),
+            "--state-dir",
+            &state.display().to_string(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let ward_path = std::fs::canonicalize(ward_bin()).unwrap();
+        let written = String::from_utf8(out.stdout)
+            .unwrap()
+            .replace(&ward_path.display().to_string(), "/usr/local/bin/ward")
+            .replace(
+                &hook_binary.display().to_string(),
+                "/usr/local/bin/ward-hook",
+            )
+            .replace(
+                &state.display().to_string(),
+                "/home/alice/.local/state/ward-agent",
+            )
+            .replace(&settings.display().to_string(), real);
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/agents")
+            .join(example);
+        let expected: Value = serde_json::from_slice(&std::fs::read(&example).unwrap()).unwrap();
+        let written: Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(
+            written,
+            expected,
+            "regenerate {} (see examples/agents/claude-code/README.md)",
+            example.display()
         );
-    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/agents/claude-code/managed-settings.json");
-    let example: Value = serde_json::from_slice(&std::fs::read(example).unwrap()).unwrap();
-    let written: Value = serde_json::from_str(&written).unwrap();
-    assert_eq!(
-        written, example,
-        "regenerate examples/agents/claude-code/managed-settings.json (see its README)"
-    );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
