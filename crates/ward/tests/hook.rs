@@ -325,10 +325,11 @@ async fn quarantine_denies_and_calls_become_events_with_their_correlation_ids() 
             .any(|e| e["action"] == "files:read" && e["result"] == "allow"),
         "{events:?}"
     );
+    // The result carries the call's duration: from its allow to its result.
     assert!(
-        events
-            .iter()
-            .any(|e| e["action"] == "tool.result" && e["result"] == "ok"),
+        events.iter().any(|e| e["action"] == "tool.result"
+            && e["result"] == "ok"
+            && e["duration_ms"].is_u64()),
         "{events:?}"
     );
     let judged = loop {

@@ -217,6 +217,13 @@ async fn authorize(
         .clone()
         .filter(|name| ward_model::matrix::is_valid_name(name)));
     entry.duration_ms = Some(started.elapsed().as_millis() as u64);
+    if decision.allow && asked.correlation_id.is_some() {
+        runtime
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remember(&correlation_id, started);
+    }
     let recorded = record::append(&runtime, vec![entry]).await;
     let answer = match recorded {
         Ok(_) => AuthorizeResponse {
@@ -313,7 +320,25 @@ async fn events(State(runtime): State<Arc<Runtime>>, request: axum::extract::Req
     let mut entries = Vec::with_capacity(asked.events.len());
     for (index, event) in asked.events.into_iter().enumerate() {
         match Entry::from_local(index, event) {
-            Ok(entry) => entries.push(entry),
+            Ok(mut entry) => {
+                // A call's result: how long since it was allowed, unless
+                // its producer said.
+                if entry.action.ends_with(".result")
+                    && let Some(id) = &entry.correlation_id
+                {
+                    let allowed = runtime
+                        .decided
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take(id);
+                    if entry.duration_ms.is_none()
+                        && let Some(at) = allowed
+                    {
+                        entry.duration_ms = Some(at.elapsed().as_millis() as u64);
+                    }
+                }
+                entries.push(entry);
+            }
             Err((field, reason)) => {
                 return error(
                     StatusCode::BAD_REQUEST,

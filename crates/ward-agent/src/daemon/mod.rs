@@ -102,6 +102,8 @@ pub struct Runtime {
     pub wake_acks: Notify,
     /// Turns true when the daemon stops (or uninstalls).
     pub stopping: watch::Sender<bool>,
+    /// When recent allowed calls were decided, for their results' durations.
+    pub decided: std::sync::Mutex<record::Decided>,
 }
 
 impl Runtime {
@@ -182,6 +184,7 @@ pub async fn run(
         wake_shipper: Notify::new(),
         wake_acks: Notify::new(),
         stopping: watch::channel(false).0,
+        decided: std::sync::Mutex::new(record::Decided::default()),
     });
     tracing::info!(
         agent = %runtime.record.agent_id,

@@ -208,3 +208,61 @@ pub struct Appended {
     /// Telemetry entries dropped because the spool was full.
     pub dropped: u64,
 }
+
+/// When each recent allowed call was decided, by correlation id, so that
+/// the event of its result (`tool.result` from a hook's `PostToolUse`,
+/// any `*.result`) carries how long the call took when its producer did
+/// not say. Bounded: past [`Decided::MAX`] the oldest is forgotten.
+#[derive(Debug, Default)]
+pub struct Decided {
+    at: std::collections::HashMap<String, std::time::Instant>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Decided {
+    /// Calls remembered at most.
+    pub const MAX: usize = 4096;
+
+    /// Notes that the call `id` was allowed at `at` (the first question of
+    /// a call is its start).
+    pub fn remember(&mut self, id: &str, at: std::time::Instant) {
+        if self.at.contains_key(id) {
+            return;
+        }
+        if self.order.len() >= Self::MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.at.remove(&oldest);
+        }
+        self.at.insert(id.to_owned(), at);
+        self.order.push_back(id.to_owned());
+    }
+
+    /// When the call `id` was allowed, forgetting it.
+    pub fn take(&mut self, id: &str) -> Option<std::time::Instant> {
+        let at = self.at.remove(id)?;
+        self.order.retain(|known| known != id);
+        Some(at)
+    }
+}
+
+#[cfg(test)]
+mod decided_tests {
+    use super::Decided;
+    use std::time::Instant;
+
+    #[test]
+    fn the_first_question_starts_a_call_and_the_oldest_is_forgotten_first() {
+        let mut decided = Decided::default();
+        let first = Instant::now();
+        decided.remember("a", first);
+        decided.remember("a", Instant::now());
+        assert_eq!(decided.take("a"), Some(first));
+        assert_eq!(decided.take("a"), None);
+        for n in 0..=Decided::MAX {
+            decided.remember(&n.to_string(), first);
+        }
+        assert_eq!(decided.take("0"), None, "the oldest stays past the bound");
+        assert!(decided.take(&Decided::MAX.to_string()).is_some());
+    }
+}
