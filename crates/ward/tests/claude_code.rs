@@ -74,6 +74,18 @@ fn claude(
     add_dir: &Path,
     settings: Option<&Path>,
 ) -> Vec<Value> {
+    claude_with(model, cwd, home, add_dir, settings, &[])
+}
+
+/// [`claude`] with more arguments.
+fn claude_with(
+    model: &Model,
+    cwd: &Path,
+    home: &Path,
+    add_dir: &Path,
+    settings: Option<&Path>,
+    extra: &[&str],
+) -> Vec<Value> {
     let bin = repo().join("tests/claude-code/node_modules/.bin/claude");
     assert!(
         bin.exists(),
@@ -102,6 +114,7 @@ fn claude(
     if let Some(settings) = settings {
         command.arg("--settings").arg(settings);
     }
+    command.args(extra);
     let output = command.output().unwrap();
     assert!(output.status.success(), "claude: {}", stderr(&output));
     String::from_utf8_lossy(&output.stdout)
@@ -185,4 +198,110 @@ async fn claude_code_reads_what_ward_allows_and_cannot_write_what_it_denies() {
         assert!(Instant::now() < deadline, "events: {read:?} {bash:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_reaches_an_mcp_server_only_through_wards_proxy() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let root = desk.root();
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let work = root.join("work");
+    let readme = work.join("readme.txt");
+    let owned = work.join("owned-by-mcp.txt");
+    let server = repo().join("tests/mcp/node_modules/.bin/mcp-server-filesystem");
+    assert!(
+        server.exists(),
+        "run `npm ci --prefix tests/mcp` (scripts/test does)"
+    );
+    // The admin's server list, wrapped by a managed install.
+    let servers = root.join("servers.json");
+    std::fs::write(
+        &servers,
+        json!({"mcpServers": {"fs": {"command": server, "args": [work]}}}).to_string(),
+    )
+    .unwrap();
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let settings = etc.join("managed-settings.json");
+    let state = desk.state_dir.display().to_string();
+    let installed = Command::new(ward_bin())
+        .args(["hook", "install", "claude-code", "--scope", "managed"])
+        .args(["--state-dir", &state, "--path"])
+        .arg(&settings)
+        .arg("--mcp-config")
+        .arg(&servers)
+        .output()
+        .unwrap();
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    // managed-mcp.json is read from /etc/claude-code only: the same
+    // servers are given on the command line here.
+    let mcp = etc.join("managed-mcp.json");
+    let script = root.join("script.json");
+    std::fs::write(
+        &script,
+        json!([
+            {"tool": "mcp__fs__read_text_file", "id": "toolu_03mcpread", "input": {"path": readme}},
+            {"tool": "mcp__fs__write_file", "id": "toolu_04mcpwrite",
+             "input": {"path": owned, "content": "owned"}},
+            {"text": "done"}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let log = root.join("model.log");
+    let model = model(&script, &log);
+    let mcp_arg = mcp.display().to_string();
+    let lines = claude_with(
+        &model,
+        &work,
+        &home,
+        &root,
+        Some(&settings),
+        &[
+            "--mcp-config",
+            &mcp_arg,
+            "--strict-mcp-config",
+            "--allowedTools",
+            "mcp__fs__read_text_file",
+            "mcp__fs__write_file",
+        ],
+    );
+    assert!(!owned.exists(), "the MCP write went through");
+    // The model saw the file's content from the allowed call, and the
+    // server never offered it the write tool.
+    let requests: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The tools Claude Code has (MCP tools are deferred, so they are in
+    // its init line rather than in each request).
+    let offered: Vec<&str> = lines
+        .iter()
+        .find(|l| l["subtype"] == "init")
+        .and_then(|init| init["tools"].as_array())
+        .unwrap_or_else(|| panic!("no init line: {lines:?}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|name| name.starts_with("mcp__fs__"))
+        .collect();
+    assert!(offered.contains(&"mcp__fs__read_text_file"), "{offered:?}");
+    assert!(!offered.contains(&"mcp__fs__write_file"), "{offered:?}");
+    let seen = serde_json::to_string(&requests).unwrap();
+    assert!(
+        seen.contains("hello"),
+        "the read's result did not reach the model"
+    );
+    desk.server_has("the proxied call's result", |e| {
+        e["action"] == "mcp.result" && e["target"] == "fs/read_text_file" && e["result"] == "ok"
+    })
+    .await;
+    desk.server_has("the hook's allow of the MCP call", |e| {
+        e["action"] == "mcp:call"
+            && e["target"] == "fs/read_text_file"
+            && e["correlation_id"] == "toolu_03mcpread"
+            && e["result"] == "allow"
+    })
+    .await;
 }

@@ -406,7 +406,7 @@ async fn profile_scopes(state_dir: &std::path::Path) -> Result<Vec<String>, Stri
     let status = tokio::time::timeout(Duration::from_secs(5), LocalClient::new(&socket).status())
         .await
         .map_err(|_| "the daemon did not answer within 5 s".to_owned())?
-        .map_err(|e| format!("the daemon cannot be asked ({e})"))?;
+        .map_err(|_| format!("no daemon answers at `{}`", socket.display()))?;
     if status.features.is_empty() {
         return Err("the daemon has not heard the profile yet".into());
     }
