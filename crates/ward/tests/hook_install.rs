@@ -34,6 +34,25 @@ fn install(settings: &Path, state: &Path) -> Output {
     ])
 }
 
+/// Runs an installed hook `command` through `shell -c`, as the agents
+/// do, with `event` on stdin.
+fn through_shell(shell: &str, command: &str, event: &Value) -> Output {
+    let mut child = Command::new(shell)
+        .args(["-c", command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The `permissions.deny` rules of `settings`.
 fn deny_rules(settings: &Value) -> Vec<&str> {
     settings["permissions"]["deny"]
@@ -239,20 +258,7 @@ async fn the_installed_command_answers_hook_events_from_the_daemon() {
             "tool_name": "Read", "tool_input": {"file_path": file}, "tool_use_id": "toolu_inst",
         });
         // As Claude Code runs it: through a shell.
-        let mut child = Command::new("sh")
-            .args(["-c", &command])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(event.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = through_shell("sh", &command, &event);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
         answer["hookSpecificOutput"]["permissionDecision"]
@@ -552,20 +558,7 @@ async fn codex_hooks_are_installed_trusted_and_removed_exactly() {
     let event = json!({"session_id": "s", "cwd": desk.root().join("work"),
         "hook_event_name": "PreToolUse", "tool_name": "Bash",
         "tool_input": {"command": "rm -rf ~"}, "tool_use_id": "call_1"});
-    let mut child = Command::new("bash")
-        .args(["-c", &command])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(event.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = through_shell("bash", &command, &event);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         !stderr(&out).trim().is_empty(),
