@@ -474,3 +474,54 @@ fn bad_flags_are_refused_with_one_line() {
         );
     }
 }
+
+/// A one-shot upstream on loopback: answers every request with `answer`
+/// (raw HTTP), and hands over the request heads it read.
+async fn raw_upstream(answer: &'static [u8]) -> (String, tokio::sync::mpsc::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let (heads, received) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = heads
+                .send(String::from_utf8_lossy(&seen).into_owned())
+                .await;
+            let _ = stream.write_all(answer).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_answer_is_withheld_and_no_compression_is_asked_for() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let socket = desk.socket().display().to_string();
+    // Gzip of a tools list Ward could not read to filter.
+    let (upstream, mut heads) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\nconnection: close\r\n\r\n\x1f\x8b\x08\x00",
+    )
+    .await;
+    let (_proxy, url) = proxy(&socket, "everything", &upstream, &[]);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (status, answer) = post(&url, &[("accept-encoding", "gzip, br")], list.to_string()).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("encoded body"),
+        "{answer}"
+    );
+    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("post /mcp "), "{head}");
+    assert!(!head.contains("accept-encoding"), "{head}");
+}

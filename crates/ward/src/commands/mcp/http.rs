@@ -268,6 +268,8 @@ impl HttpProxy {
         strip_hop_by_hop(&mut headers);
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
+        // Ward reads every answer before the client does: no compression.
+        headers.remove(header::ACCEPT_ENCODING);
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = self.upstream.clone();
@@ -296,6 +298,18 @@ impl HttpProxy {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
+        if parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|e| e.as_bytes() != b"identity")
+        {
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                None,
+                INVALID_REQUEST,
+                "the MCP server answered with an encoded body, which Ward cannot judge; withheld",
+            );
+        }
         let kind = parts
             .headers
             .get(header::CONTENT_TYPE)
