@@ -330,6 +330,28 @@ async fn headers_that_disagree_with_the_body_are_refused_before_the_server() {
         let message = answer["error"]["message"].as_str().unwrap();
         assert!(message.contains(why), "{headers:?}: {message}");
     }
+    // The same header twice: Ward would read one, the server both.
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "delete_all")
+        .header("mcp-name", "echo")
+        .body(call("delete_all").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32020, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sent more than once"),
+        "{answer}"
+    );
     // A version header for the stateless revision over a body without one.
     let bare = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
     let (status, answer) = post(

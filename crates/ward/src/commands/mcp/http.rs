@@ -365,10 +365,14 @@ impl HttpProxy {
     }
 }
 
-/// The mirrored headers of a request; a value that is not visible ASCII
-/// is refused.
+/// The mirrored headers of a request; a value that is not visible ASCII,
+/// or a header sent twice (joined, it would mean something else to the
+/// server), is refused.
 fn mirrored(headers: &HeaderMap) -> Result<Mirrored<'_>, String> {
     let get = |name: &str| {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(format!("Header mismatch: {name} is sent more than once"));
+        }
         headers
             .get(name)
             .map(|v| {
