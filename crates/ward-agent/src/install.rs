@@ -618,8 +618,8 @@ fn merge_file(
 pub fn codex_trust(hooks_file: &Path, record: &Record) -> String {
     use sha2::Digest;
     let mut text = format!(
-        "\n# Ward: trust for its hooks in {} (removed by `ward hook uninstall codex`)\n",
-        hooks_file.display()
+        "\n# Ward: trust for its hooks in \"{}\" (removed by `ward hook uninstall codex`)\n",
+        toml_escaped(&hooks_file.display().to_string())
     );
     for (event, group) in &record.hooks {
         let label = match event.as_str() {
@@ -648,14 +648,27 @@ pub fn codex_trust(hooks_file: &Path, record: &Record) -> String {
             .iter()
             .find(|(e, _)| e == event)
             .map_or(0, |(_, i)| *i);
-        let key = format!("{}:{label}:{index}:0", hooks_file.display())
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"");
+        let key = toml_escaped(&format!("{}:{label}:{index}:0", hooks_file.display()));
         text.push_str(&format!(
             "[hooks.state.\"{key}\"]\ntrusted_hash = \"sha256:{hex}\"\n"
         ));
     }
     text
+}
+
+/// `text` as the inside of a TOML basic string: `\\`, `"` and every
+/// control character escaped, so a path cannot end the string or the line.
+fn toml_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Appends and creates the files `record` names (its `appended` text

@@ -295,3 +295,24 @@ fn codex_trust_hashes_are_the_ones_codex_computes() {
         "{odd}"
     );
 }
+
+#[test]
+fn a_path_cannot_break_out_of_the_codex_trust_entries() {
+    use ward_agent::install::{Record, codex_trust};
+    let record = Record {
+        hooks: vec![(
+            "PreToolUse".into(),
+            json!({"matcher": "*", "hooks": [{"type": "command", "command": "x", "timeout": 30}]}),
+        )],
+        positions: vec![("PreToolUse".into(), 0)],
+        ..Record::default()
+    };
+    let text = codex_trust(
+        std::path::Path::new("/tmp/a\n[evil]\nx = 1\n/hooks.json"),
+        &record,
+    );
+    // Three lines: the comment, the table, the hash; no line of the path's own.
+    assert_eq!(text.trim().lines().count(), 3, "{text}");
+    assert!(!text.contains("\n[evil]"), "{text}");
+    assert!(text.contains("\\u000A[evil]\\u000A"), "{text}");
+}
