@@ -47,6 +47,45 @@ pub fn descendants(root: u32) -> Vec<(u32, char)> {
     found
 }
 
+/// Signals `pid` if it is still a descendant of `root`: the process is
+/// pinned by a pidfd first and its parentage read again, so a pid reused
+/// by an unrelated process since the tree was read is never signalled.
+fn signal_descendant(root: u32, pid: u32, signal: Signal) {
+    let Some(raw) = Pid::from_raw(pid as i32) else {
+        return;
+    };
+    let Ok(pinned) = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) else {
+        return;
+    };
+    if !descends_from(pid, root) {
+        return;
+    }
+    let _ = rustix::process::pidfd_send_signal(&pinned, signal);
+}
+
+/// Whether `pid`'s chain of parents, read now, reaches `root`.
+fn descends_from(pid: u32, root: u32) -> bool {
+    let mut at = pid;
+    // A chain of parents ends at init; the bound only stops a loop that a
+    // racing read could make.
+    for _ in 0..1 << 16 {
+        let Some((_, parent, _)) = std::fs::read_to_string(format!("/proc/{at}/stat"))
+            .ok()
+            .and_then(|text| parse_stat(&text))
+        else {
+            return false;
+        };
+        if parent == root {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        at = parent;
+    }
+    false
+}
+
 /// Sends `signal` to every descendant of `root`, again until a pass
 /// finds none it has not signalled (a process forking meanwhile is
 /// caught on the next pass); how many were signalled.
@@ -62,9 +101,7 @@ pub fn signal_tree(root: u32, signal: Signal) -> usize {
             break;
         }
         for pid in fresh {
-            if let Some(pid) = Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, signal);
-            }
+            signal_descendant(root, pid, signal);
             signalled.push(pid);
         }
     }
