@@ -9,15 +9,17 @@
 //! hooks still judge the exact pattern), a read-style action read access,
 //! any other action read and write; an `http` scope becomes the port of
 //! its URL. Read-only mode drops every write. [`enforce`] applies it to
-//! the calling thread and its future children, with no new privileges,
-//! and says how much the kernel enforced.
+//! the calling thread and its future children, with no new privileges and
+//! scoped (no signal to a process outside the sandbox, such as the
+//! supervisor that freezes it; no abstract socket made outside it), and
+//! says how much the kernel enforced.
 //!
 //! Besides the scopes, the process may read what programs need to start
 //! ([`SYSTEM_READ`]) and write `/dev/null` and the terminal.
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, path_beneath_rules,
+    RulesetStatus, Scope, path_beneath_rules,
 };
 use std::path::PathBuf;
 
@@ -174,6 +176,10 @@ pub fn enforce(confined: &Confinement) -> Result<Enforced, AgentError> {
         .handle_access(AccessFs::from_all(WANTED_ABI))
         .map_err(landlock)?
         .handle_access(AccessNet::ConnectTcp)
+        .map_err(landlock)?
+        // No signal to a process outside the sandbox (its supervisor, which
+        // freezes it), no abstract socket made outside it.
+        .scope(Scope::from_all(WANTED_ABI))
         .map_err(landlock)?
         .create()
         .map_err(landlock)?

@@ -87,6 +87,19 @@ async fn a_confined_program_reaches_its_scopes_and_nothing_else() {
         stderr(&connect)
     );
 
+    // Its supervisor (outside the sandbox) cannot be signalled: no
+    // stopping the freeze from inside.
+    let signal = exec(&desk, &["sh", "-c", "kill -STOP $PPID"]);
+    assert!(
+        !signal.status.success(),
+        "the sandbox signalled its supervisor"
+    );
+    assert!(
+        stderr(&signal).contains("not permitted"),
+        "{}",
+        stderr(&signal)
+    );
+
     // A quarantined agent runs nothing.
     let (status, body) = desk
         .server

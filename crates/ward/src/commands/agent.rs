@@ -462,7 +462,8 @@ async fn exec(args: ExecArgs) -> CliResult {
     supervise(&mut child, &mut daemon, &program).await
 }
 
-/// How long the daemon may stay silent before the program is frozen.
+/// How long the daemon may stay silent before the program is frozen
+/// (also while the agent is quarantined or offline).
 const DAEMON_LOST_AFTER: Duration = Duration::from_secs(2);
 
 /// Watches the daemon while `child` runs: see [`exec`].
@@ -497,8 +498,13 @@ async fn supervise(
                 let reason = match asked {
                     Ok(Ok(status)) => {
                         silent_since = None;
-                        (status.agent_state == "quarantined")
-                            .then(|| format!("the agent is quarantined ({})", status.mode_reason))
+                        if status.agent_state == "quarantined" {
+                            Some(format!("the agent is quarantined ({})", status.mode_reason))
+                        } else if status.mode == "offline" {
+                            Some(format!("the agent is offline ({})", status.mode_reason))
+                        } else {
+                            None
+                        }
                     }
                     _ => {
                         let since = *silent_since.get_or_insert_with(std::time::Instant::now);
@@ -522,7 +528,11 @@ async fn supervise(
                         record(daemon, "agent.release", program, why).await;
                         frozen = None;
                     }
-                    _ => {}
+                    // Still frozen: stop what was started or resumed since.
+                    (Some(_), Some(_)) => {
+                        signal_tree(me, Signal::STOP);
+                    }
+                    (None, None) => {}
                 }
             }
         }
