@@ -165,3 +165,69 @@ proptest! {
         prop_assert_eq!(whole.len(), 3);
     }
 }
+
+#[test]
+fn a_byte_order_mark_opens_the_stream_and_unknown_fields_are_dropped() {
+    let bom_event = "\u{feff}data: {\"result\":{\"tools\":[]}}\n\n";
+    for cut in 0..=bom_event.len() {
+        let bytes = bom_event.as_bytes();
+        let mut reader = SseReader::new(1 << 10);
+        let mut events = reader.push(&bytes[..cut]).unwrap();
+        events.extend(reader.push(&bytes[cut..]).unwrap());
+        assert_eq!(
+            events,
+            [SseEvent {
+                fields: vec![],
+                data: Some("{\"result\":{\"tools\":[]}}".into())
+            }],
+            "cut at {cut}"
+        );
+    }
+    // Only the first bytes of the stream may be a mark.
+    let mut reader = SseReader::new(1 << 10);
+    let events = reader
+        .push(b"id: 1\n\n\xef\xbb\xbfdata: x\nweird: y\n: note\nevent: e\n\n")
+        .unwrap();
+    assert_eq!(events[1].data, None, "{events:?}");
+    assert_eq!(events[1].fields, [": note", "event: e"], "{events:?}");
+}
+
+#[test]
+fn keys_a_server_could_read_otherwise_are_refused() {
+    use ward_agent::mcp::parse_strict;
+    assert!(
+        parse_strict(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#)
+            .is_ok()
+    );
+    for (line, why) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"w"}}"#,
+            "another case",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}"#,
+            "twice",
+        ),
+        (
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","NAME":"w"}}"#,
+            "twice",
+        ),
+        (
+            r#"{"id":1,"method":"tools/call","params":{"Name":"w"}}"#,
+            "another case",
+        ),
+        (
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","arguments":{"path":"/a","Path":"/etc"}}}"#,
+            "twice",
+        ),
+        (
+            r#"{"id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"w"}}"#,
+            "twice",
+        ),
+        (r#"{"id":1} {"id":2}"#, "one JSON value"),
+        ("[1]", "not a JSON-RPC object"),
+    ] {
+        let error = parse_strict(line).unwrap_err();
+        assert!(error.contains(why), "{line}: {error}");
+    }
+}

@@ -547,3 +547,37 @@ async fn an_encoded_answer_is_withheld_and_no_compression_is_asked_for() {
     assert!(head.starts_with("post /mcp "), "{head}");
     assert!(!head.contains("accept-encoding"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_passed_to_the_client_and_case_tricks_are_refused() {
+    let desk = Desk::start([1, 60, 120, 300]).await;
+    let socket = desk.socket().display().to_string();
+    let (upstream, _heads) = raw_upstream(
+        b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/mcp\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let (_proxy, url) = proxy(&socket, "everything", &upstream, &[]);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (status, answer) = post(&url, &[], list.to_string()).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redirected (307)"),
+        "{answer}"
+    );
+    // A method written in another case (a Go server would read it) never
+    // reaches the server.
+    let sneaky = r#"{"jsonrpc":"2.0","id":5,"Method":"tools/call","params":{"name":"write_file"}}"#;
+    let (status, answer) = post(&url, &[], sneaky.to_owned()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["id"], 5);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another case"),
+        "{answer}"
+    );
+}

@@ -180,6 +180,8 @@ pub struct SseReader {
     event: SseEvent,
     size: usize,
     after_cr: bool,
+    started: bool,
+    head: Vec<u8>,
 }
 
 impl SseReader {
@@ -191,11 +193,29 @@ impl SseReader {
             event: SseEvent::default(),
             size: 0,
             after_cr: false,
+            started: false,
+            head: Vec::new(),
         }
     }
 
     /// The events `chunk` completes.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, String> {
+        if self.started {
+            return self.push_started(chunk);
+        }
+        // A byte order mark may open the stream (clients skip it), split
+        // across chunks or not: the first bytes wait until that is known.
+        const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+        self.head.extend_from_slice(chunk);
+        if self.head.len() < BOM.len() && BOM.starts_with(&self.head) {
+            return Ok(Vec::new());
+        }
+        self.started = true;
+        let head = std::mem::take(&mut self.head);
+        self.push_started(head.strip_prefix(&BOM[..]).unwrap_or(&head))
+    }
+
+    fn push_started(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, String> {
         let mut events = Vec::new();
         for &byte in chunk {
             let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
@@ -233,7 +253,14 @@ impl SseReader {
                     data.push_str(more);
                 }
                 (Some(first), None) => self.event.data = Some(first.to_owned()),
-                (None, _) => self.event.fields.push(line),
+                // Comments and the fields the format defines pass; a line
+                // a client might read otherwise is dropped.
+                (None, _) => {
+                    let name = line.split(':').next().unwrap_or_default();
+                    if line.starts_with(':') || matches!(name, "id" | "event" | "retry") {
+                        self.event.fields.push(line);
+                    }
+                }
             }
         }
         Ok(events)
@@ -241,6 +268,9 @@ impl SseReader {
 
     /// Whether a part of an event is still waiting for its end.
     pub fn pending(&self) -> bool {
-        !self.line.is_empty() || !self.event.fields.is_empty() || self.event.data.is_some()
+        !self.head.is_empty()
+            || !self.line.is_empty()
+            || !self.event.fields.is_empty()
+            || self.event.data.is_some()
     }
 }

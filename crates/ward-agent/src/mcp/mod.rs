@@ -69,6 +69,102 @@ where
     })
 }
 
+/// The message in `line`, if it is one JSON object Ward can judge the same
+/// way as any server would: no object in it has two keys that are equal,
+/// or equal ignoring case (servers in Go match fields ignoring case, and
+/// which of two a parser keeps differs), and none of the keys Ward reads
+/// (`method`, `params`, `name`, `arguments`, …) is written in another
+/// case. Why not, otherwise.
+pub fn parse_strict(line: &str) -> Result<serde_json::Map<String, Value>, String> {
+    use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
+    struct Strict;
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(StrictSeed)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = serde_json::Map::new();
+            let mut folded = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !folded.insert(key.to_lowercase()) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key `{key}` appears twice (ignoring case) in one object"
+                    )));
+                }
+                let value = map.next_value_seed(StrictSeed)?;
+                object.insert(key, value);
+            }
+            Ok(Value::Object(object))
+        }
+    }
+    struct StrictSeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Strict)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let value = (&mut deserializer)
+        .deserialize_any(Strict)
+        .and_then(|v| deserializer.end().map(|()| v))
+        .map_err(|e| format!("not one JSON value Ward can judge ({e})"))?;
+    let Value::Object(message) = value else {
+        return Err("not a JSON-RPC object".into());
+    };
+    let read = |object: &serde_json::Map<String, Value>, keys: &[&str]| -> Result<(), String> {
+        for key in object.keys() {
+            if let Some(known) = keys
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(key) && **k != key.as_str())
+            {
+                return Err(format!("the key `{key}` is `{known}` in another case"));
+            }
+        }
+        Ok(())
+    };
+    read(
+        &message,
+        &["jsonrpc", "id", "method", "params", "result", "error"],
+    )?;
+    if let Some(Value::Object(params)) = message.get("params") {
+        read(
+            params,
+            &["name", "arguments", "uri", "_meta", "cursor", "taskId"],
+        )?;
+    }
+    Ok(message)
+}
+
 /// The JSON-RPC error code of a call Ward refused (server-defined range).
 pub const REFUSED: i64 = -32001;
 
@@ -128,9 +224,16 @@ impl Proxy {
 
     /// A line from the client, on its way to the server.
     pub async fn from_client(&self, line: &str, daemon: &mut LocalClient) -> Route {
-        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(line) else {
-            tracing::warn!("mcp proxy: dropped a client line that is not a JSON-RPC object");
-            return Route::Drop;
+        let message = match parse_strict(line) {
+            Ok(message) => message,
+            Err(why) => {
+                tracing::warn!(why, "mcp proxy: dropped a client line Ward cannot judge");
+                // A request that can be told apart gets the reason.
+                let id = serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned());
+                return refuse(id, &format!("Ward cannot judge this message: {why}"));
+            }
         };
         let id = message.get("id").cloned();
         match message.get("method").and_then(Value::as_str) {
@@ -176,10 +279,15 @@ impl Proxy {
             .and_then(|id| lock(&self.calls).remove(&id.to_string()));
         if let Some((tool, started)) = answered {
             self.record_result(&message, &tool, started, daemon).await;
-            if let (Some(redactor), Some(result)) = (&self.redactor, message.get_mut("result")) {
-                redactor.redact_json(result);
-                changed = true;
-            }
+        }
+        // Every result but a tool list, whichever request it answers (a
+        // result resumed on another stream too).
+        if let Some(redactor) = &self.redactor
+            && let Some(result) = message.get_mut("result")
+            && result.get("tools").is_none()
+        {
+            redactor.redact_json(result);
+            changed = true;
         }
         if let Some(Value::Array(tools)) =
             message.get_mut("result").and_then(|r| r.get_mut("tools"))
@@ -280,6 +388,18 @@ impl Proxy {
         let Some(mapped) = self.arguments.get(tool) else {
             return Ok(());
         };
+        if let Some(Value::Object(given)) = arguments {
+            for key in given.keys() {
+                if mapped
+                    .keys()
+                    .any(|name| name.eq_ignore_ascii_case(key) && name != key)
+                {
+                    return Err(format!(
+                        "`{key}` of `{tool}` is a checked argument in another case; denied"
+                    ));
+                }
+            }
+        }
         for (argument, action) in mapped {
             let values: Vec<&str> = match arguments.and_then(|a| a.get(argument)) {
                 None | Some(Value::Null) => continue,

@@ -298,10 +298,28 @@ impl HttpProxy {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
+        // A client following a redirect would reach the server without Ward.
+        if parts.status.is_redirection() {
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                None,
+                INVALID_REQUEST,
+                &format!(
+                    "the MCP server redirected ({}); Ward does not follow, and its client must not: point --upstream at the final URL",
+                    parts.status.as_u16()
+                ),
+            );
+        }
         if parts
             .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|e| e.as_bytes() != b"identity")
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .count()
+            > 1
+            || parts
+                .headers
+                .get(header::CONTENT_ENCODING)
+                .is_some_and(|e| e.as_bytes() != b"identity")
         {
             return refusal(
                 StatusCode::BAD_GATEWAY,
