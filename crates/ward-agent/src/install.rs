@@ -76,6 +76,15 @@ fn handler(agent: Agent, command: &str) -> Value {
     }
 }
 
+/// What a managed Codex install writes to `/etc/codex/requirements.toml`
+/// when there is none: only managed hooks run, and hooks stay on.
+pub const CODEX_REQUIREMENTS: &str = "# Written by `ward hook install codex --scope managed` (removed by its uninstall while unchanged).\n\
+# Only the hooks in /etc/codex run, and no user can switch hooks off.\n\
+allow_managed_hooks_only = true\n\
+\n\
+[features]\n\
+hooks = true\n";
+
 /// Seconds Claude Code gives the hook; the hook denies on its own well
 /// before (its `--deadline-ms`, 5 s by default).
 pub const HOOK_TIMEOUT_SECS: u64 = 30;
@@ -586,6 +595,7 @@ fn merge_file(
     merge: impl Fn(&Value) -> Result<(Value, Record), String>,
     extras: impl Fn(&mut Record),
 ) -> Result<(Value, Record), AgentError> {
+    not_a_link(settings)?;
     let mut current = read_json(settings)?.unwrap_or(Value::Null);
     let record_file = record_path(settings);
     if let Some(old) = read_record(&record_file)? {
@@ -801,14 +811,39 @@ fn save_registry(state_dir: &Path, known: &[PathBuf]) -> Result<(), AgentError> 
 }
 
 fn read_record(path: &Path) -> Result<Option<Record>, AgentError> {
-    read_json(path)?
-        .map(|value| {
-            serde_json::from_value(value).map_err(|e| AgentError::Corrupt {
-                path: path.to_owned(),
-                problem: format!("is not a Ward install record ({e})"),
-            })
+    let Some(value) = read_json(path)? else {
+        return Ok(None);
+    };
+    let record: Record = serde_json::from_value(value).map_err(|e| AgentError::Corrupt {
+        path: path.to_owned(),
+        problem: format!("is not a Ward install record ({e})"),
+    })?;
+    // A record can sit in a checked-out project: it may only undo what
+    // Ward writes beside settings, never name other files or text.
+    let foreign = record.appended.iter().any(|(file, text)| {
+        file.file_name().is_none_or(|n| n != "config.toml") || !is_trust_text(text)
+    }) || record.files.iter().any(|(file, content)| {
+        file.file_name().is_none_or(|n| n != "requirements.toml") || content != CODEX_REQUIREMENTS
+    });
+    if foreign {
+        return Err(AgentError::Corrupt {
+            path: path.to_owned(),
+            problem: "names files or text Ward never writes; not used".into(),
+        });
+    }
+    Ok(Some(record))
+}
+
+/// Whether `text` is a block [`codex_trust`] writes, and nothing else.
+fn is_trust_text(text: &str) -> bool {
+    let mut lines = text.trim_start_matches('\n').lines();
+    lines
+        .next()
+        .is_some_and(|first| first.starts_with("# Ward: trust for its hooks in \""))
+        && lines.all(|line| {
+            (line.starts_with("[hooks.state.\"") && line.ends_with("\"]"))
+                || (line.starts_with("trusted_hash = \"sha256:") && line.ends_with('"'))
         })
-        .transpose()
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, AgentError> {
@@ -838,17 +873,52 @@ fn write_text(path: &Path, text: &str) -> Result<(), AgentError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(AgentError::io("write", dir))?;
     }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    not_a_link(path)?;
     let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix)
+        .map_err(|e| AgentError::Invalid(format!("no randomness for a temporary name: {e}")))?;
     let mut temp = path.as_os_str().to_owned();
-    temp.push(".ward-tmp");
+    temp.push(format!(
+        ".ward-tmp-{}",
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
     let temp = PathBuf::from(temp);
-    std::fs::write(&temp, text).map_err(AgentError::io("write", &temp))?;
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode))
+    // New, never followed: a planted name cannot redirect the write.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .mode(mode)
+        .open(&temp)
         .map_err(AgentError::io("write", &temp))?;
-    std::fs::File::open(&temp)
-        .and_then(|f| f.sync_all())
-        .map_err(AgentError::io("write", &temp))?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(AgentError::io("write", &temp)(error));
+    }
     std::fs::rename(&temp, path).map_err(AgentError::io("write", path))
+}
+
+/// Refuses a path that is a symbolic link: a settings file or record that
+/// is one could send a write anywhere the installer may write (a
+/// checked-out project's files are not the installer's to trust).
+fn not_a_link(path: &Path) -> Result<(), AgentError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(AgentError::Invalid(format!(
+            "`{}` is a symbolic link; Ward writes only regular files",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn in_the_way(settings: &Path, why: &str) -> AgentError {

@@ -278,25 +278,40 @@ enabled = false
     assert_eq!((before, requests.len()), (3, 6), "{requests:?}");
 
     // Both decisions, and the ls's result, are on the server under the
-    // tool calls' ids.
+    // tool calls' ids; the session's start is there too (its hook is
+    // trusted as well).
     let deadline = Instant::now() + Duration::from_secs(20);
+    let session = lines
+        .iter()
+        .find(|l| l["type"] == "thread.started")
+        .map(|l| l["thread_id"].clone())
+        .unwrap_or_else(|| panic!("no thread.started: {lines:?}"));
     loop {
         let ls = desk.server_events("correlation_id=call_ward_ls").await;
         let write = desk.server_events("correlation_id=call_ward_write").await;
-        let ls_ok = ls
+        let started = desk
+            .server_events("")
+            .await
             .iter()
-            .any(|e| e["action"] == "exec:run" && e["result"] == "allow")
-            && ls
-                .iter()
-                .any(|e| e["action"] == "tool.result" && e["result"] == "ok");
+            .any(|e| e["action"] == "session.start" && e["target"] == session);
+        let ls_allowed = ls.iter().any(|e| {
+            e["action"] == "exec:run"
+                && e["result"] == "allow"
+                && e["target"].as_str().is_some_and(|t| t.ends_with("/ls"))
+        });
+        let ls_ran = ls
+            .iter()
+            .any(|e| e["action"] == "tool.result" && e["result"] == "ok");
         let write_denied = write
             .iter()
             .any(|e| e["action"] == "files:write" && e["result"] == "deny");
-        if ls_ok && write_denied {
-            eprintln!("ALL {:?}", desk.server_events("").await.iter().map(|e| (e["action"].clone(), e["target"].clone(), e["result"].clone(), e["correlation_id"].clone())).collect::<Vec<_>>());
+        if ls_allowed && ls_ran && write_denied && started {
             break;
         }
-        assert!(Instant::now() < deadline, "events: {ls:?} {write:?}");
+        assert!(
+            Instant::now() < deadline,
+            "events: {ls:?} {write:?}, session {session} started: {started}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

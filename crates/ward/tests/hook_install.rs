@@ -686,3 +686,46 @@ fn gemini_hooks_are_named_timed_in_milliseconds_and_enabled_in_system_settings()
     assert!(undo.status.success(), "{}", stderr(&undo));
     assert_eq!(read(&settings), theirs);
 }
+
+#[test]
+fn a_record_or_link_planted_in_a_project_cannot_make_the_install_touch_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep me\nsecret line\n").unwrap();
+    let project = dir.path().join("project/.claude");
+    std::fs::create_dir_all(&project).unwrap();
+    let settings = project.join("settings.json");
+    // A cloned repository ships a "record" naming the victim.
+    std::fs::write(
+        project.join("settings.json.ward-install.json"),
+        json!({"hooks": [], "deny": [], "set": [], "created": [],
+               "appended": [[victim, "secret line\n"]],
+               "files": [[victim, "keep me\nsecret line\n"]]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = install(&settings, &state);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("names files or text Ward never writes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "keep me\nsecret line\n"
+    );
+
+    // Settings that are a link to another file are not written through.
+    std::fs::remove_file(project.join("settings.json.ward-install.json")).unwrap();
+    std::os::unix::fs::symlink(&victim, &settings).unwrap();
+    let out = install(&settings, &state);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "keep me\nsecret line\n"
+    );
+}

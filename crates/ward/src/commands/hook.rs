@@ -183,15 +183,6 @@ fn codex_home() -> Result<PathBuf, CliError> {
     }
 }
 
-/// What a managed Codex install writes to `/etc/codex/requirements.toml`
-/// when there is none: only managed hooks run, and hooks stay on.
-const CODEX_REQUIREMENTS: &str = "# Written by `ward hook install codex --scope managed` (removed by its uninstall while unchanged).\n\
-# Only the hooks in /etc/codex run, and no user can switch hooks off.\n\
-allow_managed_hooks_only = true\n\
-\n\
-[features]\n\
-hooks = true\n";
-
 /// `'text'` for a POSIX shell.
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
@@ -260,7 +251,7 @@ async fn install(args: InstallArgs) -> CliResult {
             None,
             vec![(
                 path.with_file_name("requirements.toml"),
-                CODEX_REQUIREMENTS.to_owned(),
+                install::CODEX_REQUIREMENTS.to_owned(),
             )],
         ),
         _ => (None, Vec::new()),
