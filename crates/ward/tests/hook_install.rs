@@ -319,13 +319,15 @@ fn the_example_managed_settings_are_what_install_writes() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
+        // Managed settings need a hook program every user can run.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         let state = root.join("state");
         std::fs::create_dir(&state).unwrap();
         let settings = root.join("settings.json");
         let hook_binary = root.join("bin/ward-hook");
         std::fs::create_dir(root.join("bin")).unwrap();
         std::fs::write(&hook_binary, "#!/bin/sh\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook_binary, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = ward(&[
             "hook",
@@ -728,4 +730,50 @@ fn a_record_or_link_planted_in_a_project_cannot_make_the_install_touch_other_fil
         std::fs::read_to_string(&victim).unwrap(),
         "keep me\nsecret line\n"
     );
+}
+
+#[test]
+fn a_managed_install_refuses_a_hook_program_a_user_could_not_run_or_could_replace() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let bin = root.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let hook = bin.join("ward-hook");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    let settings = root.join("managed-settings.json");
+    let try_install = || {
+        ward(&[
+            "hook",
+            "install",
+            "claude-code",
+            "--scope",
+            "managed",
+            "--hook-binary",
+            &hook.display().to_string(),
+            "--path",
+            &settings.display().to_string(),
+            "--state-dir",
+            &state.display().to_string(),
+        ])
+    };
+    for (dir_mode, file_mode, why) in [
+        (0o755, 0o700, "cannot be entered or run by every user"),
+        (0o755, 0o777, "writable by others than root"),
+        (0o777, 0o755, "writable by others than root"),
+        (0o700, 0o755, "cannot be entered or run by every user"),
+    ] {
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(file_mode)).unwrap();
+        let out = try_install();
+        assert_eq!(out.status.code(), Some(1), "{dir_mode:o} {file_mode:o}");
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert!(!settings.exists(), "a refused install wrote");
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(try_install().status.success());
 }

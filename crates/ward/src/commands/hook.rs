@@ -201,6 +201,9 @@ async fn install(args: InstallArgs) -> CliResult {
         .and_then(std::fs::canonicalize)
         .map_err(|e| CliError::Failed(format!("cannot tell where `ward` is: {e}")))?;
     let hook_binary = hook_binary(&ward, args.hook_binary.as_deref())?;
+    if matches!(args.scope, Scope::Managed) {
+        runs_for_everyone_unchanged(&hook_binary)?;
+    }
     let mut read_only = vec![
         ward.display().to_string(),
         path.display().to_string(),
@@ -388,6 +391,40 @@ fn hook_binary(
             })
         }
     }
+}
+
+/// For managed settings, which every user's agent reads: the hook program
+/// must be one every user can run (or their hooks fail to start, which
+/// runs the tool) and no user can replace: owned by root and writable by
+/// no one else, as is every directory above it (a sticky one aside), each
+/// of which every user can enter.
+fn runs_for_everyone_unchanged(binary: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut at = Some(binary);
+    while let Some(path) = at {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| CliError::Failed(format!("`{}`: {e}", path.display())))?;
+        let mode = meta.permissions().mode();
+        let sticky = meta.is_dir() && mode & 0o1000 != 0;
+        let problem = if meta.uid() != 0 {
+            Some("is not owned by root")
+        } else if mode & 0o022 != 0 && !sticky {
+            Some("is writable by others than root")
+        } else if mode & 0o001 == 0 {
+            Some("cannot be entered or run by every user")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(CliError::Failed(format!(
+                "the hook program `{}` is not fit for managed settings: `{}` {problem}",
+                binary.display(),
+                path.display()
+            )));
+        }
+        at = path.parent();
+    }
+    Ok(())
 }
 
 /// Every scope of the agent's profile (all its features, consented or
