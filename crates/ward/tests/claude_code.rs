@@ -18,51 +18,21 @@
 mod common;
 
 use common::desk::Desk;
-use common::{stderr, ward_bin};
+use common::{ScriptedModel, stderr, ward_bin};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The scripted model, stopped on drop.
-struct Model {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The scripted model of this agent's API.
+type Model = ScriptedModel;
 
 fn model(script: &Path, log: &Path) -> Model {
-    let mut child = Command::new("python3")
-        .arg(repo().join("tests/claude-code/model.py"))
-        .arg(script)
-        .arg(log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the scripted model");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    Model {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+    ScriptedModel::start("claude-code", script, log)
 }
 
 /// `claude -p` in `cwd` against `model`, with `settings` when given; the

@@ -24,64 +24,22 @@
 mod common;
 
 use common::desk::Desk;
-use common::{stderr, stdout, ward_bin};
+use common::{ScriptedModel, stderr, stdout, ward_bin};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The scripted model, stopped on drop.
-struct Model {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Model {
-    /// Every request it was sent, in order.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
+/// The scripted model of this agent's API.
+type Model = ScriptedModel;
 
 fn model(script: &Path, log: &Path) -> Model {
-    let mut child = Command::new("python3")
-        .arg(repo().join("tests/codex/model.py"))
-        .arg(script)
-        .arg(log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the scripted model");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    Model {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log: log.to_owned(),
-    }
+    ScriptedModel::start("codex", script, log)
 }
 
 /// `codex exec` in `cwd` against `model`, with `home` and `codex_home` of

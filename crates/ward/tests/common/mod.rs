@@ -577,3 +577,40 @@ pub fn start_until(command: &mut Command, on_stderr: bool, prefix: &str) -> (Run
         .unwrap_or_else(|_| panic!("`{command:?}` did not print `{prefix}…` within 30 s"));
     (child, rest)
 }
+
+/// A scripted stand-in for an agent's model API (`tests/AGENT/model.py
+/// SCRIPT LOG`, printing `listening on PORT`), stopped on drop.
+pub struct ScriptedModel {
+    _child: Running,
+    /// Its base URL on loopback.
+    pub url: String,
+    /// Where it logs every request, one JSON line each.
+    pub log: PathBuf,
+}
+
+impl ScriptedModel {
+    /// Starts `tests/<agent>/model.py` with `script`, logging to `log`.
+    pub fn start(agent: &str, script: &Path, log: &Path) -> ScriptedModel {
+        let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests")
+            .join(agent)
+            .join("model.py");
+        let mut command = Command::new("python3");
+        command.arg(program).arg(script).arg(log);
+        let (child, port) = start_until(&mut command, false, "listening on ");
+        ScriptedModel {
+            _child: child,
+            url: format!("http://127.0.0.1:{}", port.trim()),
+            log: log.to_owned(),
+        }
+    }
+
+    /// Every request it was sent, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
