@@ -315,18 +315,9 @@ async fn record(
     result: &str,
     reason: Option<&str>,
 ) -> Answer {
-    let event = LocalEvent {
-        ts: None,
-        correlation_id,
-        class: Some("audit".to_owned()),
-        feature: None,
-        action: action.to_owned(),
-        target: target.to_owned(),
-        result: result.to_owned(),
-        reason: reason.map(str::to_owned),
-        duration_ms: None,
-        sampling: None,
-    };
+    let mut event = LocalEvent::audit(action, target, result);
+    event.correlation_id = correlation_id;
+    event.reason = reason.map(str::to_owned);
     match client
         .events(&LocalEvents {
             events: vec![event],

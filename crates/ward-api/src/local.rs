@@ -154,6 +154,25 @@ pub struct LocalEvent {
     pub sampling: Option<f64>,
 }
 
+impl LocalEvent {
+    /// An audit event happening now: `action` on `target` with `result`,
+    /// nothing else said (the fields are public for the rest).
+    pub fn audit(action: &str, target: &str, result: &str) -> LocalEvent {
+        LocalEvent {
+            ts: None,
+            correlation_id: None,
+            class: Some("audit".to_owned()),
+            feature: None,
+            action: action.to_owned(),
+            target: target.to_owned(),
+            result: result.to_owned(),
+            reason: None,
+            duration_ms: None,
+            sampling: None,
+        }
+    }
+}
+
 /// Events taken into the spool.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct LocalEventsAccepted {

@@ -327,18 +327,13 @@ impl Proxy {
                 .get("result")
                 .and_then(|r| r.get("isError"))
                 .is_some_and(|e| e == &Value::Bool(true));
-        let event = LocalEvent {
-            ts: None,
-            correlation_id: correlation(message.get("id")),
-            class: Some("audit".to_owned()),
-            feature: None,
-            action: "mcp.result".to_owned(),
-            target: format!("{}/{tool}", self.server),
-            result: if failed { "error" } else { "ok" }.to_owned(),
-            reason: None,
-            duration_ms: Some(started.elapsed().as_millis() as u64),
-            sampling: None,
-        };
+        let mut event = LocalEvent::audit(
+            "mcp.result",
+            &format!("{}/{tool}", self.server),
+            if failed { "error" } else { "ok" },
+        );
+        event.correlation_id = correlation(message.get("id"));
+        event.duration_ms = Some(started.elapsed().as_millis() as u64);
         if let Err(error) = daemon
             .events(&LocalEvents {
                 events: vec![event],

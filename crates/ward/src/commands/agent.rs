@@ -566,18 +566,8 @@ fn stop_tree(me: u32, frozen: bool) {
 /// Records a confinement change as an event; one the daemon cannot take
 /// is only logged.
 async fn record(daemon: &mut LocalClient, action: &str, program: &str, reason: &str) {
-    let event = ward_api::LocalEvent {
-        ts: None,
-        correlation_id: None,
-        class: Some("audit".to_owned()),
-        feature: None,
-        action: action.to_owned(),
-        target: program.to_owned(),
-        result: "ok".to_owned(),
-        reason: Some(reason.to_owned()),
-        duration_ms: None,
-        sampling: None,
-    };
+    let mut event = ward_api::LocalEvent::audit(action, program, "ok");
+    event.reason = Some(reason.to_owned());
     let sent = tokio::time::timeout(
         Duration::from_secs(1),
         daemon.events(&ward_api::LocalEvents {
