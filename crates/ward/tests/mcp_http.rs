@@ -581,3 +581,28 @@ async fn a_redirect_is_not_passed_to_the_client_and_case_tricks_are_refused() {
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_be_reached_is_a_502_that_says_so() {
+    ward_client::install_tls_provider();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_proxy, url) = proxy(
+        "/nonexistent/agent.sock",
+        "everything",
+        &format!("http://{closed}/mcp"),
+        &[],
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (status, answer) = post(&url, &[], list.to_string()).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{answer}"
+    );
+}
