@@ -54,8 +54,9 @@ impl From<Marker> for Position {
     }
 }
 
-/// A parsed document: its value and where each node and key starts.
-pub(crate) struct Tree {
+/// A parsed document: its value and where each node and key starts, so
+/// checks after the shape's can place their errors too.
+pub struct Tree {
     value: Value,
     values: HashMap<String, Position>,
     keys: HashMap<String, Position>,
@@ -64,7 +65,7 @@ pub(crate) struct Tree {
 impl Tree {
     /// Reads the document into `T`; a shape error (unknown key, wrong
     /// type, missing key) is placed at its node.
-    pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, YamlError> {
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, YamlError> {
         serde_path_to_error::deserialize(&self.value).map_err(|error| {
             let path = error.path().to_string();
             let path = if path == "." { String::new() } else { path };
@@ -88,7 +89,8 @@ impl Tree {
             .unwrap_or_else(|| self.position(path))
     }
 
-    pub(crate) fn error_at(&self, path: &str, message: String) -> YamlError {
+    /// An error placed at the node at `path` (the root when unknown).
+    pub fn error_at(&self, path: &str, message: String) -> YamlError {
         make_error(self.position(path), path, message)
     }
 
@@ -127,7 +129,7 @@ fn make_error(position: Position, path: &str, message: String) -> YamlError {
 }
 
 /// Joins a mapping key onto a path the way `serde_path_to_error` prints it.
-pub(crate) fn join_key(parent: &str, key: &str) -> String {
+pub fn join_key(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
     } else {
@@ -365,7 +367,7 @@ fn scalar_value(text: String, style: TScalarStyle) -> Value {
 }
 
 /// Parses YAML text into a [`Tree`], rejecting what Ward's documents never need.
-pub(crate) fn load(text: &str) -> Result<Tree, YamlError> {
+pub fn load(text: &str) -> Result<Tree, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = TreeBuilder::default();
     // Events are pulled one at a time rather than through `Parser::load`,
