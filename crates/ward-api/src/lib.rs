@@ -3,6 +3,7 @@
 
 mod admin;
 mod agents;
+mod alerts;
 mod approvals;
 mod audit;
 mod consents;
@@ -18,6 +19,7 @@ mod watch;
 
 pub use admin::*;
 pub use agents::*;
+pub use alerts::*;
 pub use approvals::*;
 pub use audit::*;
 pub use consents::*;

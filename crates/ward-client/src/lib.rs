@@ -123,13 +123,7 @@ impl Client {
         dpop: Option<String>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url);
-        if let Some(timeout) = self.timeout {
-            request = request.timeout(timeout);
-        }
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(method, &url);
         if let Some(proof) = dpop {
             request = request.header("DPoP", proof);
         }
@@ -148,6 +142,40 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
         }
+        Err(api_error(status, &bytes))
+    }
+
+    /// A request to `url` with the client's timeout and bearer token.
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, url);
+        if let Some(timeout) = self.timeout {
+            request = request.timeout(timeout);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// A call whose success has no body (202, 204).
+    async fn call_empty(&self, method: Method, path: &str) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response =
+            self.request(method, &url)
+                .send()
+                .await
+                .map_err(|e| ClientError::Transport {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = response.bytes().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         Err(api_error(status, &bytes))
     }
 
@@ -415,6 +443,48 @@ impl Client {
     pub async fn record_consent(&self, body: &RecordConsent) -> Result<Consent, ClientError> {
         self.call(Method::POST, "/v1/consents", Some(body), None)
             .await
+    }
+
+    /// `GET /v1/alerts` with query pairs.
+    pub async fn alerts(&self, query: &[(&str, &str)]) -> Result<AlertPage, ClientError> {
+        let path = format!("/v1/alerts{}", query_string(query));
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// `GET /v1/alerts/{id}`.
+    pub async fn alert(&self, id: &str) -> Result<AlertView, ClientError> {
+        let path = format!("/v1/alerts/{}", segment(id));
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// `GET /v1/alerts/failed`: the dead-letter list.
+    pub async fn failed_notifications(&self) -> Result<FailedNotifications, ClientError> {
+        self.call(Method::GET, "/v1/alerts/failed", None::<&()>, None)
+            .await
+    }
+
+    /// `POST /v1/alerts/failed/{id}/retry`.
+    pub async fn retry_notification(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/alerts/failed/{}/retry", segment(id));
+        self.call_empty(Method::POST, &path).await
+    }
+
+    /// `POST /v1/silences`.
+    pub async fn create_silence(&self, body: &CreateSilence) -> Result<SilenceView, ClientError> {
+        self.call(Method::POST, "/v1/silences", Some(body), None)
+            .await
+    }
+
+    /// `GET /v1/silences`.
+    pub async fn silences(&self) -> Result<SilenceList, ClientError> {
+        self.call(Method::GET, "/v1/silences", None::<&()>, None)
+            .await
+    }
+
+    /// `DELETE /v1/silences/{id}`.
+    pub async fn expire_silence(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/silences/{}", segment(id));
+        self.call_empty(Method::DELETE, &path).await
     }
 
     /// `GET /.well-known/jwks.json`.

@@ -3,6 +3,7 @@
 //! [`router`]; tests do the same on a loopback socket.
 
 mod agent_cache;
+mod alerts;
 mod audit;
 mod auth;
 mod broker;
@@ -63,6 +64,9 @@ pub struct Config {
     pub enroll_default_ttl_secs: u64,
     /// Longest enrolment token lifetime, seconds.
     pub enroll_max_ttl_secs: u64,
+    /// Alert rules and receivers (`--alerts`; the checklist's three rules
+    /// and no receivers by default).
+    pub alerts: ward_telemetry::rules::RuleSet,
 }
 
 impl Config {
@@ -80,6 +84,7 @@ impl Config {
             dpop_max_future_secs: 5,
             enroll_default_ttl_secs: 15 * 60,
             enroll_max_ttl_secs: 24 * 60 * 60,
+            alerts: ward_telemetry::rules::RuleSet::defaults(),
         }
     }
 }
@@ -121,6 +126,8 @@ pub struct StateInner {
     pub(crate) started_at: i64,
     /// Heartbeats and acknowledgements received, for `/metrics`.
     pub(crate) counters: metrics::Counters,
+    /// Alert rules, their engine and receivers.
+    pub(crate) alerting: alerts::Alerting,
 }
 
 impl std::ops::Deref for AppState {
@@ -193,6 +200,8 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
     let policies = policy::Policies::load(&store).await?;
     let kills = store.read(ward_store::killswitches).await?;
     let flags = store.read(ward_store::flags).await?;
+    let targets = alerts::deliver::resolve(&config.alerts).map_err(InitError::Other)?;
+    let alerting = alerts::Alerting::new(config.alerts.clone(), targets);
     let state = AppState {
         inner: Arc::new(StateInner {
             config,
@@ -209,8 +218,10 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             matrix,
             started_at: now / 1000,
             counters: metrics::Counters::default(),
+            alerting,
         }),
     };
+    alerts::start(&state).await?;
     Ok(Initialised {
         state,
         new_bootstrap_token,

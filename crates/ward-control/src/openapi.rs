@@ -8,8 +8,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, agents, approvals, audit, consents, desktop, events, meta, policy, switches, tokens,
-    watch,
+    admin, agents, alerts, approvals, audit, consents, desktop, events, meta, policy, switches,
+    tokens, watch,
 };
 
 #[derive(OpenApi)]
@@ -30,6 +30,8 @@ use crate::routes::{
         desktop::heartbeat, desktop::acks, desktop::watch, desktop::agent_policy,
         desktop::set_agent_policy, desktop::killswitch_status, desktop::metrics,
         events::ship, events::list,
+        alerts::list, alerts::show, alerts::failed, alerts::retry,
+        alerts::create_silence, alerts::silences, alerts::expire_silence,
     ),
     modifiers(&BearerAuth, &ResponseDescriptions, &UniqueOperationIds),
 )]

@@ -53,12 +53,14 @@ pub struct AgentEventRow {
 }
 
 /// What storing a batch did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventsStored {
     /// Rows written now.
     pub stored: u64,
     /// Rows whose id was already stored (or repeated within the batch).
     pub duplicates: u64,
+    /// The indexes in the batch of the rows written now.
+    pub fresh: Vec<usize>,
 }
 
 /// Filters for reading events; all present filters must match.
@@ -99,7 +101,7 @@ pub fn insert_agent_events(
          ON CONFLICT (tenant_id, agent_id, device_id, seq) DO NOTHING",
     )?;
     let mut outcome = EventsStored::default();
-    for row in rows {
+    for (index, row) in rows.iter().enumerate() {
         let written = statement.execute(params![
             row.tenant_id,
             row.agent_id,
@@ -123,6 +125,7 @@ pub fn insert_agent_events(
             outcome.duplicates += 1;
         } else {
             outcome.stored += 1;
+            outcome.fresh.push(index);
         }
     }
     Ok(outcome)
@@ -234,7 +237,8 @@ mod tests {
             outcome,
             EventsStored {
                 stored: 2,
-                duplicates: 0
+                duplicates: 0,
+                fresh: vec![0, 1],
             }
         );
         let outcome = store
@@ -245,7 +249,8 @@ mod tests {
             outcome,
             EventsStored {
                 stored: 2,
-                duplicates: 2
+                duplicates: 2,
+                fresh: vec![1, 3],
             }
         );
         let filter = AgentEventFilter {

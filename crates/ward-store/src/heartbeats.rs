@@ -82,19 +82,24 @@ const HEARTBEAT_COLUMNS: &str = "agent_id, tenant_id, received_at_ms, version, u
      health, problems, mode, spool_depth, spool_bytes, spool_dropped";
 
 fn heartbeat_from_row(row: &Row<'_>) -> rusqlite::Result<HeartbeatRow> {
+    heartbeat_at(row, 0)
+}
+
+/// The heartbeat whose [`HEARTBEAT_COLUMNS`] start at column `at` of `row`.
+fn heartbeat_at(row: &Row<'_>, at: usize) -> rusqlite::Result<HeartbeatRow> {
     Ok(HeartbeatRow {
-        agent_id: row.get(0)?,
-        tenant_id: row.get(1)?,
-        received_at_ms: row.get(2)?,
-        version: row.get(3)?,
-        uptime_secs: row.get::<_, i64>(4)?.max(0) as u64,
-        os: row.get(5)?,
-        health: row.get(6)?,
-        problems: row.get(7)?,
-        mode: row.get(8)?,
-        spool_depth: row.get::<_, i64>(9)?.max(0) as u64,
-        spool_bytes: row.get::<_, i64>(10)?.max(0) as u64,
-        spool_dropped: row.get::<_, i64>(11)?.max(0) as u64,
+        agent_id: row.get(at)?,
+        tenant_id: row.get(at + 1)?,
+        received_at_ms: row.get(at + 2)?,
+        version: row.get(at + 3)?,
+        uptime_secs: row.get::<_, i64>(at + 4)?.max(0) as u64,
+        os: row.get(at + 5)?,
+        health: row.get(at + 6)?,
+        problems: row.get(at + 7)?,
+        mode: row.get(at + 8)?,
+        spool_depth: row.get::<_, i64>(at + 9)?.max(0) as u64,
+        spool_bytes: row.get::<_, i64>(at + 10)?.max(0) as u64,
+        spool_dropped: row.get::<_, i64>(at + 11)?.max(0) as u64,
     })
 }
 
@@ -313,6 +318,56 @@ pub struct AgentContact {
     pub enrolled_version: String,
     /// The runtime version of its latest heartbeat.
     pub heartbeat_version: Option<String>,
+}
+
+/// An agent, what it enrolled as, and its latest heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentHealth {
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// Its lifecycle state, as stored.
+    pub state: String,
+    /// Enrolment time, RFC 3339.
+    pub created_at: String,
+    /// The runtime version it enrolled with.
+    pub enrolled_version: String,
+    /// The operating system it enrolled with.
+    pub enrolled_os: String,
+    /// Its latest heartbeat, if it ever sent one.
+    pub heartbeat: Option<HeartbeatRow>,
+}
+
+/// Every agent of `tenant` (`None`: of every tenant) with its latest
+/// heartbeat, by tenant and agent id, in one statement.
+pub fn agent_health(
+    conn: &Connection,
+    tenant: Option<&str>,
+) -> Result<Vec<AgentHealth>, StoreError> {
+    let heartbeat_columns = HEARTBEAT_COLUMNS
+        .split(", ")
+        .map(|column| format!("h.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT a.tenant_id, a.id, a.state, a.created_at, a.agent_version, a.os, {heartbeat_columns} \
+         FROM agents a LEFT JOIN heartbeats h ON h.agent_id = a.id \
+         WHERE (?1 IS NULL OR a.tenant_id = ?1) ORDER BY a.tenant_id, a.id"
+    ))?;
+    let rows = statement.query_map(params![tenant], |row| {
+        let sent: Option<String> = row.get(6)?;
+        Ok(AgentHealth {
+            tenant_id: row.get(0)?,
+            agent_id: row.get(1)?,
+            state: row.get(2)?,
+            created_at: row.get(3)?,
+            enrolled_version: row.get(4)?,
+            enrolled_os: row.get(5)?,
+            heartbeat: sent.map(|_| heartbeat_at(row, 6)).transpose()?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Every tenant's policy, by tenant.

@@ -9,6 +9,7 @@
 //! keeps in memory is the head on disk.
 
 mod agent_events;
+mod alerts;
 mod approvals;
 mod events;
 mod files;
@@ -19,6 +20,7 @@ mod schema;
 mod switches;
 
 pub use agent_events::*;
+pub use alerts::*;
 pub use approvals::*;
 pub use events::*;
 pub use files::{LOCK_FILE, ensure_unlocked};

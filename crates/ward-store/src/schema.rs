@@ -209,4 +209,5 @@ CREATE INDEX agent_events_by_tenant ON agent_events(tenant_id, id);
 CREATE INDEX agent_events_by_agent ON agent_events(tenant_id, agent_id, id);
 CREATE INDEX agent_events_by_correlation ON agent_events(tenant_id, correlation_id, id);
 "#,
+    crate::alerts::MIGRATION,
 ];

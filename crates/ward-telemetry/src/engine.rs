@@ -15,9 +15,10 @@
 //! - baseline rules fire when the count exceeds `factor` times the
 //!   subject's baseline (at least the floor), taken when the event
 //!   arrives; the threshold is kept with the alert until it resolves;
-//! - heartbeat rules fire on a tick where an agent's last contact is
-//!   `intervals` heartbeat intervals old or older, and resolve once it
-//!   is newer (or the agent is gone from the list: revoked, uninstalled).
+//! - heartbeat rules fire on a tick where an agent's last contact is more
+//!   than `intervals` heartbeat intervals old (the control plane's rule
+//!   for a stale agent), and resolve once it is not (or the agent is gone
+//!   from the list: revoked, uninstalled).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -383,7 +384,7 @@ impl Engine {
                     let interval_ms = contact.interval_secs.max(1).saturating_mul(1000);
                     let limit_ms = interval_ms.saturating_mul(u64::from(intervals));
                     let age_ms = now_ms.saturating_sub(contact.last_ms).max(0);
-                    if (age_ms as u64) < limit_ms {
+                    if (age_ms as u64) <= limit_ms {
                         continue;
                     }
                     let print = fingerprint(&rule.name, &contact.tenant, &contact.agent_id);
@@ -674,8 +675,8 @@ mod tests {
             last_ms,
             interval_secs: 30,
         };
-        assert!(engine.tick(T0 + 89_999, Some(&[contact(T0)])).is_empty());
-        let changes = engine.tick(T0 + 90_000, Some(&[contact(T0)]));
+        assert!(engine.tick(T0 + 90_000, Some(&[contact(T0)])).is_empty());
+        let changes = engine.tick(T0 + 90_001, Some(&[contact(T0)]));
         let alerts = fired(&changes);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].rule, "heartbeat-missed");

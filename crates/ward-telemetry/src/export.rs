@@ -62,7 +62,7 @@ pub fn expression(rule: &Rule) -> String {
             )
         }
         Condition::HeartbeatMissed { intervals } => format!(
-            "max by(agent_id) (agent_heartbeat_age_seconds) >= {intervals} * max by(agent_id) (agent_heartbeat_interval_seconds)"
+            "max by(agent_id) (agent_heartbeat_age_seconds) > {intervals} * max by(agent_id) (agent_heartbeat_interval_seconds)"
         ),
     }
 }

@@ -39,6 +39,8 @@
 //!     type: pagerduty          # PagerDuty Events API v2
 //!     url: https://events.pagerduty.com/v2/enqueue
 //!     secret_env: WARD_PAGERDUTY_ROUTING_KEY
+//!     attempts: 8              # then the dead-letter list (default 8)
+//!     backoff: 1s              # first retry; doubles, at most 5m (default 1s)
 //! ```
 //!
 //! Secrets (a webhook's HMAC key, a PagerDuty routing key, a Slack URL)
@@ -52,6 +54,10 @@ use crate::signal::Signal;
 
 /// The file format version this reader knows.
 pub const VERSION: u64 = 1;
+
+/// Attempts per notification unless a receiver says otherwise: with the
+/// backoff doubling from 1 s, the last is about 4 minutes after the first.
+pub const DEFAULT_ATTEMPTS: u32 = 8;
 
 /// The longest window a rule may have.
 pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
@@ -187,6 +193,10 @@ pub struct Receiver {
     pub url: Source,
     /// The HMAC key (webhook) or routing key (PagerDuty).
     pub secret: Option<Source>,
+    /// Attempts per notification before it goes to the dead-letter list.
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles each time, up to 5 minutes.
+    pub backoff_secs: u32,
 }
 
 /// The kind of receiver.
@@ -387,6 +397,10 @@ struct RawReceiver {
     secret_env: Option<String>,
     #[serde(default)]
     secret_file: Option<String>,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    backoff: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -722,6 +736,24 @@ fn read_receiver(
         )),
         _ => {}
     }
+    let attempts = raw.attempts.unwrap_or(DEFAULT_ATTEMPTS);
+    if !(1..=100).contains(&attempts) {
+        errors.push(tree.error_at(&at("attempts"), "use 1 to 100 attempts".to_owned()));
+    }
+    let backoff_secs = match raw.backoff.as_deref() {
+        None => 1,
+        Some(text) => match parse_duration(text) {
+            Ok(secs) if secs <= 300 => secs,
+            Ok(_) => {
+                errors.push(tree.error_at(&at("backoff"), "use at most 5m".to_owned()));
+                1
+            }
+            Err(message) => {
+                errors.push(tree.error_at(&at("backoff"), message));
+                1
+            }
+        },
+    };
     if errors.len() > before {
         return None;
     }
@@ -730,6 +762,8 @@ fn read_receiver(
         kind,
         url,
         secret,
+        attempts,
+        backoff_secs,
     })
 }
 

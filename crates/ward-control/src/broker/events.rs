@@ -12,6 +12,8 @@
 //! transaction), and only when every event names the sending agent and the
 //! key that signed the proof.
 
+use std::sync::Arc;
+
 use ward_api::{AgentEvent, EVENT_BATCH_MAX_EVENTS, EventBatch, EventsAccepted};
 use ward_store::{AgentEventRow, AgentRow};
 
@@ -36,12 +38,14 @@ pub async fn accept(
         device::authenticate(state, proof, &batch.agent_id, EVENTS_PATH, now / 1000).await?;
     let agent = &cached.row;
     let fail = |error: ApiError| (error, Some(agent.tenant_id.clone()));
-    let rows = read_batch(agent, batch.events, &rfc3339(now)).map_err(fail)?;
+    let rows = Arc::new(read_batch(agent, batch.events, &rfc3339(now)).map_err(fail)?);
+    let written = Arc::clone(&rows);
     let stored = state
         .store
-        .write(move |ctx| ward_store::insert_agent_events(ctx.conn(), &rows))
+        .write(move |ctx| ward_store::insert_agent_events(ctx.conn(), &written))
         .await
         .map_err(|e| fail(e.into()))?;
+    crate::alerts::observe(state, &rows, &stored.fresh).await;
     Ok(EventsAccepted {
         stored: stored.stored,
         duplicates: stored.duplicates,

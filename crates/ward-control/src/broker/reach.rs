@@ -2,19 +2,20 @@
 //! engaged kill switch, the agents that acknowledged it (and how long it
 //! took) and, for the rest, the time by which each is in safe mode on its
 //! own (last contact + the tenant's bound for the switch's mode); and the
-//! agent gauges of `/metrics` (agents by state, stale agents).
+//! agent gauges of `/metrics` (agents by state, stale agents, each live
+//! agent's heartbeat age, interval, version and last report).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use ward_api::{DeviceAck, DevicePending, KillSwitchReach, KillSwitchStatus};
 use ward_model::enforcement::{KillSwitch, Mode};
 use ward_model::lifecycle::AgentState;
 use ward_model::timestamp::parse_rfc3339;
-use ward_store::{AgentContact, AgentPolicyRow};
+use ward_store::{AgentContact, AgentHealth, AgentPolicyRow};
 
 use crate::AppState;
 use crate::broker::staleness;
 use crate::error::ApiError;
-use crate::metrics::AgentGauges;
+use crate::metrics::{AgentGauges, AgentHealth as Health, Reported};
 use crate::util::{now_ms, rfc3339};
 
 /// Every engaged kill switch visible to `tenant` (`None`: all) and its
@@ -99,25 +100,24 @@ fn covers(switch: &KillSwitch, agent: &AgentContact) -> bool {
     live && switch.applies_to(&agent.tenant_id, &agent.agent_id, version)
 }
 
-/// The agent gauges for `tenant` (`None`: every tenant), as of now.
+/// The agent gauges for `tenant` (`None`: every tenant), as of now: agents
+/// by state, stale agents, and the health of each active or quarantined
+/// agent (its heartbeat's age by the rule that makes it stale).
 pub async fn gauges(state: &AppState, tenant: Option<&str>) -> Result<AgentGauges, ApiError> {
     let wanted = tenant.map(str::to_owned);
-    let (contacts, policies) = state
+    let (agents, policies) = state
         .store
         .read(move |conn| {
             Ok((
-                ward_store::agent_contacts(conn, wanted.as_deref())?,
+                ward_store::agent_health(conn, wanted.as_deref())?,
                 ward_store::agent_policies(conn)?,
             ))
         })
         .await?;
     let now = now_ms();
     let token_secs = state.config.default_token_secs;
-    let mut gauges = AgentGauges {
-        agents: BTreeMap::new(),
-        stale: BTreeMap::new(),
-    };
-    for agent in &contacts {
+    let mut gauges = AgentGauges::default();
+    for agent in agents {
         *gauges
             .agents
             .entry((agent.tenant_id.clone(), agent.state.clone()))
@@ -125,19 +125,51 @@ pub async fn gauges(state: &AppState, tenant: Option<&str>) -> Result<AgentGauge
         let stale = gauges.stale.entry(agent.tenant_id.clone()).or_default();
         let interval = staleness::effective(policies.get(&agent.tenant_id), token_secs)
             .heartbeat_interval_secs;
-        if let (Ok(agent_state), Some(contact)) =
-            (agent.state.parse::<AgentState>(), last_contact(agent))
-            && staleness::is_stale(agent_state, contact, interval, now)
-        {
+        let contact = contact_ms(
+            agent.heartbeat.as_ref().map(|h| h.received_at_ms),
+            &agent.created_at,
+        );
+        let Ok(agent_state @ (AgentState::Active | AgentState::Quarantined)) =
+            agent.state.parse::<AgentState>()
+        else {
+            continue;
+        };
+        if contact.is_some_and(|at| staleness::is_stale(agent_state, at, interval, now)) {
             *stale += 1;
         }
+        gauges.health.push(health(agent, contact, interval, now));
     }
     Ok(gauges)
 }
 
-/// An agent's last contact: its latest heartbeat, else its enrolment.
-fn last_contact(agent: &AgentContact) -> Option<i64> {
-    agent
-        .last_heartbeat_ms
-        .or_else(|| parse_rfc3339(&agent.created_at))
+/// An agent's last contact: its latest heartbeat (received at
+/// `last_heartbeat_ms`), else its enrolment (`created_at`).
+fn contact_ms(last_heartbeat_ms: Option<i64>, created_at: &str) -> Option<i64> {
+    last_heartbeat_ms.or_else(|| parse_rfc3339(created_at))
+}
+
+/// What `/metrics` says of a live agent last heard of at `contact`.
+fn health(agent: AgentHealth, contact: Option<i64>, interval_secs: u64, now: i64) -> Health {
+    let (version, os, reported) = match agent.heartbeat {
+        Some(h) => (
+            h.version,
+            h.os,
+            Some(Reported {
+                uptime_secs: h.uptime_secs,
+                spool_depth: h.spool_depth,
+                spool_bytes: h.spool_bytes,
+                spool_dropped: h.spool_dropped,
+            }),
+        ),
+        None => (agent.enrolled_version, agent.enrolled_os, None),
+    };
+    Health {
+        tenant: agent.tenant_id,
+        agent_id: agent.agent_id,
+        age_ms: contact.map(|at| now.saturating_sub(at)),
+        interval_secs,
+        version,
+        os,
+        reported,
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod consents;
@@ -14,7 +15,7 @@ pub mod tokens;
 pub mod watch;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 use crate::AppState;
 
@@ -74,4 +75,13 @@ fn desktop_routes() -> Router<AppState> {
         .route("/v1/killswitch/status", get(desktop::killswitch_status))
         .route("/metrics", get(desktop::metrics))
         .route("/v1/events", post(events::ship).get(events::list))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/failed", get(alerts::failed))
+        .route("/v1/alerts/failed/{id}/retry", post(alerts::retry))
+        .route("/v1/alerts/{id}", get(alerts::show))
+        .route(
+            "/v1/silences",
+            post(alerts::create_silence).get(alerts::silences),
+        )
+        .route("/v1/silences/{id}", delete(alerts::expire_silence))
 }

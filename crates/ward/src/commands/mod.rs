@@ -4,6 +4,7 @@
 
 mod admin;
 mod agent;
+mod alerts;
 mod audit;
 mod events;
 mod gateway;
@@ -46,6 +47,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Alerts: list, show, failed notifications, silences; check and
+    /// export alert rule files.
+    Alerts {
+        /// What to do.
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
     },
     /// Read the events devices shipped (the agents' own logs).
     Events {
@@ -96,6 +104,7 @@ pub async fn run(command: Command) -> CliResult {
         Command::Agent { command } => agent::run(command).await,
         Command::Audit { command } => audit::run(command).await,
         Command::Events { command } => events::run(command).await,
+        Command::Alerts { command } => alerts::run(command).await,
         Command::Login(args) => login::run(args).await,
         Command::Policy { command } => policy::run(command).await,
         Command::Gateway(args) => gateway::run(args).await,

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Capability matrix (YAML). Without it every scope is denied.
     #[arg(long)]
     pub matrix: Option<PathBuf>,
+    /// Alert rules and receivers (YAML, `ward alerts check`); without it
+    /// the checklist's three rules, recorded but sent nowhere.
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
     /// URL clients use to reach this server (token issuer and DPoP `htu`
     /// base) [default: http://<listen address>].
     #[arg(long)]
@@ -84,6 +88,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     matrix: Option<PathBuf>,
+    alerts: Option<PathBuf>,
     public_url: Option<String>,
     max_token_secs: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -119,6 +124,7 @@ fn resolve(mut args: ServeArgs) -> CliResult<ServeArgs> {
     let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
     args.data_dir = args.data_dir.or(file.data_dir.map(relative));
     args.matrix = args.matrix.or(file.matrix.map(relative));
+    args.alerts = args.alerts.or(file.alerts.map(relative));
     if args.listen.is_none()
         && let Some(listen) = file.listen
     {
@@ -190,6 +196,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
     config.max_token_secs = args.max_token_secs.unwrap_or(3600);
     config.max_body_bytes = args.max_body_bytes.unwrap_or(64 * 1024);
     config.approval_ttl_secs = args.approval_ttl_secs.unwrap_or(3600);
+    if let Some(path) = &args.alerts {
+        config.alerts = super::alerts::load_rules(path)?;
+    }
     match (&args.oidc_issuer, &args.oidc_audience) {
         (Some(issuer), Some(audience)) => {
             config.oidc = Some(ward_control::oidc::OidcConfig {

@@ -1,0 +1,322 @@
+//! Alerts in the control plane: the engine of `ward_telemetry` fed with
+//! every event devices ship, ticked every second (heartbeat rules every
+//! five), its transitions stored with their notifications in one
+//! transaction, silences applied, and the notifications delivered by
+//! [`deliver`] with retries and a dead-letter list.
+//!
+//! INVARIANT: an event is counted once: only events stored now (not
+//! resends of stored ones) reach the engine.
+//! INVARIANT: a transition is durable (alert row, notifications, audit
+//! entry) before anyone is notified of it.
+
+pub mod deliver;
+pub mod silence;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+use ward_model::lifecycle::AgentState;
+use ward_model::matrix::Risk;
+use ward_store::{AgentEventRow, AlertRow};
+use ward_telemetry::engine::{Alert, Contact, Engine, Event, NoBaselines, Transition};
+use ward_telemetry::rules::RuleSet;
+
+use crate::AppState;
+use crate::audit::DraftExt;
+use crate::broker::staleness;
+use crate::util::now_ms;
+
+/// The rules in force and where alerts go, as read at start.
+pub struct Alerting {
+    rules: RuleSet,
+    targets: Vec<deliver::Target>,
+    engine: Mutex<Engine>,
+    wake: tokio::sync::Notify,
+}
+
+impl Alerting {
+    /// Alerting with `rules`, whose receivers' URLs and secrets were
+    /// resolved into `targets`.
+    pub fn new(rules: RuleSet, targets: Vec<deliver::Target>) -> Alerting {
+        Alerting {
+            engine: Mutex::new(Engine::new(rules.rules.clone())),
+            rules,
+            targets,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Wakes the delivery task (a notification was queued again).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn receivers_of(&self, rule: &str) -> Vec<String> {
+        self.rules
+            .rule(rule)
+            .map(|rule| {
+                self.rules
+                    .receivers_of(rule)
+                    .map(|receiver| receiver.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Starts the tick and delivery tasks; both end when the streams stop.
+pub async fn start(state: &AppState) -> Result<(), crate::ApiError> {
+    let firing = state.store.read(ward_store::firing_alerts).await?;
+    let restored: Vec<Alert> = firing.iter().map(alert_of_row).collect();
+    let gone = lock(&state.alerting.engine).restore(restored, now_ms());
+    record(state, gone).await;
+    tokio::spawn(tick_loop(state.clone()));
+    tokio::spawn(deliver::run(state.clone()));
+    Ok(())
+}
+
+fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+    engine
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts the events of a batch stored now (`fresh` indexes into `rows`)
+/// in the metrics and the engine, and records any alert they fire.
+pub async fn observe(state: &AppState, rows: &[AgentEventRow], fresh: &[usize]) {
+    let now = now_ms();
+    let matrix = &state.matrix.matrix;
+    let mut changes = Vec::new();
+    {
+        let mut engine = lock(&state.alerting.engine);
+        for row in fresh.iter().filter_map(|index| rows.get(*index)) {
+            let high_risk = row
+                .feature
+                .as_deref()
+                .and_then(|name| matrix.feature(name))
+                .is_some_and(|feature| feature.risk == Risk::High);
+            state.counters.signal(
+                &row.tenant_id,
+                &row.agent_id,
+                &row.user_id,
+                &row.result,
+                ward_telemetry::signal::signals(&row.action, &row.result, high_risk),
+            );
+            let event = Event {
+                tenant: &row.tenant_id,
+                agent_id: &row.agent_id,
+                user_id: &row.user_id,
+                action: &row.action,
+                result: &row.result,
+                high_risk,
+                ts_ms: row.ts_ms,
+                correlation_id: &row.correlation_id,
+            };
+            changes.extend(engine.observe(&event, now, &NoBaselines));
+        }
+    }
+    record(state, changes).await;
+}
+
+/// Every second: moves the windows on (resolving what no longer holds);
+/// every fifth second also judges heartbeats.
+async fn tick_loop(state: AppState) {
+    let stopped = state.streams_stopped();
+    tokio::pin!(stopped);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut count: u64 = 0;
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            _ = ticks.tick() => {}
+        }
+        let contacts = if count.is_multiple_of(5) {
+            match contacts(&state).await {
+                Ok(contacts) => Some(contacts),
+                Err(error) => {
+                    tracing::warn!(error = %error.message, "cannot read agents for heartbeat alerts");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        count = count.wrapping_add(1);
+        let changes = lock(&state.alerting.engine).tick(now_ms(), contacts.as_deref());
+        record(&state, changes).await;
+    }
+}
+
+/// Every live (active or quarantined) agent's last contact and interval.
+async fn contacts(state: &AppState) -> Result<Vec<Contact>, crate::ApiError> {
+    let (agents, policies) = state
+        .store
+        .read(|conn| {
+            Ok((
+                ward_store::agent_contacts(conn, None)?,
+                ward_store::agent_policies(conn)?,
+            ))
+        })
+        .await?;
+    let token_secs = state.config.default_token_secs;
+    Ok(agents
+        .iter()
+        .filter(|agent| {
+            matches!(
+                agent.state.parse::<AgentState>(),
+                Ok(AgentState::Active | AgentState::Quarantined)
+            )
+        })
+        .filter_map(|agent| {
+            Some(Contact {
+                tenant: agent.tenant_id.clone(),
+                agent_id: agent.agent_id.clone(),
+                last_ms: agent
+                    .last_heartbeat_ms
+                    .or_else(|| ward_model::timestamp::parse_rfc3339(&agent.created_at))?,
+                interval_secs: staleness::effective(policies.get(&agent.tenant_id), token_secs)
+                    .heartbeat_interval_secs,
+            })
+        })
+        .collect())
+}
+
+/// Stores each transition with its notifications (none for a silenced
+/// alert) and an audit entry, then wakes the delivery. A store failure is
+/// logged: the engine already moved on, and a firing alert it lost is
+/// raised again by the next event that meets its condition.
+async fn record(state: &AppState, changes: Vec<Transition>) {
+    if changes.is_empty() {
+        return;
+    }
+    let now = now_ms();
+    let silences = match state
+        .store
+        .read(move |conn| ward_store::silences(conn, None, now))
+        .await
+    {
+        Ok(silences) => silences,
+        Err(error) => {
+            tracing::error!(%error, "cannot read silences; notifying every alert");
+            Vec::new()
+        }
+    };
+    let mut work = Vec::with_capacity(changes.len());
+    for change in changes {
+        let (alert, fired) = match change {
+            Transition::Fired(alert) => (alert, true),
+            Transition::Resolved(alert) => (alert, false),
+        };
+        let mut row = row_of_alert(&alert);
+        if fired {
+            row.silenced_by = silence::covering(&silences, &row, now).map(|s| s.id.clone());
+        }
+        let receivers = if row.silenced_by.is_some() {
+            Vec::new()
+        } else {
+            state.alerting.receivers_of(&alert.rule)
+        };
+        work.push((row, fired, receivers));
+    }
+    let written = state
+        .store
+        .write(move |ctx| {
+            for (row, fired, receivers) in work {
+                let (action, stored) = if fired {
+                    let id = ward_store::fire_alert(ctx.conn(), &row, &receivers, now)?;
+                    ("alert.fire", id.map(|id| (id, row.clone())))
+                } else {
+                    let resolved = ward_store::resolve_alert(
+                        ctx.conn(),
+                        &row.fingerprint,
+                        row.resolved_ms.unwrap_or(now),
+                        &receivers,
+                    )?;
+                    ("alert.resolve", resolved.map(|alert| (alert.id, alert)))
+                };
+                let Some((id, stored)) = stored else {
+                    continue;
+                };
+                ctx.audit(
+                    crate::audit::entry("ward", action, &format!("alert:{id}"))
+                        .tenant(Some(&stored.tenant_id))
+                        .reason(stored.explanation.clone())
+                        .details(json!({
+                            "rule": stored.rule,
+                            "severity": stored.severity,
+                            stored.subject_label.clone(): stored.subject,
+                            "value": stored.value,
+                            "threshold": stored.threshold,
+                            "silenced_by": stored.silenced_by,
+                            "receivers": receivers,
+                        })),
+                );
+            }
+            Ok(())
+        })
+        .await;
+    match written {
+        Ok(()) => state.alerting.wake.notify_one(),
+        Err(error) => tracing::error!(%error, "cannot store alert transitions"),
+    }
+}
+
+/// The stored form of an alert.
+fn row_of_alert(alert: &Alert) -> AlertRow {
+    AlertRow {
+        id: 0,
+        tenant_id: alert.tenant.clone(),
+        fingerprint: alert.fingerprint.clone(),
+        rule: alert.rule.clone(),
+        severity: alert.severity.as_str().to_owned(),
+        subject_label: alert.subject_label.to_owned(),
+        subject: alert.subject.clone(),
+        summary: alert.summary.clone(),
+        explanation: alert.explanation.clone(),
+        value: alert.value,
+        threshold: alert.threshold,
+        evidence: serde_json::to_string(&alert.evidence).unwrap_or_else(|_| "[]".into()),
+        started_ms: alert.started_ms,
+        resolved_ms: alert.resolved_ms,
+        silenced_by: None,
+    }
+}
+
+/// The engine's form of a stored alert (to restore it at start).
+fn alert_of_row(row: &AlertRow) -> Alert {
+    let subject_label = match row.subject_label.as_str() {
+        "user_id" => "user_id",
+        "tenant" => "tenant",
+        _ => "agent_id",
+    };
+    Alert {
+        rule: row.rule.clone(),
+        severity: ward_telemetry::rules::Severity::parse(&row.severity)
+            .unwrap_or(ward_telemetry::rules::Severity::High),
+        summary: row.summary.clone(),
+        tenant: row.tenant_id.clone(),
+        subject_label,
+        subject: row.subject.clone(),
+        fingerprint: row.fingerprint.clone(),
+        started_ms: row.started_ms,
+        resolved_ms: row.resolved_ms,
+        value: row.value,
+        threshold: row.threshold,
+        explanation: row.explanation.clone(),
+        evidence: serde_json::from_str(&row.evidence).unwrap_or_default(),
+    }
+}
+
+/// The labels of an alert, as receivers and silences see them.
+pub fn labels(alert: &AlertRow) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        ("alertname".to_owned(), alert.rule.clone()),
+        ("severity".to_owned(), alert.severity.clone()),
+        ("tenant".to_owned(), alert.tenant_id.clone()),
+    ]);
+    labels.insert(alert.subject_label.clone(), alert.subject.clone());
+    labels
+}
