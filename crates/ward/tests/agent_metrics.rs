@@ -13,8 +13,6 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use ward_api::{EventBatch, Heartbeat};
 
 /// What a device reports in a heartbeat.
@@ -328,34 +326,4 @@ async fn a_shipped_denied_write_counts_as_a_privileged_failure_once() {
     promtool_check(&all);
     let theirs = scrape(&server, &other_admin).await;
     assert!(!theirs.contains(&agent.id), "{theirs}");
-}
-
-/// Checks a metrics page with Prometheus' own linter, `promtool check
-/// metrics` (`$PROMTOOL`, else `promtool` on the path; `scripts/test`
-/// provides it). Without it, says so and checks nothing.
-fn promtool_check(metrics: &str) {
-    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("SKIPPED: promtool not found (set PROMTOOL); /metrics not linted");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{metrics}",
-        stdout(&out),
-        stderr(&out)
-    );
 }

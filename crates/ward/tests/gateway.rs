@@ -1627,36 +1627,6 @@ async fn an_http2_upstream_is_spoken_to_in_http2() {
     assert_eq!(echo["agent"], agent.id.as_str());
 }
 
-/// Checks a metrics page with Prometheus' own linter, `promtool check
-/// metrics` (`$PROMTOOL`, else `promtool` on the path; `scripts/test`
-/// provides it). Without it, says so and checks nothing.
-fn promtool_check(metrics: &str) {
-    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("SKIPPED: promtool not found (set PROMTOOL); /metrics not linted");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{metrics}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
-
 /// Runs `openssl` in `dir` and fails the test with its output if it fails.
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

@@ -101,14 +101,7 @@ pub enum AlertsCommand {
 pub fn load_rules(path: &Path) -> CliResult<RuleSet> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read alert rules `{}`: {e}", path.display()))?;
-    let rules = RuleSet::from_yaml(&text).map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
-    Ok(rules)
+    Ok(RuleSet::from_yaml(&text).map_err(|errors| super::matrix::located(path, &errors))?)
 }
 
 /// Runs `ward alerts ...`.

@@ -39,18 +39,20 @@ pub fn run(command: MatrixCommand) -> CliResult {
     }
 }
 
+/// Errors of a YAML file as `FILE:LINE:COLUMN: message`, one per line.
+pub fn located(path: &Path, errors: &[ward_model::yaml::YamlError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Reads and validates a matrix file; errors name `file:line:column`.
 pub fn load_matrix(path: &Path) -> CliResult<LoadedMatrix> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read matrix `{}`: {e}", path.display()))?;
-    let matrix = Matrix::from_yaml(&text).map_err(|errors| {
-        errors
-            .0
-            .iter()
-            .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let matrix = Matrix::from_yaml(&text).map_err(|errors| located(path, &errors.0))?;
     let digest = matrix.digest();
     Ok(LoadedMatrix {
         matrix,

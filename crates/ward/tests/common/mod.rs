@@ -9,7 +9,7 @@
 pub mod desk;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -613,4 +613,34 @@ impl ScriptedModel {
             .map(|line| serde_json::from_str(line).unwrap())
             .collect()
     }
+}
+
+/// Checks a metrics page with Prometheus' own linter, `promtool check
+/// metrics` (`$PROMTOOL`, else `promtool` on the path; `scripts/test`
+/// provides it). Without it, says so and checks nothing.
+pub fn promtool_check(metrics: &str) {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIPPED: promtool not found (set PROMTOOL); /metrics not linted");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
