@@ -130,6 +130,13 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/metrics", "get"),
         ("/v1/events", "post"),
         ("/v1/events", "get"),
+        ("/v1/alerts", "get"),
+        ("/v1/alerts/{id}", "get"),
+        ("/v1/alerts/failed", "get"),
+        ("/v1/alerts/failed/{id}/retry", "post"),
+        ("/v1/silences", "post"),
+        ("/v1/silences", "get"),
+        ("/v1/silences/{id}", "delete"),
     ];
     for (path, method) in expected {
         assert!(

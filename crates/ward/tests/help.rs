@@ -70,8 +70,8 @@ fn the_help_lists_every_command_with_a_description() {
         .map(|(name, _)| name)
         .collect();
     let expected = [
-        "serve", "admin", "agent", "audit", "events", "login", "policy", "gateway", "hook", "mcp",
-        "openapi", "matrix", "help",
+        "serve", "admin", "agent", "audit", "alerts", "events", "login", "policy", "gateway",
+        "hook", "mcp", "openapi", "matrix", "help",
     ];
     assert_eq!(top, expected, "the commands `ward --help` lists");
     let mut seen = Vec::new();
@@ -89,6 +89,8 @@ fn the_help_lists_every_command_with_a_description() {
         "agent exec",
         "audit verify",
         "events list",
+        "alerts silence",
+        "alerts export",
         "policy push",
         "gateway check",
         "matrix check",
