@@ -149,8 +149,10 @@ pub(crate) fn numbers(text: &str, out: &mut Vec<Finding>) {
         let end = cluster(bytes, at, &mut groups);
         if !groups.is_empty() && !after_iban_head(bytes, at) {
             // A cluster glued to a word (`555-1234abc`, a date before `T`)
-            // loses its last group.
-            if bytes.get(end).is_some_and(|&b| is_word_byte(b)) {
+            // loses its last group; a closing `)` is not glue.
+            if bytes.get(end).is_some_and(|&b| is_word_byte(b))
+                && !groups.last().is_some_and(|g| g.paren)
+            {
                 groups.pop();
             }
             // Fewer than 9 digits is neither a phone nor a card.
@@ -247,7 +249,9 @@ fn cards(bytes: &[u8], groups: &[Group], out: &mut Vec<Finding>) {
                 break;
             }
             let window = &groups[a..=b];
-            if total < 13 || window.iter().any(|g| g.paren) {
+            // A parenthesised group is a phone's area code beside others,
+            // but a card number on its own: `(4000000000000002)`.
+            if total < 13 || (window.len() > 1 && window.iter().any(|g| g.paren)) {
                 continue;
             }
             let (last, middle) = window.split_last().unwrap_or((&window[0], &[]));
@@ -516,6 +520,12 @@ mod tests {
         assert!(luhn(d("4111111111111111")));
         assert!(luhn(d("378282246310005")));
         assert!(!luhn(d("4111111111111112")));
+        let mut found = Vec::new();
+        numbers(" (4000000000000002)A", &mut found);
+        assert!(
+            found.iter().any(|f| f.kind == Kind::CardNumber),
+            "a card number in parentheses"
+        );
         assert_eq!(mod97(b"DE89370400440532013000"), 1);
         assert_eq!(mod97(b"GB82WEST12345698765432"), 1);
         assert_ne!(mod97(b"DE89370400440532013001"), 1);

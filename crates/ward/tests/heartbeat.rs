@@ -14,8 +14,6 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn report() -> Value {
@@ -647,33 +645,4 @@ fn chrono_ms(text: &str) -> i64 {
 /// RFC 3339 with milliseconds, UTC.
 fn rfc3339(ms: i64) -> String {
     ward_model::timestamp::rfc3339(ms)
-}
-
-/// `promtool check metrics` (`$PROMTOOL`, else `promtool` on the path);
-/// without it, says SKIPPED and checks nothing.
-fn promtool_check(metrics: &str) {
-    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let Ok(mut child) = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("SKIPPED: promtool not found (set PROMTOOL); /metrics not linted");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{metrics}",
-        stdout(&out),
-        stderr(&out)
-    );
 }
