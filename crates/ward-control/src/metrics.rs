@@ -27,10 +27,9 @@
 //! INVARIANT: the signal counters' cardinality is bounded. At most
 //! [`MAX_AGENTS`] (tenant, agent) pairs are tracked, instance-wide; events of
 //! any further agent are counted under `agent_id="_overflow",
-//! user_id="_overflow"` of its tenant. A tracked agent has at most
-//! [`MAX_USERS_PER_AGENT`] `user_id`s (a device names them); events of
-//! further users are counted under `user_id="_overflow"` of that agent.
-//! Both are counted in `ward_metrics_overflow_total`.
+//! user_id="_overflow"` of its tenant, and in `ward_metrics_overflow_total`.
+//! `user_id` is the agent's owner as enrolled (one per agent), never the
+//! value a device writes in its events, so it adds no series.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,9 +39,6 @@ use ward_telemetry::signal::{Signal, Signals, outcome};
 /// At most this many (tenant, agent) pairs have their own signal series;
 /// at ~10 series each, a scrape stays around 100,000 lines.
 pub const MAX_AGENTS: usize = 10_000;
-
-/// At most this many `user_id`s of one agent have their own series.
-pub const MAX_USERS_PER_AGENT: usize = 8;
 
 /// The `agent_id` and `user_id` of events counted past a bound.
 pub const OVERFLOW: &str = "_overflow";
@@ -61,17 +57,14 @@ pub struct Counters {
 struct Tallies {
     heartbeats: BTreeMap<String, u64>,
     acks: BTreeMap<(String, String), u64>,
-    /// By (tenant, agent id); at most [`MAX_AGENTS`] entries.
-    agents: BTreeMap<(String, String), Users>,
+    /// By (tenant, agent id): the owner and the counts; at most
+    /// [`MAX_AGENTS`] entries.
+    agents: BTreeMap<(String, String), (String, Tally)>,
     /// Events of agents past [`MAX_AGENTS`], by tenant.
     overflowed: BTreeMap<String, Tally>,
     /// Events counted under `_overflow`, by tenant.
     overflow: BTreeMap<String, u64>,
 }
-
-/// One agent's tallies by `user_id`; at most [`MAX_USERS_PER_AGENT`]
-/// entries besides [`OVERFLOW`].
-type Users = BTreeMap<String, Tally>;
 
 /// One series set's counts.
 #[derive(Default)]
@@ -112,7 +105,7 @@ impl Counters {
     }
 
     /// Counts the `signals` of a newly stored event of `agent_id` of
-    /// `tenant` that names `user_id` and has `result` (an outcome such as
+    /// `tenant`, owned by `user_id`, with `result` (an outcome such as
     /// `deny` labels `agent_actions_total`; another result counts no
     /// action). Past the bounds of the module doc, under `_overflow`.
     pub fn signal(
@@ -139,16 +132,11 @@ impl Counters {
                 .add(result, signals);
             return;
         }
-        let users = tallies.agents.entry(key).or_default();
-        let user = if users.contains_key(user_id) || named_users(users) < MAX_USERS_PER_AGENT {
-            user_id
-        } else {
-            *tallies.overflow.entry(tenant.to_owned()).or_default() += 1;
-            OVERFLOW
-        };
-        users
-            .entry(user.to_owned())
-            .or_default()
+        tallies
+            .agents
+            .entry(key)
+            .or_insert_with(|| (user_id.to_owned(), Tally::default()))
+            .1
             .add(result, signals);
     }
 
@@ -156,11 +144,6 @@ impl Counters {
         // A panic while counting leaves counts that are still counts.
         self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// The users of an agent with their own series.
-fn named_users(users: &Users) -> usize {
-    users.len() - usize::from(users.contains_key(OVERFLOW))
 }
 
 /// The agent gauges of one scrape: agents by (tenant, state), stale agents
@@ -387,15 +370,10 @@ fn render_health(out: &mut String, health: &[AgentHealth], shown: &dyn Fn(&str) 
 fn render_signals(out: &mut String, tallies: &Tallies, shown: &dyn Fn(&str) -> bool) {
     // (tenant, agent, user, tally) of every series set shown.
     let sets = || {
-        let tracked = tallies
-            .agents
-            .iter()
-            .filter(|((t, _), _)| shown(t))
-            .flat_map(|((t, agent), users)| {
-                users
-                    .iter()
-                    .map(move |(user, tally)| (t.as_str(), agent.as_str(), user.as_str(), tally))
-            });
+        let tracked =
+            tallies.agents.iter().filter(|((t, _), _)| shown(t)).map(
+                |((t, agent), (user, tally))| (t.as_str(), agent.as_str(), user.as_str(), tally),
+            );
         let overflowed = tallies
             .overflowed
             .iter()
@@ -671,29 +649,6 @@ mod tests {
         let b = render(&AgentGauges::default(), &counters, Some("ten_b"));
         assert!(!b.contains("ten_a"), "{b}");
         assert!(b.contains("ward_metrics_overflow_total{tenant=\"ten_b\"} 2\n"));
-    }
-
-    #[test]
-    fn an_agents_users_past_the_bound_are_counted_under_overflow() {
-        let counters = Counters::default();
-        let read = signals("files:read", "allow", false);
-        for i in 0..=MAX_USERS_PER_AGENT + 1 {
-            counters.signal("t", "a", &format!("user{i}"), "allow", read);
-        }
-        counters.signal("t", "a", "user0", "allow", read);
-        let text = render(&AgentGauges::default(), &counters, None);
-        let users = text
-            .lines()
-            .filter(|l| l.starts_with("agent_file_accesses_total{"))
-            .count();
-        assert_eq!(users, MAX_USERS_PER_AGENT + 1, "{text}");
-        assert!(text.contains(
-            "agent_file_accesses_total{tenant=\"t\",agent_id=\"a\",user_id=\"user0\"} 2\n"
-        ));
-        assert!(text.contains(
-            "agent_file_accesses_total{tenant=\"t\",agent_id=\"a\",user_id=\"_overflow\"} 2\n"
-        ));
-        assert!(text.contains("ward_metrics_overflow_total{tenant=\"t\"} 2\n"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::baseline::{Baseline, round};
 use crate::rules::{By, Condition, Rule, Severity, format_duration};
-use crate::signal::{Signal, signals};
+use crate::signal::{Signal, Signals};
 use crate::window::Window;
 
 /// How many correlation ids an alert keeps as evidence.
@@ -39,14 +39,12 @@ pub struct Event<'a> {
     pub tenant: &'a str,
     /// The agent.
     pub agent_id: &'a str,
-    /// The agent's owner.
+    /// The agent's owner as the server knows it (not as the device says:
+    /// per-user rules must not be split across made-up users).
     pub user_id: &'a str,
-    /// `resource:verb`.
-    pub action: &'a str,
-    /// `allow`, `deny`, `ok`, `error`, ...
-    pub result: &'a str,
-    /// Whether its feature is high risk in the matrix.
-    pub high_risk: bool,
+    /// What it signals ([`crate::signal::signals`], computed once by the
+    /// caller, which counts the same signals in its metrics).
+    pub signals: Signals,
     /// When it happened, ms since the epoch.
     pub ts_ms: i64,
     /// Its correlation id, kept as evidence.
@@ -222,7 +220,7 @@ impl Engine {
         now_ms: i64,
         baselines: &dyn Baselines,
     ) -> Vec<Transition> {
-        let signals = signals(event.action, event.result, event.high_risk);
+        let signals = event.signals;
         if signals.is_empty() {
             return Vec::new();
         }
@@ -453,9 +451,7 @@ mod tests {
             tenant: "ten_a",
             agent_id: agent,
             user_id: "alice@example.com",
-            action,
-            result,
-            high_risk: false,
+            signals: crate::signal::signals(action, result, false),
             ts_ms,
             correlation_id: "corr-1",
         }

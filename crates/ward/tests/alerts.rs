@@ -276,12 +276,12 @@ async fn privileged_failures_alert_at_the_sixth_reach_alertmanager_and_a_signed_
         .as_ref()
         .map_or("http://127.0.0.1:9".to_owned(), |m| m.url.clone());
     let rules = dir.path().join("alerts.yaml");
-    // The default rule's shape with a 4 s window, so it also resolves
+    // The default rule's shape with a 12 s window, so it also resolves
     // within the test (the 5 minute default is checked in ward-telemetry).
     std::fs::write(
         &rules,
         format!(
-            "version: 1\nrules:\n  - name: privileged-failures\n    severity: high\n    summary: More than 5 failed privileged operations from one agent\n    signal: privileged_failure\n    by: agent\n    window: 4s\n    above: 5\nreceivers:\n  - name: alertmanager\n    type: alertmanager\n    url: {manager_url}\n  - name: security\n    type: webhook\n    url: {}\n    secret_file: {}\n    attempts: 5\n    backoff: 1s\n  - name: unreachable\n    type: webhook\n    url: http://127.0.0.1:9/nothing-listens\n    secret_file: {}\n    attempts: 2\n    backoff: 1s\n",
+            "version: 1\nrules:\n  - name: privileged-failures\n    severity: high\n    summary: More than 5 failed privileged operations from one agent\n    signal: privileged_failure\n    by: agent\n    window: 12s\n    above: 5\nreceivers:\n  - name: alertmanager\n    type: alertmanager\n    url: {manager_url}\n  - name: security\n    type: webhook\n    url: {}\n    secret_file: {}\n    attempts: 5\n    backoff: 1s\n  - name: unreachable\n    type: webhook\n    url: http://127.0.0.1:9/nothing-listens\n    secret_file: {}\n    attempts: 2\n    backoff: 1s\n",
             hook.url,
             secret.display(),
             secret.display()
@@ -320,12 +320,33 @@ async fn privileged_failures_alert_at_the_sixth_reach_alertmanager_and_a_signed_
     assert_eq!(
         alert["explanation"],
         format!(
-            "6 failed privileged operations from agent `{}` in the last 4s: more than 5",
+            "6 failed privileged operations from agent `{}` in the last 12s: more than 5",
             agent.id
         )
     );
     assert_eq!(alert["evidence"].as_array().unwrap().len(), 6);
     let id = alert["id"].as_i64().unwrap();
+
+    // Alertmanager shows it with Ward's labels.
+    if let Some(manager) = &manager {
+        let shown = until(15, "Alertmanager to show the alert", async || {
+            manager
+                .alerts()
+                .await
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "privileged-failures")
+        })
+        .await;
+        assert_eq!(shown["labels"]["agent_id"], agent.id.as_str());
+        assert_eq!(shown["labels"]["severity"], "high");
+        assert_eq!(shown["status"]["state"], "active");
+        assert!(
+            shown["annotations"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("6 failed privileged operations")
+        );
+    }
 
     // The webhook failed twice, then took it, signed.
     let accepted = until(15, "the webhook to accept the alert", async || {
@@ -352,29 +373,8 @@ async fn privileged_failures_alert_at_the_sixth_reach_alertmanager_and_a_signed_
         hmac_hex("s3cret-hmac-key", &format!("{t}.{}", accepted.body))
     );
 
-    // Alertmanager shows it with Ward's labels.
-    if let Some(manager) = &manager {
-        let shown = until(15, "Alertmanager to show the alert", async || {
-            manager
-                .alerts()
-                .await
-                .into_iter()
-                .find(|a| a["labels"]["alertname"] == "privileged-failures")
-        })
-        .await;
-        assert_eq!(shown["labels"]["agent_id"], agent.id.as_str());
-        assert_eq!(shown["labels"]["severity"], "high");
-        assert_eq!(shown["status"]["state"], "active");
-        assert!(
-            shown["annotations"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("6 failed privileged operations")
-        );
-    }
-
     // The window passes: resolved, and the webhook hears of it.
-    let resolved = until(15, "the alert to resolve", async || {
+    let resolved = until(30, "the alert to resolve", async || {
         let (_, alert) = server.get(&admin, &format!("/v1/alerts/{id}")).await;
         (alert["status"] == "resolved").then_some(alert)
     })

@@ -83,9 +83,11 @@ fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Counts the events of a batch stored now (`fresh` indexes into `rows`)
-/// in the metrics and the engine, and records any alert they fire.
-pub async fn observe(state: &AppState, rows: &[AgentEventRow], fresh: &[usize]) {
+/// Counts the events of one agent's batch stored now (`fresh` indexes
+/// into `rows`) in the metrics and the engine, and records any alert they
+/// fire. Each event is classified once; per-user figures use `owner`, the
+/// agent's owner as enrolled, never the `user_id` the device wrote.
+pub async fn observe(state: &AppState, owner: &str, rows: &[AgentEventRow], fresh: &[usize]) {
     let now = now_ms();
     let matrix = &state.matrix.matrix;
     let mut changes = Vec::new();
@@ -97,20 +99,18 @@ pub async fn observe(state: &AppState, rows: &[AgentEventRow], fresh: &[usize]) 
                 .as_deref()
                 .and_then(|name| matrix.feature(name))
                 .is_some_and(|feature| feature.risk == Risk::High);
-            state.counters.signal(
-                &row.tenant_id,
-                &row.agent_id,
-                &row.user_id,
-                &row.result,
-                ward_telemetry::signal::signals(&row.action, &row.result, high_risk),
-            );
+            let signals = ward_telemetry::signal::signals(&row.action, &row.result, high_risk);
+            if signals.is_empty() {
+                continue;
+            }
+            state
+                .counters
+                .signal(&row.tenant_id, &row.agent_id, owner, &row.result, signals);
             let event = Event {
                 tenant: &row.tenant_id,
                 agent_id: &row.agent_id,
-                user_id: &row.user_id,
-                action: &row.action,
-                result: &row.result,
-                high_risk,
+                user_id: owner,
+                signals,
                 ts_ms: row.ts_ms,
                 correlation_id: &row.correlation_id,
             };

@@ -45,7 +45,7 @@ pub async fn accept(
         .write(move |ctx| ward_store::insert_agent_events(ctx.conn(), &written))
         .await
         .map_err(|e| fail(e.into()))?;
-    crate::alerts::observe(state, &rows, &stored.fresh).await;
+    crate::alerts::observe(state, &agent.owner, &rows, &stored.fresh).await;
     Ok(EventsAccepted {
         stored: stored.stored,
         duplicates: stored.duplicates,
