@@ -275,7 +275,7 @@ async fn each_live_agents_heartbeat_age_interval_version_and_spool_are_scraped_p
 // Counts once the ingest path calls `Counters::signal` for each newly
 // stored event; until then this test fails on its first assertion.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_shipped_denied_write_counts_as_a_privileged_failure_once() {
+async fn a_shipped_denied_write_counts_as_a_privileged_failure_once_for_the_enrolled_owner() {
     let server = Server::start();
     let (tenant, admin) = server.tenant("acme").await;
     let (_, other_admin) = server.tenant("globex").await;
@@ -284,6 +284,11 @@ async fn a_shipped_denied_write_counts_as_a_privileged_failure_once() {
     assert_eq!(ship(&server, &agent, denied.clone()).await, 1);
     // A resend is a duplicate, not a second event.
     assert_eq!(ship(&server, &agent, denied).await, 0);
+    // A device that writes another user into its event cannot make a
+    // series of its own: figures go to the agent's enrolled owner.
+    let mut forged = event(&agent, 2, "write-projects", "files:write", "deny");
+    forged["user_id"] = serde_json::json!("mallory@example.com");
+    assert_eq!(ship(&server, &agent, vec![forged]).await, 1);
 
     let all = scrape(&server, &server.bootstrap).await;
     let labels = format!(
@@ -296,7 +301,7 @@ async fn a_shipped_denied_write_counts_as_a_privileged_failure_once() {
             &format!("agent_privileged_failures_total{{{labels}}}")
         )
         .as_deref(),
-        Some("1"),
+        Some("2"),
         "{all}"
     );
     assert_eq!(
@@ -305,19 +310,20 @@ async fn a_shipped_denied_write_counts_as_a_privileged_failure_once() {
             &format!("agent_actions_total{{{labels},result=\"deny\"}}")
         )
         .as_deref(),
-        Some("1"),
+        Some("2"),
         "{all}"
     );
     assert_eq!(
         sample(&all, &format!("agent_denials_total{{{labels}}}")).as_deref(),
-        Some("1"),
+        Some("2"),
         "{all}"
     );
     assert_eq!(
         sample(&all, &format!("agent_file_accesses_total{{{labels}}}")).as_deref(),
-        Some("1"),
+        Some("2"),
         "{all}"
     );
+    assert!(!all.contains("mallory"), "{all}");
     assert_eq!(
         sample(&all, &format!("agent_external_calls_total{{{labels}}}")),
         None,
