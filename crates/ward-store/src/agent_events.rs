@@ -187,6 +187,31 @@ pub fn query_agent_events(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Every tenant's events that happened at or after `since_ms`, with their
+/// agent's owner, in received order after `after_id` (to rebuild the alert
+/// windows after a restart).
+pub fn agent_events_since(
+    conn: &Connection,
+    since_ms: i64,
+    after_id: i64,
+    limit: u32,
+) -> Result<Vec<(AgentEventRow, String)>, StoreError> {
+    let columns: String = COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {columns}, a.owner FROM agent_events e JOIN agents a ON a.id = e.agent_id \
+         WHERE e.ts_ms >= ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
+    ))?;
+    let width = COLUMNS.split(", ").count();
+    let rows = statement.query_map(params![since_ms, after_id, limit], |row| {
+        Ok((from_row(row)?, row.get(width)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]

@@ -210,4 +210,6 @@ CREATE INDEX agent_events_by_agent ON agent_events(tenant_id, agent_id, id);
 CREATE INDEX agent_events_by_correlation ON agent_events(tenant_id, correlation_id, id);
 "#,
     crate::alerts::MIGRATION,
+    // Rebuilding the alert windows after a restart reads events by time.
+    "CREATE INDEX agent_events_by_ts ON agent_events(ts_ms);",
 ];

@@ -174,6 +174,21 @@ impl Engine {
         &self.rules
     }
 
+    /// The longest window of the counting rules, seconds (0: none), so a
+    /// restarted server knows how far back to replay stored events.
+    pub fn longest_window(&self) -> u32 {
+        self.rules
+            .iter()
+            .filter_map(|rule| match rule.condition {
+                Condition::Count { window_secs, .. } | Condition::Baseline { window_secs, .. } => {
+                    Some(window_secs)
+                }
+                Condition::HeartbeatMissed { .. } => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Takes back alerts that were firing before a restart, so they are
     /// resolved (not raised again) when their condition is gone. Alerts of
     /// rules no longer configured are returned resolved at `now_ms`.
@@ -718,6 +733,12 @@ mod tests {
         assert!(
             matches!(changes.as_slice(), [Transition::Resolved(a)] if a.rule == "privileged-failures")
         );
+    }
+
+    #[test]
+    fn the_longest_window_is_the_surge_rules() {
+        assert_eq!(engine().longest_window(), 900);
+        assert_eq!(Engine::new(Vec::new()).longest_window(), 0);
     }
 
     #[test]

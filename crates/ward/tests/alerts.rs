@@ -678,3 +678,41 @@ fn exported_rules_pass_promtool_and_bad_rule_files_name_line_and_column() {
         stderr(&served)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_remembers_the_failures_in_the_window_and_raises_no_alert_twice() {
+    let mut server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let agent = server.agent(&admin, "reader").await;
+    ship(
+        &server,
+        &agent,
+        (1..=3).map(|seq| failure(&agent, seq)).collect(),
+    )
+    .await;
+    // SIGKILL: the three failures are on disk, the engine's memory is gone.
+    server.kill_and_restart();
+    ship(
+        &server,
+        &agent,
+        (4..=6).map(|seq| failure(&agent, seq)).collect(),
+    )
+    .await;
+    let firing = alerts(&server, &admin, "").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["value"], 6.0);
+    assert_eq!(firing[0]["evidence"].as_array().unwrap().len(), 6);
+    // Restarted while it fires: restored, replayed, not raised again.
+    server.kill_and_restart();
+    ship(&server, &agent, vec![failure(&agent, 7)]).await;
+    let all = alerts(&server, &admin, "state=all").await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["status"], "firing");
+    let fired = server
+        .audit(&admin, "")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "alert.fire")
+        .count();
+    assert_eq!(fired, 1);
+}

@@ -5,7 +5,9 @@
 //! [`deliver`] with retries and a dead-letter list.
 //!
 //! INVARIANT: an event is counted once: only events stored now (not
-//! resends of stored ones) reach the engine.
+//! resends of stored ones) reach the engine, and at start the engine is
+//! rebuilt from the stored events within its longest window (firing alerts
+//! restored first, so a condition that still holds does not fire again).
 //! INVARIANT: a transition is durable (alert row, notifications, audit
 //! entry) before anyone is notified of it.
 
@@ -22,6 +24,7 @@ use ward_model::matrix::Risk;
 use ward_store::{AgentEventRow, AlertRow};
 use ward_telemetry::engine::{Alert, Contact, Engine, Event, NoBaselines, Transition};
 use ward_telemetry::rules::RuleSet;
+use ward_telemetry::signal::Signals;
 
 use crate::AppState;
 use crate::audit::DraftExt;
@@ -72,6 +75,7 @@ pub async fn start(state: &AppState) -> Result<(), crate::ApiError> {
     let restored: Vec<Alert> = firing.iter().map(alert_of_row).collect();
     let gone = lock(&state.alerting.engine).restore(restored, now_ms());
     record(state, gone).await;
+    replay(state).await?;
     tokio::spawn(tick_loop(state.clone()));
     tokio::spawn(deliver::run(state.clone()));
     Ok(())
@@ -89,35 +93,81 @@ fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
 /// agent's owner as enrolled, never the `user_id` the device wrote.
 pub async fn observe(state: &AppState, owner: &str, rows: &[AgentEventRow], fresh: &[usize]) {
     let now = now_ms();
-    let matrix = &state.matrix.matrix;
     let mut changes = Vec::new();
     {
         let mut engine = lock(&state.alerting.engine);
         for row in fresh.iter().filter_map(|index| rows.get(*index)) {
-            let high_risk = row
-                .feature
-                .as_deref()
-                .and_then(|name| matrix.feature(name))
-                .is_some_and(|feature| feature.risk == Risk::High);
-            let signals = ward_telemetry::signal::signals(&row.action, &row.result, high_risk);
+            let signals = classify(state, row);
             if signals.is_empty() {
                 continue;
             }
             state
                 .counters
                 .signal(&row.tenant_id, &row.agent_id, owner, &row.result, signals);
-            let event = Event {
-                tenant: &row.tenant_id,
-                agent_id: &row.agent_id,
-                user_id: owner,
-                signals,
-                ts_ms: row.ts_ms,
-                correlation_id: &row.correlation_id,
-            };
-            changes.extend(engine.observe(&event, now, &NoBaselines));
+            changes.extend(engine.observe(&event(row, owner, signals), now, &NoBaselines));
         }
     }
     record(state, changes).await;
+}
+
+/// What `row` signals; its feature's risk comes from the matrix.
+fn classify(state: &AppState, row: &AgentEventRow) -> Signals {
+    let high_risk = row
+        .feature
+        .as_deref()
+        .and_then(|name| state.matrix.matrix.feature(name))
+        .is_some_and(|feature| feature.risk == Risk::High);
+    ward_telemetry::signal::signals(&row.action, &row.result, high_risk)
+}
+
+/// The engine's view of a stored event.
+fn event<'a>(row: &'a AgentEventRow, owner: &'a str, signals: Signals) -> Event<'a> {
+    Event {
+        tenant: &row.tenant_id,
+        agent_id: &row.agent_id,
+        user_id: owner,
+        signals,
+        ts_ms: row.ts_ms,
+        correlation_id: &row.correlation_id,
+    }
+}
+
+/// Events read per page when replaying.
+const REPLAY_PAGE: u32 = 5000;
+
+/// Rebuilds the windows from the stored events that happened within the
+/// longest window, so a restart (or a crash between storing a batch and
+/// recording the alert it fired) neither forgets nor loses a condition.
+/// Metrics are not replayed: counters restart at 0 with the process.
+async fn replay(state: &AppState) -> Result<(), crate::ApiError> {
+    let now = now_ms();
+    let longest = lock(&state.alerting.engine).longest_window();
+    if longest == 0 {
+        return Ok(());
+    }
+    let since = now - i64::from(longest) * 1000;
+    let mut after = 0;
+    loop {
+        let page = state
+            .store
+            .read(move |conn| ward_store::agent_events_since(conn, since, after, REPLAY_PAGE))
+            .await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        let mut changes = Vec::new();
+        {
+            let mut engine = lock(&state.alerting.engine);
+            for (row, owner) in &page {
+                let signals = classify(state, row);
+                if !signals.is_empty() {
+                    changes.extend(engine.observe(&event(row, owner, signals), now, &NoBaselines));
+                }
+            }
+        }
+        record(state, changes).await;
+    }
 }
 
 /// Every second: moves the windows on (resolving what no longer holds);
