@@ -108,11 +108,13 @@ pub struct Alert {
     pub started_ms: i64,
     /// When it resolved, ms.
     pub resolved_ms: Option<i64>,
-    /// The figure that crossed (a count, or seconds since a heartbeat).
+    /// The figure that crossed (a count, or seconds since a heartbeat),
+    /// then the highest it reached while firing.
     pub value: f64,
     /// The figure it crossed.
     pub threshold: f64,
-    /// Which feature deviated, by how much, against what, in one line.
+    /// Which feature deviated, by how much, against what, in one line, as
+    /// it fired (a heartbeat alert's as of its latest tick).
     pub explanation: String,
     /// Correlation ids of the latest events counted.
     pub evidence: Vec<String>,
@@ -123,6 +125,9 @@ pub struct Alert {
 pub enum Transition {
     /// A new alert.
     Fired(Alert),
+    /// A firing alert's figures grew (its value, evidence, or a heartbeat
+    /// alert's age); reported at most once per tick, never notified.
+    Updated(Alert),
     /// An alert that no longer holds (with `resolved_ms`).
     Resolved(Alert),
 }
@@ -157,6 +162,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     windows: HashMap<Key, Tracked>,
     active: HashMap<String, Alert>,
+    /// Firing alerts whose figures changed since the last tick.
+    changed: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -166,6 +173,7 @@ impl Engine {
             rules,
             windows: HashMap::new(),
             active: HashMap::new(),
+            changed: std::collections::HashSet::new(),
         }
     }
 
@@ -288,6 +296,7 @@ impl Engine {
                 if count > alert.value {
                     alert.value = count;
                     alert.evidence = tracked.evidence.iter().cloned().collect();
+                    self.changed.insert(print);
                 }
                 continue;
             }
@@ -414,6 +423,7 @@ impl Engine {
                     if let Some(alert) = self.active.get_mut(&print) {
                         alert.value = age;
                         alert.explanation = explanation;
+                        self.changed.insert(print);
                         continue;
                     }
                     let alert = Alert {
@@ -444,9 +454,15 @@ impl Engine {
             }
         }
         for print in resolved {
+            self.changed.remove(&print);
             if let Some(mut alert) = self.active.remove(&print) {
                 alert.resolved_ms = Some(now_ms);
                 changes.push(Transition::Resolved(alert));
+            }
+        }
+        for print in self.changed.drain() {
+            if let Some(alert) = self.active.get(&print) {
+                changes.push(Transition::Updated(alert.clone()));
             }
         }
         changes
@@ -481,7 +497,7 @@ mod tests {
             .iter()
             .filter_map(|change| match change {
                 Transition::Fired(alert) => Some(alert),
-                Transition::Resolved(_) => None,
+                Transition::Resolved(_) | Transition::Updated(_) => None,
             })
             .collect()
     }
@@ -535,6 +551,12 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(engine.active().next().map(|a| a.value), Some(7.0));
+        // The next tick reports the new figure once, to be stored.
+        let changes = engine.tick(at, None);
+        assert!(
+            matches!(changes.as_slice(), [Transition::Updated(a)] if a.value == 7.0 && a.evidence.len() == 7)
+        );
+        assert_eq!(engine.tick(at, None), []);
     }
 
     #[test]
@@ -699,9 +721,10 @@ mod tests {
             "{}",
             alerts[0].explanation
         );
+        let changes = engine.tick(T0 + 120_000, Some(&[contact(T0)]));
         assert!(
-            engine.tick(T0 + 120_000, Some(&[contact(T0)])).is_empty(),
-            "deduplicated"
+            matches!(changes.as_slice(), [Transition::Updated(a)] if a.value == 120.0),
+            "deduplicated, its age updated: {changes:?}"
         );
         let changes = engine.tick(T0 + 121_000, Some(&[contact(T0 + 120_500)]));
         assert!(

@@ -708,6 +708,12 @@ async fn a_restart_remembers_the_failures_in_the_window_and_raises_no_alert_twic
     let all = alerts(&server, &admin, "state=all").await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0]["status"], "firing");
+    // The seventh raises the stored figure on the next tick.
+    until(10, "the alert's value to reach 7", async || {
+        let firing = alerts(&server, &admin, "").await;
+        (firing[0]["value"] == 7.0).then_some(())
+    })
+    .await;
     let fired = server
         .audit(&admin, "")
         .await

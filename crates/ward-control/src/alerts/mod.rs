@@ -235,7 +235,8 @@ async fn contacts(state: &AppState) -> Result<Vec<Contact>, crate::ApiError> {
 }
 
 /// Stores each transition with its notifications (none for a silenced
-/// alert) and an audit entry, then wakes the delivery. A store failure is
+/// alert) and an audit entry, then wakes the delivery; an update only
+/// stores the alert's new figures. A store failure is
 /// logged: the engine already moved on, and a firing alert it lost is
 /// raised again by the next event that meets its condition.
 async fn record(state: &AppState, changes: Vec<Transition>) {
@@ -256,26 +257,36 @@ async fn record(state: &AppState, changes: Vec<Transition>) {
     };
     let mut work = Vec::with_capacity(changes.len());
     for change in changes {
-        let (alert, fired) = match change {
-            Transition::Fired(alert) => (alert, true),
-            Transition::Resolved(alert) => (alert, false),
+        let (alert, kind) = match change {
+            Transition::Fired(alert) => (alert, Kind::Fired),
+            Transition::Resolved(alert) => (alert, Kind::Resolved),
+            Transition::Updated(alert) => (alert, Kind::Updated),
         };
         let mut row = row_of_alert(&alert);
-        if fired {
+        if kind == Kind::Fired {
             row.silenced_by = silence::covering(&silences, &row, now).map(|s| s.id.clone());
         }
-        let receivers = if row.silenced_by.is_some() {
+        let receivers = if row.silenced_by.is_some() || kind == Kind::Updated {
             Vec::new()
         } else {
             state.alerting.receivers_of(&alert.rule)
         };
-        work.push((row, fired, receivers));
+        work.push((row, kind, receivers));
     }
     let written = state
         .store
         .write(move |ctx| {
-            for (row, fired, receivers) in work {
-                let (action, stored) = if fired {
+            for (row, kind, receivers) in work {
+                let (action, stored) = if kind == Kind::Updated {
+                    ward_store::update_alert(
+                        ctx.conn(),
+                        &row.fingerprint,
+                        row.value,
+                        &row.explanation,
+                        &row.evidence,
+                    )?;
+                    continue;
+                } else if kind == Kind::Fired {
                     let id = ward_store::fire_alert(ctx.conn(), &row, &receivers, now)?;
                     ("alert.fire", id.map(|id| (id, row.clone())))
                 } else {
@@ -312,6 +323,14 @@ async fn record(state: &AppState, changes: Vec<Transition>) {
         Ok(()) => state.alerting.wake.notify_one(),
         Err(error) => tracing::error!(%error, "cannot store alert transitions"),
     }
+}
+
+/// What happened to an alert.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fired,
+    Resolved,
+    Updated,
 }
 
 /// The stored form of an alert.
