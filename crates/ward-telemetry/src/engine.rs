@@ -145,22 +145,21 @@ pub fn fingerprint(rule: &str, tenant: &str, subject: &str) -> String {
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    rule: usize,
-    tenant: String,
-    subject: String,
-}
-
+/// One subject's window under one rule.
 struct Tracked {
     window: Window,
     evidence: VecDeque<String>,
+    /// The alert's fingerprint, computed once.
+    print: String,
 }
 
 /// The rules and what they have seen.
 pub struct Engine {
     rules: Vec<Rule>,
-    windows: HashMap<Key, Tracked>,
+    /// Per rule (by index), the windows by `tenant NUL subject`.
+    windows: Vec<HashMap<String, Tracked>>,
+    /// Reused to build window keys without allocating per event.
+    scratch: String,
     active: HashMap<String, Alert>,
     /// Firing alerts whose figures changed since the last tick.
     changed: std::collections::HashSet<String>,
@@ -170,8 +169,9 @@ impl Engine {
     /// An engine for `rules`, having seen nothing.
     pub fn new(rules: Vec<Rule>) -> Engine {
         Engine {
+            windows: rules.iter().map(|_| HashMap::new()).collect(),
             rules,
-            windows: HashMap::new(),
+            scratch: String::new(),
             active: HashMap::new(),
             changed: std::collections::HashSet::new(),
         }
@@ -222,18 +222,17 @@ impl Engine {
 
     /// Subjects tracked in windows, and an estimate of the bytes they hold.
     pub fn footprint(&self) -> (usize, usize) {
-        let bytes = self
-            .windows
-            .iter()
+        let tracked = || self.windows.iter().flat_map(HashMap::iter);
+        let bytes = tracked()
             .map(|(key, tracked)| {
-                std::mem::size_of::<(Key, Tracked)>()
-                    + key.tenant.len()
-                    + key.subject.len()
+                std::mem::size_of::<(String, Tracked)>()
+                    + key.len()
+                    + tracked.print.len()
                     + tracked.window.heap_bytes()
-                    + tracked.evidence.iter().map(String::len).sum::<usize>()
+                    + tracked.evidence.iter().map(String::capacity).sum::<usize>()
             })
             .sum();
-        (self.windows.len(), bytes)
+        (tracked().count(), bytes)
     }
 
     /// Counts one event at `now_ms`; returns the alerts it fired.
@@ -274,29 +273,44 @@ impl Engine {
                 By::User => event.user_id,
                 By::Tenant => event.tenant,
             };
-            let key = Key {
-                rule: index,
-                tenant: event.tenant.to_owned(),
-                subject: subject.to_owned(),
+            self.scratch.clear();
+            self.scratch.push_str(event.tenant);
+            self.scratch.push('\0');
+            self.scratch.push_str(subject);
+            let Some(windows) = self.windows.get_mut(index) else {
+                continue;
             };
-            let tracked = self.windows.entry(key).or_insert_with(|| Tracked {
-                window: Window::new(window_secs),
-                evidence: VecDeque::new(),
-            });
+            if !windows.contains_key(self.scratch.as_str()) {
+                windows.insert(
+                    self.scratch.clone(),
+                    Tracked {
+                        window: Window::new(window_secs),
+                        evidence: VecDeque::with_capacity(EVIDENCE),
+                        print: fingerprint(&rule.name, event.tenant, subject),
+                    },
+                );
+            }
+            let Some(tracked) = windows.get_mut(self.scratch.as_str()) else {
+                continue;
+            };
             if !tracked.window.add(at, 1, now) {
                 continue;
             }
-            if tracked.evidence.len() == EVIDENCE {
-                tracked.evidence.pop_front();
-            }
-            tracked.evidence.push_back(event.correlation_id.to_owned());
+            // The oldest id's buffer is reused for the newest.
+            let mut id = if tracked.evidence.len() == EVIDENCE {
+                tracked.evidence.pop_front().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            id.clear();
+            id.push_str(event.correlation_id);
+            tracked.evidence.push_back(id);
             let count = tracked.window.count(now) as f64;
-            let print = fingerprint(&rule.name, event.tenant, subject);
-            if let Some(alert) = self.active.get_mut(&print) {
+            if let Some(alert) = self.active.get_mut(&tracked.print) {
                 if count > alert.value {
                     alert.value = count;
                     alert.evidence = tracked.evidence.iter().cloned().collect();
-                    self.changed.insert(print);
+                    self.changed.insert(tracked.print.clone());
                 }
                 continue;
             }
@@ -348,7 +362,7 @@ impl Engine {
                 tenant: event.tenant.to_owned(),
                 subject_label: by.label(),
                 subject: subject.to_owned(),
-                fingerprint: print.clone(),
+                fingerprint: tracked.print.clone(),
                 started_ms: now_ms,
                 resolved_ms: None,
                 value: count,
@@ -356,7 +370,7 @@ impl Engine {
                 explanation,
                 evidence: tracked.evidence.iter().cloned().collect(),
             };
-            self.active.insert(print, alert.clone());
+            self.active.insert(tracked.print.clone(), alert.clone());
             fired.push(Transition::Fired(alert));
         }
         fired
@@ -368,17 +382,22 @@ impl Engine {
     pub fn tick(&mut self, now_ms: i64, contacts: Option<&[Contact]>) -> Vec<Transition> {
         let now = now_ms.div_euclid(1000);
         let mut changes = Vec::new();
-        let mut counts: HashMap<String, f64> = HashMap::new();
-        self.windows.retain(|key, tracked| {
-            let count = tracked.window.count(now);
-            if let Some(rule) = self.rules.get(key.rule) {
-                counts.insert(
-                    fingerprint(&rule.name, &key.tenant, &key.subject),
-                    count as f64,
-                );
-            }
-            !tracked.window.is_empty()
-        });
+        // Count and baseline alerts hold while their window is above the
+        // threshold; one without a window (restored, or emptied) does not.
+        let mut holding = std::collections::HashSet::new();
+        for windows in &mut self.windows {
+            windows.retain(|_, tracked| {
+                let count = tracked.window.count(now) as f64;
+                if self
+                    .active
+                    .get(&tracked.print)
+                    .is_some_and(|alert| count > alert.threshold)
+                {
+                    holding.insert(tracked.print.clone());
+                }
+                !tracked.window.is_empty()
+            });
+        }
         let heartbeat_rules: Vec<&Rule> = self
             .rules
             .iter()
@@ -386,13 +405,11 @@ impl Engine {
             .collect();
         let mut resolved = Vec::new();
         for (print, alert) in &self.active {
-            let Some(rule) = self.rules.iter().find(|rule| rule.name == alert.rule) else {
-                continue;
-            };
-            if matches!(rule.condition, Condition::HeartbeatMissed { .. }) {
-                continue;
-            }
-            if counts.get(print).copied().unwrap_or(0.0) <= alert.threshold {
+            let counting = self.rules.iter().any(|rule| {
+                rule.name == alert.rule
+                    && !matches!(rule.condition, Condition::HeartbeatMissed { .. })
+            });
+            if counting && !holding.contains(print) {
                 resolved.push(print.clone());
             }
         }
