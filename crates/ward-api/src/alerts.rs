@@ -120,3 +120,39 @@ pub struct SilenceList {
     /// By id.
     pub silences: Vec<SilenceView>,
 }
+
+/// `GET /v1/agents/{id}/baseline`: an agent's behaviour against its
+/// baselines, for a person judging an alert.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentBaseline {
+    /// The agent.
+    pub agent_id: String,
+    /// Its owner (the `user` subject).
+    pub owner: String,
+    /// When this was computed, RFC 3339.
+    pub at: String,
+    /// Per subject (the agent, its owner) and signal with any history.
+    pub signals: Vec<SignalBaseline>,
+}
+
+/// One subject's figures for one signal.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignalBaseline {
+    /// `agent` or `user`.
+    pub subject: String,
+    /// `action`, `privileged_failure`, `external_call`, `file_access`, `export`, `denial`.
+    pub signal: String,
+    /// Events in the current 15-minute slot so far.
+    pub this_slot: u64,
+    /// Events in the last 24 hours (96 slots, this one included).
+    pub last_24h: u64,
+    /// The usual count per 15 minutes for this slot; absent with less than 6 hours of history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_15m: Option<f64>,
+    /// How much it usually varies (median absolute deviation per slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mad: Option<f64>,
+    /// Which history, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
+}

@@ -457,6 +457,12 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>, None).await
     }
 
+    /// `GET /v1/agents/{id}/baseline`.
+    pub async fn agent_baseline(&self, id: &str) -> Result<AgentBaseline, ClientError> {
+        let path = format!("/v1/agents/{}/baseline", segment(id));
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
     /// `GET /v1/alerts/failed`: the dead-letter list.
     pub async fn failed_notifications(&self) -> Result<FailedNotifications, ClientError> {
         self.call(Method::GET, "/v1/alerts/failed", None::<&()>, None)

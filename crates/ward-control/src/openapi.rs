@@ -31,7 +31,7 @@ use crate::routes::{
         desktop::set_agent_policy, desktop::killswitch_status, desktop::metrics,
         events::ship, events::list,
         alerts::list, alerts::show, alerts::failed, alerts::retry,
-        alerts::create_silence, alerts::silences, alerts::expire_silence,
+        alerts::create_silence, alerts::silences, alerts::expire_silence, alerts::baseline,
     ),
     modifiers(&BearerAuth, &ResponseDescriptions, &UniqueOperationIds),
 )]

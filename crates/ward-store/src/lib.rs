@@ -17,6 +17,7 @@ mod heartbeats;
 mod policy;
 mod rows;
 mod schema;
+mod signal_slots;
 mod switches;
 
 pub use agent_events::*;
@@ -27,6 +28,7 @@ pub use files::{LOCK_FILE, ensure_unlocked};
 pub use heartbeats::*;
 pub use policy::*;
 pub use rows::*;
+pub use signal_slots::*;
 pub use switches::*;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};

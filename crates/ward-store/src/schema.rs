@@ -212,4 +212,5 @@ CREATE INDEX agent_events_by_correlation ON agent_events(tenant_id, correlation_
     crate::alerts::MIGRATION,
     // Rebuilding the alert windows after a restart reads events by time.
     "CREATE INDEX agent_events_by_ts ON agent_events(ts_ms);",
+    crate::signal_slots::MIGRATION,
 ];

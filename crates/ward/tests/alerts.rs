@@ -722,3 +722,108 @@ async fn a_restart_remembers_the_failures_in_the_window_and_raises_no_alert_twic
         .count();
     assert_eq!(fired, 1);
 }
+
+/// A web fetch of `agent` at `ts_ms`.
+fn fetch(agent: &Agent, seq: u64, ts_ms: i64) -> Value {
+    json!({
+        "seq": seq,
+        "ts": ward_model::timestamp::rfc3339(ts_ms),
+        "correlation_id": format!("corr-fetch-{seq}"),
+        "agent_id": agent.id,
+        "user_id": "alice@example.com",
+        "device_id": agent.key.public_jwk().thumbprint(),
+        "class": "audit",
+        "action": "http:get",
+        "target": "https://api.example.com/v1/items",
+        "result": "allow",
+        "sampling": 1.0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_surge_of_external_calls_is_judged_against_the_users_own_baseline() {
+    let mut server = Server::start();
+    let (tenant, admin) = server.tenant("acme").await;
+    let agent = server.agent(&admin, "reader").await;
+    // Eight hours of history ending half an hour ago: 10 calls per 15 minutes.
+    let now = common::now() * 1000;
+    let slot = 900_000;
+    let start = (now / slot - 34) * slot;
+    let history: Vec<Value> = (0..320u64)
+        .map(|i| {
+            fetch(
+                &agent,
+                i + 1,
+                start + (i / 10) as i64 * slot + (i % 10) as i64 * 1000,
+            )
+        })
+        .collect();
+    ship(&server, &agent, history).await;
+    // Baselines are recomputed at start (and every minute).
+    server.kill_and_restart();
+    let metrics = {
+        let (status, _) = server.get(&admin, "/v1/alerts").await;
+        assert_eq!(status, 200);
+        server
+            .request(reqwest::Method::GET, "/metrics")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(
+        metrics.contains(&format!(
+            "ward_alert_baseline{{rule=\"external-call-surge\",tenant=\"{tenant}\",user_id=\"alice@example.com\"}} 10\n"
+        )),
+        "{metrics}"
+    );
+    common::promtool_check(&metrics);
+
+    // 30 calls now are 3x the baseline: not above it.
+    ship(
+        &server,
+        &agent,
+        (0..30)
+            .map(|i| fetch(&agent, 1000 + i, now + i as i64))
+            .collect(),
+    )
+    .await;
+    assert_eq!(alerts(&server, &admin, "").await, Vec::<Value>::new());
+    ship(&server, &agent, vec![fetch(&agent, 2000, now + 40)]).await;
+    let firing = alerts(&server, &admin, "").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["rule"], "external-call-surge");
+    assert_eq!(firing[0]["severity"], "medium");
+    assert_eq!(firing[0]["subject"], "alice@example.com");
+    assert_eq!(firing[0]["threshold"], 30.0);
+    let explanation = firing[0]["explanation"].as_str().unwrap();
+    assert!(
+        explanation.starts_with("31 external API calls from user `alice@example.com` in the last 15m: 3.1x the baseline of 10 per 15m (median of the last "),
+        "{explanation}"
+    );
+
+    // `ward baselines show` says the same, per subject and signal.
+    let shown = server.cli(&admin, &["baselines", "show", &agent.id, "--json"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let shown: Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    let user_calls = shown["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subject"] == "user" && s["signal"] == "external_call")
+        .unwrap()
+        .clone();
+    assert_eq!(user_calls["per_15m"], 10.0);
+    assert_eq!(user_calls["this_slot"], 31);
+    assert_eq!(user_calls["last_24h"], 351);
+    let (status, body) = server.get(&admin, "/v1/agents/agt_nope/baseline").await;
+    assert_error(status, &body, 404, "not_found");
+    let (_, other) = server.tenant("globex").await;
+    let (status, body) = server
+        .get(&other, &format!("/v1/agents/{}/baseline", agent.id))
+        .await;
+    assert_error(status, &body, 404, "not_found");
+}

@@ -137,6 +137,7 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/v1/silences", "post"),
         ("/v1/silences", "get"),
         ("/v1/silences/{id}", "delete"),
+        ("/v1/agents/{id}/baseline", "get"),
     ];
     for (path, method) in expected {
         assert!(

@@ -70,8 +70,21 @@ fn the_help_lists_every_command_with_a_description() {
         .map(|(name, _)| name)
         .collect();
     let expected = [
-        "serve", "admin", "agent", "audit", "alerts", "events", "login", "policy", "gateway",
-        "hook", "mcp", "openapi", "matrix", "help",
+        "serve",
+        "admin",
+        "agent",
+        "audit",
+        "alerts",
+        "baselines",
+        "events",
+        "login",
+        "policy",
+        "gateway",
+        "hook",
+        "mcp",
+        "openapi",
+        "matrix",
+        "help",
     ];
     assert_eq!(top, expected, "the commands `ward --help` lists");
     let mut seen = Vec::new();
@@ -91,6 +104,7 @@ fn the_help_lists_every_command_with_a_description() {
         "events list",
         "alerts silence",
         "alerts export",
+        "baselines show",
         "policy push",
         "gateway check",
         "matrix check",

@@ -12,6 +12,7 @@
 //! entry) before anyone is notified of it.
 
 pub mod deliver;
+pub mod history;
 pub mod silence;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use serde_json::json;
 use ward_model::lifecycle::AgentState;
 use ward_model::matrix::Risk;
 use ward_store::{AgentEventRow, AlertRow};
-use ward_telemetry::engine::{Alert, Contact, Engine, Event, NoBaselines, Transition};
+use ward_telemetry::engine::{Alert, Contact, Engine, Event, Transition};
 use ward_telemetry::rules::RuleSet;
 use ward_telemetry::signal::Signals;
 
@@ -34,6 +35,7 @@ use crate::util::now_ms;
 /// The rules in force and where alerts go, as read at start.
 pub struct Alerting {
     rules: RuleSet,
+    history: history::History,
     targets: Vec<deliver::Target>,
     engine: Mutex<Engine>,
     wake: tokio::sync::Notify,
@@ -45,6 +47,7 @@ impl Alerting {
     pub fn new(rules: RuleSet, targets: Vec<deliver::Target>) -> Alerting {
         Alerting {
             engine: Mutex::new(Engine::new(rules.rules.clone())),
+            history: history::History::default(),
             rules,
             targets,
             wake: tokio::sync::Notify::new(),
@@ -75,8 +78,10 @@ pub async fn start(state: &AppState) -> Result<(), crate::ApiError> {
     let restored: Vec<Alert> = firing.iter().map(alert_of_row).collect();
     let gone = lock(&state.alerting.engine).restore(restored, now_ms());
     record(state, gone).await;
+    history::refresh(state).await?;
     replay(state).await?;
     tokio::spawn(tick_loop(state.clone()));
+    tokio::spawn(history::run(state.clone()));
     tokio::spawn(deliver::run(state.clone()));
     Ok(())
 }
@@ -88,30 +93,40 @@ fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
 }
 
 /// Counts the events of one agent's batch stored now (`fresh` indexes
-/// into `rows`) in the metrics and the engine, and records any alert they
-/// fire. Each event is classified once; per-user figures use `owner`, the
-/// agent's owner as enrolled, never the `user_id` the device wrote.
-pub async fn observe(state: &AppState, owner: &str, rows: &[AgentEventRow], fresh: &[usize]) {
+/// into `rows` and `signals`, each event's [`classify`]) in the metrics and
+/// the engine, and records any alert they fire. Per-user figures use
+/// `owner`, the agent's owner as enrolled, never the `user_id` the device
+/// wrote.
+pub async fn observe(
+    state: &AppState,
+    owner: &str,
+    rows: &[AgentEventRow],
+    signals: &[Signals],
+    fresh: &[usize],
+) {
     let now = now_ms();
     let mut changes = Vec::new();
     {
         let mut engine = lock(&state.alerting.engine);
-        for row in fresh.iter().filter_map(|index| rows.get(*index)) {
-            let signals = classify(state, row);
+        for &index in fresh {
+            let (Some(row), Some(&signals)) = (rows.get(index), signals.get(index)) else {
+                continue;
+            };
             if signals.is_empty() {
                 continue;
             }
             state
                 .counters
                 .signal(&row.tenant_id, &row.agent_id, owner, &row.result, signals);
-            changes.extend(engine.observe(&event(row, owner, signals), now, &NoBaselines));
+            let event = event(row, owner, signals);
+            changes.extend(engine.observe(&event, now, &state.alerting.history));
         }
     }
     record(state, changes).await;
 }
 
 /// What `row` signals; its feature's risk comes from the matrix.
-fn classify(state: &AppState, row: &AgentEventRow) -> Signals {
+pub fn classify(state: &AppState, row: &AgentEventRow) -> Signals {
     let high_risk = row
         .feature
         .as_deref()
@@ -162,7 +177,8 @@ async fn replay(state: &AppState) -> Result<(), crate::ApiError> {
             for (row, owner) in &page {
                 let signals = classify(state, row);
                 if !signals.is_empty() {
-                    changes.extend(engine.observe(&event(row, owner, signals), now, &NoBaselines));
+                    let event = event(row, owner, signals);
+                    changes.extend(engine.observe(&event, now, &state.alerting.history));
                 }
             }
         }

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use ward_api::{AgentEvent, EVENT_BATCH_MAX_EVENTS, EventBatch, EventsAccepted};
 use ward_store::{AgentEventRow, AgentRow};
 
+use ward_telemetry::signal::Signals;
+
 use crate::AppState;
+use crate::alerts;
 use crate::broker::device::{self, Refusal};
 use crate::error::ApiError;
 use crate::util::{now_ms, rfc3339};
@@ -38,14 +41,24 @@ pub async fn accept(
         device::authenticate(state, proof, &batch.agent_id, EVENTS_PATH, now / 1000).await?;
     let agent = &cached.row;
     let fail = |error: ApiError| (error, Some(agent.tenant_id.clone()));
-    let rows = Arc::new(read_batch(agent, batch.events, &rfc3339(now)).map_err(fail)?);
-    let written = Arc::clone(&rows);
+    let rows = read_batch(agent, batch.events, &rfc3339(now)).map_err(fail)?;
+    let signals: Vec<Signals> = rows
+        .iter()
+        .map(|row| alerts::classify(state, row))
+        .collect();
+    let (rows, signals) = (Arc::new(rows), Arc::new(signals));
+    let (written, counted, owner) = (Arc::clone(&rows), Arc::clone(&signals), agent.owner.clone());
     let stored = state
         .store
-        .write(move |ctx| ward_store::insert_agent_events(ctx.conn(), &written))
+        .write(move |ctx| {
+            let stored = ward_store::insert_agent_events(ctx.conn(), &written)?;
+            let slots = alerts::history::slot_counts(&written, &counted, &stored.fresh, &owner);
+            ward_store::add_signal_slots(ctx.conn(), &slots)?;
+            Ok(stored)
+        })
         .await
         .map_err(|e| fail(e.into()))?;
-    crate::alerts::observe(state, &agent.owner, &rows, &stored.fresh).await;
+    alerts::observe(state, &agent.owner, &rows, &signals, &stored.fresh).await;
     Ok(EventsAccepted {
         stored: stored.stored,
         duplicates: stored.duplicates,

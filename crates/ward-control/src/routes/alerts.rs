@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 use ward_api::{
-    AlertPage, AlertView, CreateSilence, ErrorBody, FailedNotification, FailedNotifications,
-    SilenceList, SilenceView,
+    AgentBaseline, AlertPage, AlertView, CreateSilence, ErrorBody, FailedNotification,
+    FailedNotifications, SilenceList, SilenceView,
 };
 use ward_model::roles::Permission;
 use ward_model::timestamp::rfc3339;
@@ -267,6 +267,21 @@ pub async fn expire_silence(
     } else {
         Err(ApiError::not_found("silence in force", &id))
     }
+}
+
+#[utoipa::path(get, path = "/v1/agents/{id}/baseline", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = AgentBaseline), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn baseline(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<JsonOut<AgentBaseline>, ApiError> {
+    let tenant = principal.require(Permission::ReadAudit)?.to_owned();
+    Ok(JsonOut(
+        crate::alerts::history::show(&state, tenant, &id).await?,
+    ))
 }
 
 fn silence_view(row: SilenceRow) -> SilenceView {

@@ -187,7 +187,8 @@ pub async fn metrics(
 ) -> Result<Response, ApiError> {
     let tenant = reader_tenant(&principal)?;
     let gauges = reach::gauges(&state, tenant.as_deref()).await?;
-    let text = metrics::render(&gauges, &state.counters, tenant.as_deref());
+    let mut text = metrics::render(&gauges, &state.counters, tenant.as_deref());
+    crate::alerts::history::render(&state, tenant.as_deref(), &mut text);
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -84,4 +84,5 @@ fn desktop_routes() -> Router<AppState> {
             post(alerts::create_silence).get(alerts::silences),
         )
         .route("/v1/silences/{id}", delete(alerts::expire_silence))
+        .route("/v1/agents/{id}/baseline", get(alerts::baseline))
 }

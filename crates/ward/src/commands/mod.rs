@@ -6,6 +6,7 @@ mod admin;
 mod agent;
 mod alerts;
 mod audit;
+mod baselines;
 mod events;
 mod gateway;
 pub mod hook;
@@ -54,6 +55,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: alerts::AlertsCommand,
+    },
+    /// Behaviour baselines: an agent's counts against its usual ones.
+    Baselines {
+        /// What to do.
+        #[command(subcommand)]
+        command: baselines::BaselinesCommand,
     },
     /// Read the events devices shipped (the agents' own logs).
     Events {
@@ -105,6 +112,7 @@ pub async fn run(command: Command) -> CliResult {
         Command::Audit { command } => audit::run(command).await,
         Command::Events { command } => events::run(command).await,
         Command::Alerts { command } => alerts::run(command).await,
+        Command::Baselines { command } => baselines::run(command).await,
         Command::Login(args) => login::run(args).await,
         Command::Policy { command } => policy::run(command).await,
         Command::Gateway(args) => gateway::run(args).await,
