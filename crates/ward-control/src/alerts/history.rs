@@ -70,8 +70,8 @@ pub fn slot_counts(
 /// (signal, subject kind, window) of a baseline rule.
 type RuleKey = (Signal, By, u32);
 
-/// Baselines by (tenant, subject).
-type BySubject = HashMap<(String, String), Baseline>;
+/// Baselines by tenant, then subject (looked up by `&str`, no allocation).
+type BySubject = HashMap<String, HashMap<String, Baseline>>;
 
 /// The baselines in force, by rule shape and (tenant, subject).
 #[derive(Default)]
@@ -94,7 +94,8 @@ impl Baselines for History {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         baselines
             .get(&(signal, by, window_secs))?
-            .get(&(tenant.to_owned(), subject.to_owned()))
+            .get(tenant)?
+            .get(subject)
             .cloned()
     }
 }
@@ -103,7 +104,7 @@ impl Baselines for History {
 /// `now_slot`, from its rows (tenant, subject, slot, count; grouped by
 /// subject, slots ascending). A subject is first seen at its first slot.
 pub fn compute(rows: &[(String, String, i64, i64)], now_slot: i64, window_secs: u32) -> BySubject {
-    let mut out = HashMap::new();
+    let mut out: BySubject = HashMap::new();
     let mut start = 0;
     while start < rows.len() {
         let (tenant, subject) = (&rows[start].0, &rows[start].1);
@@ -117,7 +118,9 @@ pub fn compute(rows: &[(String, String, i64, i64)], now_slot: i64, window_secs: 
             .collect();
         let first_seen = counts.keys().next().copied().unwrap_or(now_slot);
         if let Some(found) = baseline::baseline(&counts, first_seen, now_slot, window_secs) {
-            out.insert((tenant.clone(), subject.clone()), found);
+            out.entry(tenant.clone())
+                .or_default()
+                .insert(subject.clone(), found);
         }
         start = end;
     }
@@ -213,12 +216,13 @@ pub fn render(state: &AppState, tenant: Option<&str>, out: &mut String) {
         let Some(subjects) = baselines.get(&(signal, by, window_secs)) else {
             continue;
         };
-        let mut sorted: Vec<_> = subjects
+        let mut sorted: Vec<(&String, &String, &Baseline)> = subjects
             .iter()
-            .filter(|((t, _), _)| tenant.is_none_or(|wanted| wanted == t))
+            .filter(|(t, _)| tenant.is_none_or(|wanted| wanted == t.as_str()))
+            .flat_map(|(t, of)| of.iter().map(move |(subject, b)| (t, subject, b)))
             .collect();
-        sorted.sort_by(|a, b| a.0.cmp(b.0));
-        for ((t, subject), found) in sorted {
+        sorted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (t, subject, found) in sorted {
             let subject_label = if by == By::Tenant {
                 String::new()
             } else {
@@ -364,10 +368,7 @@ mod tests {
         }
         rows.push(("ten_a".to_owned(), "bob".to_owned(), 99, 50));
         let found = compute(&rows, 100, 900);
-        assert_eq!(found.len(), 1, "bob has too little history");
-        assert_eq!(
-            found[&("ten_a".to_owned(), "alice".to_owned())].per_window,
-            4.0
-        );
+        assert_eq!(found["ten_a"].len(), 1, "bob has too little history");
+        assert_eq!(found["ten_a"]["alice"].per_window, 4.0);
     }
 }
