@@ -363,6 +363,17 @@ impl AgentEvent {
         None
     }
 
+    /// Rewrites the free-text fields (`action`, `target`, `reason`: those
+    /// that may carry secrets; the names were checked to be identifiers)
+    /// with `rewrite`, then [`AgentEvent::fit`]s the result, so a rewrite
+    /// (redaction) never makes a valid event invalid.
+    pub fn rewrite_text(&mut self, rewrite: impl Fn(&str) -> String) {
+        self.action = rewrite(&self.action);
+        self.target = rewrite(&self.target);
+        self.reason = self.reason.as_deref().map(&rewrite);
+        self.fit();
+    }
+
     /// Makes the free text the runtime wrote itself fit the rules of
     /// [`AgentEvent::problem`]: control characters in `action` and
     /// `user_id` become spaces, NUL in `target` and `reason` becomes `\0`,

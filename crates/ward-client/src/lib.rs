@@ -110,6 +110,34 @@ impl Client {
         Err(api_error(status, &bytes))
     }
 
+    /// `GET /v1/events/stream` with query pairs: new events as server-sent
+    /// events, after `last_event_id` if given (else from now). Returns the
+    /// open response to read chunks from.
+    pub async fn events_stream(
+        &self,
+        query: &[(&str, &str)],
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}/v1/events/stream{}", self.base, query_string(query));
+        let mut request = self.http.get(&url).header("Accept", "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(api_error(status, &bytes))
+    }
+
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base

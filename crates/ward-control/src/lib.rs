@@ -128,6 +128,12 @@ pub struct StateInner {
     pub(crate) counters: metrics::Counters,
     /// Alert rules, their engine and receivers.
     pub(crate) alerting: alerts::Alerting,
+    /// Bumped after every batch of device events is stored: wakes live
+    /// tails (`GET /v1/events/stream`), which read from the database.
+    pub(crate) agent_events: tokio::sync::watch::Sender<u64>,
+    /// The server's redactor (the edge's library and rules), applied to
+    /// what is read back.
+    pub(crate) redactor: ward_redact::Redactor,
 }
 
 impl std::ops::Deref for AppState {
@@ -219,6 +225,8 @@ pub async fn init(config: Config, matrix: LoadedMatrix) -> Result<Initialised, I
             started_at: now / 1000,
             counters: metrics::Counters::default(),
             alerting,
+            agent_events: tokio::sync::watch::Sender::new(0),
+            redactor: ward_redact::Redactor::new(),
         }),
     };
     alerts::start(&state).await?;

@@ -29,7 +29,7 @@ use crate::routes::{
         watch::watch, watch::snapshot,
         desktop::heartbeat, desktop::acks, desktop::watch, desktop::agent_policy,
         desktop::set_agent_policy, desktop::killswitch_status, desktop::metrics,
-        events::ship, events::list,
+        events::ship, events::list, events::stream,
         alerts::list, alerts::show, alerts::failed, alerts::retry,
         alerts::create_silence, alerts::silences, alerts::expire_silence, alerts::baseline,
     ),

@@ -82,6 +82,12 @@ pub struct AgentEventFilter {
     pub since_ms: Option<i64>,
     /// Events whose `ts` is before this instant (unix ms).
     pub until_ms: Option<i64>,
+    /// Events naming this user.
+    pub user: Option<String>,
+    /// Events of this action (`files:write`).
+    pub action: Option<String>,
+    /// Events whose target or reason contains this text.
+    pub text: Option<String>,
     /// Events received after this position (the page cursor).
     pub after_id: Option<i64>,
     /// Page size.
@@ -167,7 +173,10 @@ pub fn query_agent_events(
          AND (?2 IS NULL OR agent_id = ?2) AND (?3 IS NULL OR correlation_id = ?3) \
          AND (?4 IS NULL OR feature = ?4) AND (?5 IS NULL OR result = ?5) \
          AND (?6 IS NULL OR class = ?6) AND (?7 IS NULL OR ts_ms >= ?7) \
-         AND (?8 IS NULL OR ts_ms < ?8) AND id > ?9 ORDER BY id LIMIT ?10"
+         AND (?8 IS NULL OR ts_ms < ?8) AND id > ?9 \
+         AND (?11 IS NULL OR user_id = ?11) AND (?12 IS NULL OR action = ?12) \
+         AND (?13 IS NULL OR instr(target, ?13) > 0 OR instr(coalesce(reason, ''), ?13) > 0) \
+         ORDER BY id LIMIT ?10"
     ))?;
     let rows = statement.query_map(
         params![
@@ -180,11 +189,22 @@ pub fn query_agent_events(
             filter.since_ms,
             filter.until_ms,
             filter.after_id.unwrap_or(0),
-            filter.limit
+            filter.limit,
+            filter.user,
+            filter.action,
+            filter.text
         ],
         from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The highest event position of `tenant` (0: none), where a live tail
+/// starts.
+pub fn last_agent_event(conn: &Connection, tenant: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM agent_events WHERE tenant_id = ?1")?
+        .query_row(params![tenant], |row| row.get(0))?)
 }
 
 /// Every tenant's events that happened at or after `since_ms`, with their
@@ -316,5 +336,72 @@ mod tests {
             .await
             .unwrap();
         assert!(foreign.is_empty());
+    }
+
+    #[tokio::test]
+    async fn events_are_searched_by_user_action_and_text_in_target_or_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut write = row("agt_a", 1, "deny");
+        write.action = "files:write".into();
+        write.target = "/etc/passwd".into();
+        let mut because = row("agt_a", 2, "deny");
+        because.reason = Some("outside /home/alice/projects".into());
+        let mut bob = row("agt_a", 3, "allow");
+        bob.user_id = "bob@example.com".into();
+        store
+            .write(move |ctx| insert_agent_events(ctx.conn(), &[write, because, bob]))
+            .await
+            .unwrap();
+        let seqs = |filter: AgentEventFilter| {
+            let store = &store;
+            async move {
+                let rows = store
+                    .read(move |conn| query_agent_events(conn, &filter))
+                    .await
+                    .unwrap();
+                rows.iter().map(|r| r.seq).collect::<Vec<_>>()
+            }
+        };
+        let base = || AgentEventFilter {
+            tenant: "ten_a".into(),
+            limit: 100,
+            ..AgentEventFilter::default()
+        };
+        let by_text = |text: &str| AgentEventFilter {
+            text: Some(text.into()),
+            ..base()
+        };
+        assert_eq!(seqs(by_text("passwd")).await, [1]);
+        assert_eq!(seqs(by_text("projects")).await, [2]);
+        assert_eq!(
+            seqs(by_text("%")).await,
+            Vec::<i64>::new(),
+            "no LIKE pattern"
+        );
+        let by_action = AgentEventFilter {
+            action: Some("files:write".into()),
+            ..base()
+        };
+        assert_eq!(seqs(by_action).await, [1]);
+        let by_user = AgentEventFilter {
+            user: Some("bob@example.com".into()),
+            ..base()
+        };
+        assert_eq!(seqs(by_user).await, [3]);
+        assert_eq!(
+            store
+                .read(|conn| last_agent_event(conn, "ten_a"))
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            store
+                .read(|conn| last_agent_event(conn, "ten_b"))
+                .await
+                .unwrap(),
+            0
+        );
     }
 }

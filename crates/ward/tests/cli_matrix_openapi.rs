@@ -130,6 +130,7 @@ async fn the_openapi_document_describes_every_endpoint_and_matches_the_committed
         ("/metrics", "get"),
         ("/v1/events", "post"),
         ("/v1/events", "get"),
+        ("/v1/events/stream", "get"),
         ("/v1/alerts", "get"),
         ("/v1/alerts/{id}", "get"),
         ("/v1/alerts/failed", "get"),

@@ -568,3 +568,227 @@ async fn contained_agents_still_ship_what_they_have() {
     }
     assert_eq!(seqs(&list(&server, &admin, "").await), [1, 2, 3]);
 }
+
+/// A GitHub token that no edge redacted (a client that is not Ward's runtime).
+const PLANTED: &str = "ghp_4Zq9cV2mT7xL1pR8sK3nB6wH0yJ5dF9gA2eU";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_searched_redacted_by_the_server_and_every_read_is_audited() {
+    let server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let alice = server.agent(&admin, "reader").await;
+    let (status, body) = ship(
+        &server,
+        &alice,
+        vec![
+            event(
+                &alice,
+                1,
+                json!({"action": "files:write", "target": "/etc/passwd", "result": "deny"}),
+            ),
+            event(&alice, 2, json!({"result": "deny", "reason": "outside /home/alice/projects"})),
+            event(
+                &alice,
+                3,
+                json!({"action": "http:get", "target": format!("curl -H 'Authorization: token {PLANTED}' https://api.github.com/user")}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(seqs(&list(&server, &admin, "q=passwd").await), [1]);
+    assert_eq!(seqs(&list(&server, &admin, "q=projects").await), [2]);
+    assert_eq!(
+        seqs(&list(&server, &admin, "action=files:write").await),
+        [1]
+    );
+    assert_eq!(
+        seqs(&list(&server, &admin, "user=bob%40example.com").await),
+        Vec::<u64>::new()
+    );
+    // The secret was redacted by the server before it was stored: no query,
+    // and no look at the database file, finds it.
+    let all = list(&server, &admin, "").await;
+    let fetched = &all[2]["target"];
+    assert!(
+        fetched.as_str().unwrap().contains("[redacted:"),
+        "{fetched}"
+    );
+    assert!(!serde_json::to_string(&all).unwrap().contains(PLANTED));
+    assert_eq!(
+        seqs(&list(&server, &admin, &format!("q={PLANTED}")).await),
+        Vec::<u64>::new()
+    );
+    let db = rusqlite::Connection::open(server.data_dir().join("ward.db")).unwrap();
+    let stored: i64 = db
+        .query_row(
+            "SELECT count(*) FROM agent_events WHERE instr(target, 'ghp_') > 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    for (query, field) in [
+        ("q=a%0Ab", "q"),
+        (&*format!("q={}", "x".repeat(257)), "q"),
+        ("action=", "action"),
+        ("user=a%07", "user"),
+    ] {
+        let (status, body) = server.get(&admin, &format!("/v1/events?{query}")).await;
+        assert_error(status, &body, 400, "invalid_field");
+        assert_eq!(body["error"]["field"], field, "{query}");
+    }
+
+    let found = server.cli(&admin, &["events", "search", "passwd", "--result", "deny"]);
+    assert!(found.status.success(), "{}", stderr(&found));
+    assert!(stdout(&found).contains("/etc/passwd"), "{}", stdout(&found));
+    assert_eq!(stdout(&found).lines().count(), 2, "{}", stdout(&found));
+
+    // Every read is in the audit log: who, with what filter, how many.
+    let reads: Vec<Value> = server
+        .audit(&admin, "")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "events.read")
+        .collect();
+    let searched = reads
+        .iter()
+        .map(|e| e["details"].clone())
+        .find(|d| d["filter"]["q"] == "passwd" && d["filter"]["result"] == "deny")
+        .unwrap_or_else(|| panic!("the CLI search is not audited: {reads:?}"));
+    assert_eq!(searched["count"], 1);
+    assert!(
+        reads
+            .iter()
+            .all(|e| e["actor"].as_str().unwrap().starts_with("token:"))
+    );
+}
+
+/// Reads server-sent events from `response` into `into` until it ends.
+async fn collect(
+    mut response: reqwest::Response,
+    into: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    let mut parser = ward_api::SseParser::default();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        for event in parser.push(&chunk) {
+            if event.kind == "event" {
+                into.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&event.data).unwrap());
+            }
+        }
+    }
+}
+
+async fn until_seqs(seen: &std::sync::Mutex<Vec<Value>>, wanted: &[u64]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = seqs(&seen.lock().unwrap());
+        if now == wanted {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tail saw {now:?}, wanted {wanted:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tail_follows_new_events_live_filtered_and_resumes_after_the_last_one() {
+    let server = Server::start();
+    let (_, admin) = server.tenant("acme").await;
+    let alice = server.agent(&admin, "reader").await;
+    let (status, _) = ship(
+        &server,
+        &alice,
+        vec![event(&alice, 1, json!({"result": "deny"}))],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // From now: the event before the tail opened is not replayed.
+    let open = |query: &str, last: Option<&str>| {
+        let mut request = server
+            .request(reqwest::Method::GET, &format!("/v1/events/stream?{query}"))
+            .bearer_auth(&admin);
+        if let Some(last) = last {
+            request = request.header("Last-Event-ID", last);
+        }
+        request.send()
+    };
+    let denied = open("result=deny", None).await.unwrap();
+    assert_eq!(denied.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    tokio::spawn(collect(denied, seen.clone()));
+    let mut tail = std::process::Command::new(common::ward_bin())
+        .args(["events", "tail", "--json", "--action", "files:write"])
+        .env(
+            "WARD_SERVER",
+            server
+                .request(reqwest::Method::GET, "/")
+                .build()
+                .unwrap()
+                .url()
+                .as_str()
+                .trim_end_matches('/'),
+        )
+        .env("WARD_TOKEN", &admin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, _) = ship(
+        &server,
+        &alice,
+        vec![
+            event(&alice, 2, json!({})),
+            event(&alice, 3, json!({"result": "deny"})),
+            event(
+                &alice,
+                4,
+                json!({"action": "files:write", "result": "deny"}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    until_seqs(&seen, &[3, 4]).await;
+
+    // The CLI prints each new event as one JSON line.
+    let stdout = tail.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let printed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(printed["seq"], 4);
+
+    // Resumed after a position: everything after it, in received order.
+    let again = open("", Some("0")).await.unwrap();
+    let resumed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    tokio::spawn(collect(again, resumed.clone()));
+    until_seqs(&resumed, &[1, 2, 3, 4]).await;
+
+    let bad = open("", Some("last")).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad = open("q=", None).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let tails = server
+        .audit(&admin, "")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "events.tail")
+        .count();
+    assert!(tails >= 3, "every tail opened is audited ({tails})");
+}

@@ -181,13 +181,7 @@ pub async fn append(runtime: &Runtime, entries: Vec<Entry>) -> Result<Appended, 
             device_id.clone(),
             correlation_id.clone(),
         );
-        // Free text may carry secrets; names (`feature`, `result`, `class`)
-        // were checked to be short identifiers.
-        let redact = |text: &str| runtime.redactor.redact(text).into_owned();
-        event.action = redact(&event.action);
-        event.target = redact(&event.target);
-        event.reason = event.reason.as_deref().map(redact);
-        event.fit();
+        event.rewrite_text(|text| runtime.redactor.redact(text).into_owned());
         let payload = serde_json::to_vec(&event)
             .map_err(|e| AgentError::Invalid(format!("cannot encode an event: {e}")))?;
         records.push((entry.class, payload));

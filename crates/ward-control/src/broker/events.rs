@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use ward_redact::Redactor;
+
 use ward_api::{AgentEvent, EVENT_BATCH_MAX_EVENTS, EventBatch, EventsAccepted};
 use ward_store::{AgentEventRow, AgentRow};
 
@@ -41,7 +43,7 @@ pub async fn accept(
         device::authenticate(state, proof, &batch.agent_id, EVENTS_PATH, now / 1000).await?;
     let agent = &cached.row;
     let fail = |error: ApiError| (error, Some(agent.tenant_id.clone()));
-    let rows = read_batch(agent, batch.events, &rfc3339(now)).map_err(fail)?;
+    let rows = read_batch(agent, batch.events, &rfc3339(now), &state.redactor).map_err(fail)?;
     let signals: Vec<Signals> = rows
         .iter()
         .map(|row| alerts::classify(state, row))
@@ -58,6 +60,11 @@ pub async fn accept(
         })
         .await
         .map_err(|e| fail(e.into()))?;
+    if stored.stored > 0 {
+        state
+            .agent_events
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
     alerts::observe(state, &agent.owner, &rows, &signals, &stored.fresh).await;
     Ok(EventsAccepted {
         stored: stored.stored,
@@ -71,6 +78,7 @@ fn read_batch(
     agent: &AgentRow,
     events: Vec<AgentEvent>,
     received_at: &str,
+    redactor: &Redactor,
 ) -> Result<Vec<AgentEventRow>, ApiError> {
     if events.is_empty() || events.len() > EVENT_BATCH_MAX_EVENTS {
         return Err(ApiError::invalid(
@@ -84,7 +92,7 @@ fn read_batch(
     events
         .into_iter()
         .enumerate()
-        .map(|(index, event)| read_event(agent, index, event, received_at))
+        .map(|(index, event)| read_event(agent, index, event, received_at, redactor))
         .collect()
 }
 
@@ -93,8 +101,9 @@ fn read_batch(
 fn read_event(
     agent: &AgentRow,
     index: usize,
-    event: AgentEvent,
+    mut event: AgentEvent,
     received_at: &str,
+    redactor: &Redactor,
 ) -> Result<AgentEventRow, ApiError> {
     let field = |name: &str| format!("events[{index}].{name}");
     if event.agent_id != agent.id {
@@ -128,6 +137,10 @@ fn read_event(
             format!("`{name}` {}", problem.rule),
         ));
     }
+    // The server redacts too (the same library as the edge): what reaches
+    // it from a device with older rules, or from a client that is not
+    // Ward's runtime, is not stored with secrets in it.
+    event.rewrite_text(|text| redactor.redact(text).into_owned());
     // Both hold after `problem`; the fallbacks are never taken.
     let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
     let ts_ms = ward_model::timestamp::parse_rfc3339(&event.ts).unwrap_or_default();
@@ -202,7 +215,7 @@ mod tests {
     fn check(change: impl FnOnce(&mut AgentEvent)) -> String {
         let mut e = event();
         change(&mut e);
-        match read_event(&agent(), 2, e, "now") {
+        match read_event(&agent(), 2, e, "now", &Redactor::new()) {
             Ok(row) => format!("ok {}", row.ts_ms),
             Err(error) => format!(
                 "{} {}",
@@ -264,7 +277,7 @@ mod tests {
     #[test]
     fn a_batch_holds_one_to_a_thousand_events() {
         let field = |n: usize| {
-            read_batch(&agent(), vec![event(); n], "now")
+            read_batch(&agent(), vec![event(); n], "now", &Redactor::new())
                 .err()
                 .and_then(|e| e.field)
         };

@@ -75,6 +75,7 @@ fn desktop_routes() -> Router<AppState> {
         .route("/v1/killswitch/status", get(desktop::killswitch_status))
         .route("/metrics", get(desktop::metrics))
         .route("/v1/events", post(events::ship).get(events::list))
+        .route("/v1/events/stream", get(events::stream))
         .route("/v1/alerts", get(alerts::list))
         .route("/v1/alerts/failed", get(alerts::failed))
         .route("/v1/alerts/failed/{id}/retry", post(alerts::retry))
