@@ -10,7 +10,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use ward_agent::mcp::http::{Mirrored, SseEvent, SseReader, check_mirrored};
+use ward_agent::mcp::http::{Mirrored, check_mirrored};
+use ward_api::sse::{SseEvent, SseReader};
 
 fn legacy_call(name: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name}})

@@ -13,6 +13,7 @@ mod keys;
 mod local;
 mod meta;
 mod policy;
+pub mod sse;
 mod switches;
 mod tokens;
 mod watch;

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use ward_api::{Jwks, SseParser, WatchSnapshot};
+use ward_api::sse::SseReader;
+use ward_api::{Jwks, WatchSnapshot};
 
 use crate::state::{ControlState, EventEffect};
 
@@ -122,7 +123,7 @@ async fn follow_once(client: &ControlClient, state: &ControlState) -> Result<(),
         Err(error) => return Err(error),
     }
     state.set_connected(true);
-    let mut parser = SseParser::default();
+    let mut reader = SseReader::new(ward_api::sse::MAX_FEED_EVENT_BYTES);
     loop {
         let chunk = tokio::time::timeout(READ_TIMEOUT, response.chunk())
             .await
@@ -132,11 +133,17 @@ async fn follow_once(client: &ControlClient, state: &ControlState) -> Result<(),
             return Ok(());
         };
         state.touch();
-        for event in parser.push(&chunk) {
-            let Some(seq) = event.id.as_deref().and_then(|id| id.parse::<i64>().ok()) else {
+        let events = reader
+            .push(&chunk)
+            .map_err(|e| format!("the stream sent {e}"))?;
+        for event in events {
+            let (Some(seq), Some(data)) = (
+                event.id().and_then(|id| id.parse::<i64>().ok()),
+                event.data.as_deref(),
+            ) else {
                 continue;
             };
-            match state.apply(seq, &event.kind, &event.data) {
+            match state.apply(seq, event.kind(), data) {
                 EventEffect::Applied => {}
                 EventEffect::RefetchKeys => match client.jwks().await {
                     Ok(jwks) => state.set_keys(&jwks),
@@ -145,7 +152,7 @@ async fn follow_once(client: &ControlClient, state: &ControlState) -> Result<(),
                 EventEffect::Malformed => {
                     eprintln!(
                         "ward gateway: event {seq} (`{}`) does not read as one; skipped",
-                        event.kind
+                        event.kind()
                     );
                 }
             }

@@ -671,13 +671,13 @@ async fn collect(
     mut response: reqwest::Response,
     into: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 ) {
-    let mut parser = ward_api::SseParser::default();
+    let mut reader = ward_api::sse::SseReader::new(1 << 20);
     while let Ok(Some(chunk)) = response.chunk().await {
-        for event in parser.push(&chunk) {
-            if event.kind == "event" {
+        for event in reader.push(&chunk).unwrap() {
+            if let (Some(data), "event") = (event.data.as_deref(), event.kind()) {
                 into.lock()
                     .unwrap()
-                    .push(serde_json::from_str(&event.data).unwrap());
+                    .push(serde_json::from_str(data).unwrap());
             }
         }
     }

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use ward_api::{DirectiveAcks, Heartbeat, SseParser};
+use ward_api::sse::SseReader;
+use ward_api::{DirectiveAcks, Heartbeat};
 use ward_client::ClientError;
 use ward_model::feed::Event;
 use ward_model::timestamp::rfc3339;
@@ -185,7 +186,7 @@ async fn follow_once(runtime: &Runtime) -> Result<(), ClientError> {
         .client
         .agent_watch(&runtime.device, &runtime.record.agent_id, after)
         .await?;
-    let mut parser = SseParser::default();
+    let mut reader = SseReader::new(ward_api::sse::MAX_FEED_EVENT_BYTES);
     loop {
         let chunk = tokio::time::timeout(FEED_READ_TIMEOUT, response.chunk())
             .await
@@ -196,11 +197,17 @@ async fn follow_once(runtime: &Runtime) -> Result<(), ClientError> {
         };
         let now = Runtime::now_ms();
         runtime.write().touch(now);
-        for event in parser.push(&chunk) {
-            let Some(seq) = event.id.as_deref().and_then(|id| id.parse::<i64>().ok()) else {
+        let events = reader
+            .push(&chunk)
+            .map_err(|e| ClientError::Local(format!("the change feed sent {e}")))?;
+        for event in events {
+            let (Some(seq), Some(data)) = (
+                event.id().and_then(|id| id.parse::<i64>().ok()),
+                event.data.as_deref(),
+            ) else {
                 continue;
             };
-            let applied = match Event::decode(&event.kind, &event.data) {
+            let applied = match Event::decode(event.kind(), data) {
                 Ok(Some(decoded)) => runtime.write().apply_event(seq, decoded, now),
                 Ok(None) => {
                     runtime.write().skip_event(seq);

@@ -4,7 +4,8 @@
 //! every read in the audit log.
 
 use clap::{Args, Subcommand};
-use ward_api::{SseParser, StoredEvent};
+use ward_api::StoredEvent;
+use ward_api::sse::{MAX_FEED_EVENT_BYTES, SseReader};
 
 use crate::connection::Conn;
 use crate::error::CliResult;
@@ -211,7 +212,7 @@ async fn tail(conn: &Conn, filters: &Filters, text: Option<String>) -> CliResult
     let mut last: Option<String> = None;
     loop {
         let mut response = api.events_stream(&query, last.as_deref()).await?;
-        let mut parser = SseParser::default();
+        let mut reader = SseReader::new(MAX_FEED_EVENT_BYTES);
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
@@ -221,18 +222,21 @@ async fn tail(conn: &Conn, filters: &Filters, text: Option<String>) -> CliResult
                     break;
                 }
             };
-            for event in parser.push(&chunk) {
-                if event.kind != "event" {
+            let events = reader
+                .push(&chunk)
+                .map_err(|e| format!("the server's event stream sent {e}"))?;
+            for event in events {
+                let (Some(data), "event") = (event.data.as_deref(), event.kind()) else {
                     continue;
-                }
-                let stored: StoredEvent = serde_json::from_str(&event.data)
+                };
+                let stored: StoredEvent = serde_json::from_str(data)
                     .map_err(|e| format!("the server sent an event that is not one: {e}"))?;
                 if out.is_json() {
                     output::line(serde_json::to_string(&stored).unwrap_or_default());
                 } else {
                     output::line(line(&stored));
                 }
-                last = event.id;
+                last = event.id().map(str::to_owned);
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
