@@ -45,6 +45,10 @@ pub struct Event<'a> {
     /// What it signals ([`crate::signal::signals`], computed once by the
     /// caller, which counts the same signals in its metrics).
     pub signals: Signals,
+    /// `resource:verb`, for rules that look at paths.
+    pub action: &'a str,
+    /// What it was done to (a file access's canonical path).
+    pub target: &'a str,
     /// When it happened, ms since the epoch.
     pub ts_ms: i64,
     /// Its correlation id, kept as evidence.
@@ -130,6 +134,20 @@ pub enum Transition {
     Updated(Alert),
     /// An alert that no longer holds (with `resolved_ms`).
     Resolved(Alert),
+}
+
+/// Whether `event` is on one of `rule`'s paths (every event is when the
+/// rule names none). A target that is no path matches none.
+fn on_paths(rule: &Rule, event: &Event<'_>) -> bool {
+    if rule.paths.is_empty() {
+        return true;
+    }
+    let Some(("files", verb)) = event.action.split_once(':') else {
+        return false;
+    };
+    rule.paths
+        .iter()
+        .any(|pattern| pattern.matches("files", verb, event.target))
 }
 
 /// The fingerprint of (rule, tenant, subject).
@@ -265,7 +283,7 @@ impl Engine {
                 } => (signal, by, window_secs),
                 Condition::HeartbeatMissed { .. } => continue,
             };
-            if !signals.contains(signal) {
+            if !signals.contains(signal) || !on_paths(rule, event) {
                 continue;
             }
             let subject = match by {
@@ -348,13 +366,21 @@ impl Engine {
             if count <= threshold {
                 continue;
             }
-            let explanation = format!(
-                "{} {} from {} `{subject}` in the last {}: {against}",
+            let mut explanation = format!(
+                "{} {}{} from {} `{subject}` in the last {}: {against}",
                 count,
                 signal.noun(),
+                if rule.paths.is_empty() {
+                    ""
+                } else {
+                    " to the rule's paths"
+                },
                 by.as_str(),
                 format_duration(window_secs)
             );
+            if !rule.paths.is_empty() {
+                explanation.push_str(&format!("; latest: {} {}", event.action, event.target));
+            }
             let alert = Alert {
                 rule: rule.name.clone(),
                 severity: rule.severity,
@@ -500,6 +526,8 @@ mod tests {
             agent_id: agent,
             user_id: "alice@example.com",
             signals: crate::signal::signals(action, result, false),
+            action,
+            target: "/home/alice/projects/notes.md",
             ts_ms,
             correlation_id: "corr-1",
         }
@@ -772,6 +800,33 @@ mod tests {
         let changes = second.tick(T0 + 10_000, None);
         assert!(
             matches!(changes.as_slice(), [Transition::Resolved(a)] if a.rule == "privileged-failures")
+        );
+    }
+
+    #[test]
+    fn a_path_rule_fires_on_the_first_access_to_its_paths_only() {
+        let set = RuleSet::from_yaml("version: 1\nrules:\n  - name: ssh\n    severity: high\n    signal: file_access\n    by: agent\n    window: 15m\n    above: 0\n    paths: [\"/home/*/.ssh/**\"]\n").unwrap();
+        let mut engine = Engine::new(set.rules);
+        let mut e = event("agt_1", "files:read", "allow", T0);
+        assert!(
+            engine.observe(&e, T0, &NoBaselines).is_empty(),
+            "another path"
+        );
+        e.target = "/home/alice/.ssh/id_ed25519";
+        e.action = "http:get";
+        e.signals = crate::signal::signals("http:get", "allow", false);
+        assert!(
+            engine.observe(&e, T0, &NoBaselines).is_empty(),
+            "not a file access"
+        );
+        e.action = "files:read";
+        e.signals = crate::signal::signals("files:read", "deny", false);
+        let changes = engine.observe(&e, T0, &NoBaselines);
+        let alerts = fired(&changes);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].explanation,
+            "1 file accesses to the rule's paths from agent `agt_1` in the last 15m: more than 0; latest: files:read /home/alice/.ssh/id_ed25519"
         );
     }
 

@@ -43,11 +43,17 @@
 //!     backoff: 1s              # first retry; doubles, at most 5m (default 1s)
 //! ```
 //!
+//! A `file_access` rule may count only some paths, e.g. a sensitive-path
+//! detector: `signal: file_access`, `by: agent`, `window: 15m`,
+//! `above: 0`, `paths: ["/home/*/.ssh/**", "/home/*/.aws/**"]` (file scope
+//! patterns, matched against the canonical path the runtime recorded).
+//!
 //! Secrets (a webhook's HMAC key, a PagerDuty routing key, a Slack URL)
 //! are named by environment variable or file, never written in the file;
 //! the server reads them at start.
 
 use serde::Deserialize;
+use ward_model::scope::Scope;
 use ward_model::yaml::{Tree, YamlError};
 
 use crate::signal::Signal;
@@ -84,6 +90,9 @@ pub struct Rule {
     pub condition: Condition,
     /// Receivers by name; empty: all.
     pub notify: Vec<String>,
+    /// For a `file_access` rule: only accesses to these paths count (file
+    /// scope patterns: `*` within a segment, `**` across); empty: all.
+    pub paths: Vec<Scope>,
 }
 
 /// How urgent an alert is.
@@ -283,6 +292,7 @@ fn default_rules() -> Vec<Rule> {
                 above: 5,
             },
             notify: Vec::new(),
+            paths: Vec::new(),
         },
         Rule {
             name: "external-call-surge".into(),
@@ -297,6 +307,7 @@ fn default_rules() -> Vec<Rule> {
                 floor: 5.0,
             },
             notify: Vec::new(),
+            paths: Vec::new(),
         },
         Rule {
             name: "heartbeat-missed".into(),
@@ -304,6 +315,7 @@ fn default_rules() -> Vec<Rule> {
             summary: "Agent heartbeat missed for 3 consecutive intervals".into(),
             condition: Condition::HeartbeatMissed { intervals: 3 },
             notify: Vec::new(),
+            paths: Vec::new(),
         },
     ]
 }
@@ -381,6 +393,8 @@ struct RawRule {
     heartbeat_missed: Option<u32>,
     #[serde(default)]
     notify: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +520,7 @@ fn read_rule(
         }
     }
     let condition = read_condition(&raw, path, tree, errors);
+    let paths = read_paths(&raw, path, tree, errors);
     let summary = raw.summary.unwrap_or_else(|| raw.name.clone());
     if summary.trim().is_empty() || summary.len() > 512 || summary.contains(['\n', '\r']) {
         errors.push(tree.error_at(
@@ -522,6 +537,7 @@ fn read_rule(
         summary,
         condition: condition?,
         notify: raw.notify,
+        paths,
     })
 }
 
@@ -656,6 +672,40 @@ fn read_condition(
         }
     };
     Some(condition)
+}
+
+/// The `paths` of a rule: file scope patterns, only on `file_access` rules.
+fn read_paths(raw: &RawRule, path: &str, tree: &Tree, errors: &mut Vec<YamlError>) -> Vec<Scope> {
+    if raw.paths.is_empty() {
+        return Vec::new();
+    }
+    if raw.signal.as_deref() != Some(Signal::FileAccess.name()) {
+        errors.push(tree.error_at(
+            &format!("{path}.paths"),
+            "`paths` applies only to `signal: file_access` rules".to_owned(),
+        ));
+        return Vec::new();
+    }
+    raw.paths
+        .iter()
+        .enumerate()
+        .filter_map(|(index, pattern)| {
+            let parsed = if pattern.starts_with('/') {
+                format!("files:*:{pattern}").parse::<Scope>().ok()
+            } else {
+                None
+            };
+            if parsed.is_none() {
+                errors.push(tree.error_at(
+                    &format!("{path}.paths[{index}]"),
+                    format!(
+                        "`{pattern}` is not an absolute path pattern such as `/home/*/.ssh/**`"
+                    ),
+                ));
+            }
+            parsed
+        })
+        .collect()
 }
 
 fn read_receiver(
@@ -903,6 +953,30 @@ mod tests {
             assert!(
                 errors.iter().any(|e| e.message.contains(needle)),
                 "{text:?}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_rules_take_file_patterns_on_file_access_only() {
+        let ok = "version: 1\nrules:\n  - name: ssh\n    severity: high\n    signal: file_access\n    by: agent\n    window: 15m\n    above: 0\n    paths: [\"/home/*/.ssh/**\", \"/etc/shadow\"]\n";
+        let set = RuleSet::from_yaml(ok).unwrap();
+        assert_eq!(set.rules[0].paths.len(), 2);
+        assert!(set.rules[0].paths[0].matches("files", "read", "/home/alice/.ssh/id_ed25519"));
+        for (text, needle) in [
+            (
+                "version: 1\nrules:\n  - name: a\n    severity: low\n    signal: external_call\n    by: agent\n    window: 1m\n    above: 0\n    paths: [\"/x\"]\n",
+                "only to `signal: file_access`",
+            ),
+            (
+                "version: 1\nrules:\n  - name: a\n    severity: low\n    signal: file_access\n    by: agent\n    window: 1m\n    above: 0\n    paths: [\"~/.ssh\"]\n",
+                "absolute path pattern",
+            ),
+        ] {
+            let errors = RuleSet::from_yaml(text).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.message.contains(needle)),
+                "{errors:?}"
             );
         }
     }

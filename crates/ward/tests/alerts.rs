@@ -615,20 +615,40 @@ async fn alerts_stay_in_their_tenant_and_bad_silences_are_refused() {
 }
 
 #[test]
-fn exported_rules_pass_promtool_and_bad_rule_files_name_line_and_column() {
+fn the_example_rules_check_and_export_for_prometheus() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/alerts.yaml");
+    let checked = Command::new(common::ward_bin())
+        .args(["alerts", "check"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert!(
+        stdout(&checked).ends_with("5 rules, 2 receivers\n"),
+        "{}",
+        stdout(&checked)
+    );
     let out = Command::new(common::ward_bin())
-        .args(["alerts", "export", "--format", "prometheus"])
+        .args(["alerts", "export", "--format", "prometheus", "--rules"])
+        .arg(&example)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
+    assert!(text.contains("- alert: mass_export"), "{text}");
     assert!(
-        text.contains("sum by(agent_id) (increase(agent_privileged_failures_total[5m])) > 5"),
+        text.contains("# `sensitive-path` counts only some paths"),
         "{text}"
     );
+    promtool_rules(&text);
+}
+
+/// `promtool check rules` on a rule file's text (SKIPPED without promtool).
+fn promtool_rules(text: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ward-rules.yml");
-    std::fs::write(&file, &text).unwrap();
+    std::fs::write(&file, text).unwrap();
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
     match Command::new(&promtool)
         .args(["check", "rules"])
@@ -643,7 +663,23 @@ fn exported_rules_pass_promtool_and_bad_rule_files_name_line_and_column() {
         ),
         Err(_) => eprintln!("SKIPPED: promtool not found (set PROMTOOL); export not linted"),
     }
+}
 
+#[test]
+fn exported_rules_pass_promtool_and_bad_rule_files_name_line_and_column() {
+    let out = Command::new(common::ward_bin())
+        .args(["alerts", "export", "--format", "prometheus"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("sum by(agent_id) (increase(agent_privileged_failures_total[5m])) > 5"),
+        "{text}"
+    );
+    promtool_rules(&text);
+
+    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("alerts.yaml");
     std::fs::write(
         &bad,
@@ -826,4 +862,39 @@ async fn a_surge_of_external_calls_is_judged_against_the_users_own_baseline() {
         .get(&other, &format!("/v1/agents/{}/baseline", agent.id))
         .await;
     assert_error(status, &body, 404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_to_a_sensitive_path_alerts_once_and_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &rules,
+        "version: 1\nrules:\n  - name: sensitive-path\n    severity: high\n    signal: file_access\n    by: agent\n    window: 15m\n    above: 0\n    paths: [\"/home/*/.ssh/**\"]\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--alerts", rules.to_str().unwrap()]);
+    let (_, admin) = server.tenant("acme").await;
+    let agent = server.agent(&admin, "reader").await;
+    let mut read = failure(&agent, 1);
+    read["action"] = json!("files:read");
+    read["target"] = json!("/home/alice/projects/notes.md");
+    read["result"] = json!("allow");
+    ship(&server, &agent, vec![read.clone()]).await;
+    assert_eq!(alerts(&server, &admin, "").await, Vec::<Value>::new());
+    read["seq"] = json!(2);
+    read["target"] = json!("/home/alice/.ssh/id_ed25519");
+    ship(&server, &agent, vec![read.clone()]).await;
+    read["seq"] = json!(3);
+    ship(&server, &agent, vec![read]).await;
+    let firing = alerts(&server, &admin, "state=all").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert!(
+        firing[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .ends_with("latest: files:read /home/alice/.ssh/id_ed25519"),
+        "{}",
+        firing[0]["explanation"]
+    );
 }

@@ -118,6 +118,8 @@ fn feed(engine: &mut Engine, events: &[Raw]) -> usize {
             agent_id: &raw.agent,
             user_id: &raw.user,
             signals: signals(raw.action, raw.result, false),
+            action: raw.action,
+            target: "/home/alice/projects/notes.md",
             ts_ms: raw.ts_ms,
             correlation_id: &raw.correlation,
         };

@@ -142,6 +142,8 @@ fn event<'a>(row: &'a AgentEventRow, owner: &'a str, signals: Signals) -> Event<
         agent_id: &row.agent_id,
         user_id: owner,
         signals,
+        action: &row.action,
+        target: &row.target,
         ts_ms: row.ts_ms,
         correlation_id: &row.correlation_id,
     }
