@@ -440,53 +440,12 @@ fn unresolvable(path: &Path, error: &std::io::Error) -> ResourceError {
     ))
 }
 
-/// Writes a canonical path in the scope pattern language, so that scope
-/// matching reads every character of a file name literally.
+/// Writes a canonical path in the scope pattern language
+/// (`ward_model::scope::literal_path`), lower-cased where the OS folds case.
 fn path_pattern(path: &str) -> Result<String, ResourceError> {
-    let mut out = String::with_capacity(path.len() + 8);
-    for segment in path.split('/') {
-        if !segment.is_empty() && segment.bytes().all(|b| b == b'.') {
-            return Err(ResourceError::new(format!(
-                "`{}` has a name made only of dots (`{segment}`), which no scope can name; rename it",
-                echo(path)
-            )));
-        }
-    }
-    let bytes = path.as_bytes();
-    for (index, c) in path.char_indices() {
-        match c {
-            '%' if bytes.get(index + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(index + 2).is_some_and(u8::is_ascii_hexdigit) =>
-            {
-                return Err(ResourceError::new(format!(
-                    "`{}` has `{}` in a file name, which a scope would read as a percent-escape; rename it",
-                    echo(path),
-                    path.get(index..index + 3).unwrap_or("%")
-                )));
-            }
-            '\\' => {
-                return Err(ResourceError::new(format!(
-                    "`{}` has `\\` in a file name, which no scope can name; rename it",
-                    echo(path)
-                )));
-            }
-            c if c.is_control() => {
-                return Err(ResourceError::new(format!(
-                    "`{}` has a control character in a file name; rename it",
-                    echo(path)
-                )));
-            }
-            c if c.is_whitespace() || matches!(c, '*' | ',' | '"' | '?' | '[' | '{') => {
-                let mut buf = [0u8; 4];
-                for byte in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("%{byte:02X}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
+    let out = ward_model::scope::literal_path(path).map_err(ResourceError::new)?;
     if CASE_INSENSITIVE_PATHS {
-        out = out.to_lowercase();
+        return Ok(out.to_lowercase());
     }
     Ok(out)
 }

@@ -228,6 +228,59 @@ impl<'de> Deserialize<'de> for Scope {
     }
 }
 
+/// Writes a canonical path in the scope pattern language, so that scope
+/// matching reads every character of a file name literally: `*`,
+/// whitespace, `,`, `"`, `?`, `[` and `{` are percent-encoded; a name with
+/// `%` and two hex digits, a `\\`, a control character, or made only of
+/// dots is refused (no scope could name it without ambiguity), the error
+/// saying which. The desktop runtime matches every path through it, and
+/// the alert engine reads recorded paths through it too.
+pub fn literal_path(path: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(path.len() + 8);
+    for segment in path.split('/') {
+        if !segment.is_empty() && segment.bytes().all(|b| b == b'.') {
+            return Err(format!(
+                "`{}` has a name made only of dots (`{segment}`), which no scope can name; rename it",
+                echo(path)
+            ));
+        }
+    }
+    let bytes = path.as_bytes();
+    for (index, c) in path.char_indices() {
+        match c {
+            '%' if bytes.get(index + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(index + 2).is_some_and(u8::is_ascii_hexdigit) =>
+            {
+                return Err(format!(
+                    "`{}` has `{}` in a file name, which a scope would read as a percent-escape; rename it",
+                    echo(path),
+                    path.get(index..index + 3).unwrap_or("%")
+                ));
+            }
+            '\\' => {
+                return Err(format!(
+                    "`{}` has `\\` in a file name, which no scope can name; rename it",
+                    echo(path)
+                ));
+            }
+            c if c.is_control() => {
+                return Err(format!(
+                    "`{}` has a control character in a file name; rename it",
+                    echo(path)
+                ));
+            }
+            c if c.is_whitespace() || matches!(c, '*' | ',' | '"' | '?' | '[' | '{') => {
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
 /// Shortens `text` (to 200 bytes) and escapes control characters so that
 /// an error or a decision can echo what it was given.
 pub fn echo(text: &str) -> String {

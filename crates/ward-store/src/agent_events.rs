@@ -207,12 +207,13 @@ pub fn last_agent_event(conn: &Connection, tenant: &str) -> Result<i64, StoreErr
         .query_row(params![tenant], |row| row.get(0))?)
 }
 
-/// Every tenant's events that happened at or after `since_ms`, with their
-/// agent's owner, in received order after `after_id` (to rebuild the alert
-/// windows after a restart).
-pub fn agent_events_since(
+/// Every tenant's events the server received at or after `since` (RFC 3339
+/// with milliseconds, as `received_at` is written, so text order is time
+/// order), with their agent's owner, in received order after `after_id`
+/// (to rebuild the alert windows after a restart).
+pub fn agent_events_received_since(
     conn: &Connection,
-    since_ms: i64,
+    since: &str,
     after_id: i64,
     limit: u32,
 ) -> Result<Vec<(AgentEventRow, String)>, StoreError> {
@@ -222,11 +223,12 @@ pub fn agent_events_since(
         .collect::<Vec<_>>()
         .join(", ");
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {columns}, a.owner FROM agent_events e JOIN agents a ON a.id = e.agent_id \
-         WHERE e.ts_ms >= ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
+        "SELECT {columns}, a.owner FROM agent_events e INDEXED BY agent_events_by_received \
+         JOIN agents a ON a.id = e.agent_id \
+         WHERE e.received_at >= ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
     ))?;
     let width = COLUMNS.split(", ").count();
-    let rows = statement.query_map(params![since_ms, after_id, limit], |row| {
+    let rows = statement.query_map(params![since, after_id, limit], |row| {
         Ok((from_row(row)?, row.get(width)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -46,6 +46,9 @@ CREATE TABLE alert_notifications (
     done_ms INTEGER
 ) STRICT;
 CREATE INDEX alert_notifications_due ON alert_notifications(status, next_ms);
+CREATE INDEX alert_notifications_by_alert ON alert_notifications(alert_id, status);
+CREATE INDEX alerts_by_fingerprint ON alerts(fingerprint);
+CREATE INDEX alerts_unresolved ON alerts(id) WHERE resolved_ms IS NULL;
 CREATE INDEX alert_notifications_by_tenant ON alert_notifications(tenant_id, status, id);
 
 CREATE TABLE silences (
@@ -297,7 +300,7 @@ pub fn resolve_alert(
 /// Every firing alert (to restore the engine at start).
 pub fn firing_alerts(conn: &Connection) -> Result<Vec<AlertRow>, StoreError> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {ALERT_COLUMNS} FROM alerts WHERE resolved_ms IS NULL ORDER BY id"
+        "SELECT {ALERT_COLUMNS} FROM alerts INDEXED BY alerts_unresolved WHERE resolved_ms IS NULL ORDER BY id"
     ))?;
     let rows = statement.query_map([], alert_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -339,9 +342,21 @@ pub fn due_notifications(
     now_ms: i64,
     limit: u32,
 ) -> Result<Vec<(NotificationRow, AlertRow)>, StoreError> {
+    // A notification waits while an older one to the same receiver about
+    // the same rule and subject (any episode) is still pending, so each
+    // receiver hears of an alert's transitions in the order they happened.
+    let columns: String = NOTIFICATION_COLUMNS
+        .split(", ")
+        .map(|c| format!("n.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM alert_notifications \
-         WHERE status = 'pending' AND next_ms <= ?1 ORDER BY id LIMIT ?2"
+        "SELECT {columns} FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id \
+         WHERE n.status = 'pending' AND n.next_ms <= ?1 AND NOT EXISTS ( \
+           SELECT 1 FROM alert_notifications o JOIN alerts p ON p.id = o.alert_id \
+           WHERE o.status = 'pending' AND o.receiver = n.receiver \
+             AND p.fingerprint = a.fingerprint AND o.id < n.id) \
+         ORDER BY n.id LIMIT ?2"
     ))?;
     let notifications = statement
         .query_map(params![now_ms, limit], notification_from_row)?
@@ -572,17 +587,34 @@ mod tests {
             .iter()
             .map(|(n, _)| (n.receiver.as_str(), n.transition.as_str()))
             .collect();
+        // One at a time per receiver and alert: the later ones wait.
+        assert_eq!(transitions, [("am", "fired"), ("hook", "fired")]);
+        let (first, second) = (due[0].0.id, due[1].0.id);
+        store
+            .write(move |ctx| {
+                record_attempt(ctx.conn(), first, &Attempt::Delivered, 5000)?;
+                let retry = Attempt::Retry {
+                    error: "503".into(),
+                    next_ms: 9000,
+                };
+                record_attempt(ctx.conn(), second, &retry, 5000)
+            })
+            .await
+            .unwrap();
+        let later = store
+            .read(|conn| due_notifications(conn, 5000, 100))
+            .await
+            .unwrap();
+        let waiting: Vec<_> = later
+            .iter()
+            .map(|(n, _)| (n.receiver.as_str(), n.transition.as_str()))
+            .collect();
         assert_eq!(
-            transitions,
-            [
-                ("am", "fired"),
-                ("hook", "fired"),
-                ("am", "resolved"),
-                ("hook", "resolved"),
-                ("am", "fired"),
-                ("hook", "fired")
-            ]
+            waiting,
+            [("am", "resolved")],
+            "hook's resolution waits for its retry"
         );
+        let due = later;
         let id = due[0].0.id;
         store
             .write(move |ctx| {

@@ -210,7 +210,8 @@ CREATE INDEX agent_events_by_agent ON agent_events(tenant_id, agent_id, id);
 CREATE INDEX agent_events_by_correlation ON agent_events(tenant_id, correlation_id, id);
 "#,
     crate::alerts::MIGRATION,
-    // Rebuilding the alert windows after a restart reads events by time.
-    "CREATE INDEX agent_events_by_ts ON agent_events(ts_ms);",
+    // Rebuilding the alert windows after a restart reads the events
+    // received in the longest window.
+    "CREATE INDEX agent_events_by_received ON agent_events(received_at);",
     crate::signal_slots::MIGRATION,
 ];

@@ -137,7 +137,8 @@ pub enum Transition {
 }
 
 /// Whether `event` is on one of `rule`'s paths (every event is when the
-/// rule names none). A target that is no path matches none.
+/// rule names none). A target no scope can name (the runtime refused it)
+/// matches none.
 fn on_paths(rule: &Rule, event: &Event<'_>) -> bool {
     if rule.paths.is_empty() {
         return true;
@@ -145,9 +146,14 @@ fn on_paths(rule: &Rule, event: &Event<'_>) -> bool {
     let Some(("files", verb)) = event.action.split_once(':') else {
         return false;
     };
+    // The runtime records the literal path; the scope grammar reads it
+    // once written in the pattern language.
+    let Ok(literal) = ward_model::scope::literal_path(event.target) else {
+        return false;
+    };
     rule.paths
         .iter()
-        .any(|pattern| pattern.matches("files", verb, event.target))
+        .any(|pattern| pattern.matches("files", verb, &literal))
 }
 
 /// The fingerprint of (rule, tenant, subject).
@@ -231,6 +237,20 @@ impl Engine {
             }
         }
         gone
+    }
+
+    /// Undoes a fire whose record failed: the alert is forgotten, so the
+    /// next event or tick that meets its condition fires it again.
+    pub fn forget(&mut self, fingerprint: &str) {
+        self.active.remove(fingerprint);
+        self.changed.remove(fingerprint);
+    }
+
+    /// Undoes a resolution whose record failed: the alert fires again in
+    /// memory, so the next tick resolves it again.
+    pub fn reinstate(&mut self, mut alert: Alert) {
+        alert.resolved_ms = None;
+        self.active.insert(alert.fingerprint.clone(), alert);
     }
 
     /// The alerts firing now.
@@ -464,9 +484,13 @@ impl Engine {
                         ward_model::timestamp::rfc3339(contact.last_ms)
                     );
                     if let Some(alert) = self.active.get_mut(&print) {
+                        // Stored again only when another interval is missed.
+                        let missed = |secs: f64| (secs * 1000.0) as u64 / interval_ms;
+                        if missed(alert.value) != missed(age) {
+                            self.changed.insert(print);
+                        }
                         alert.value = age;
                         alert.explanation = explanation;
-                        self.changed.insert(print);
                         continue;
                     }
                     let alert = Alert {
@@ -828,12 +852,50 @@ mod tests {
             alerts[0].explanation,
             "1 file accesses to the rule's paths from agent `agt_1` in the last 15m: more than 0; latest: files:read /home/alice/.ssh/id_ed25519"
         );
+        // A literal path with a space matches a pattern that encodes it.
+        let set = RuleSet::from_yaml("version: 1\nrules:\n  - name: chrome\n    severity: high\n    signal: file_access\n    by: agent\n    window: 15m\n    above: 0\n    paths: [\"/home/*/Application%20Support/**\"]\n").unwrap();
+        let mut engine = Engine::new(set.rules);
+        e.target = "/home/alice/Application Support/Chrome/Cookies";
+        assert_eq!(fired(&engine.observe(&e, T0, &NoBaselines)).len(), 1);
     }
 
     #[test]
     fn the_longest_window_is_the_surge_rules() {
         assert_eq!(engine().longest_window(), 900);
         assert_eq!(Engine::new(Vec::new()).longest_window(), 0);
+    }
+
+    #[test]
+    fn a_failed_record_is_undone_so_the_condition_is_judged_again() {
+        let mut engine = engine();
+        let mut changes = Vec::new();
+        for i in 0..6 {
+            let at = T0 + i * 1000;
+            changes.extend(engine.observe(
+                &event("agt_1", "files:write", "deny", at),
+                at,
+                &NoBaselines,
+            ));
+        }
+        let [Transition::Fired(alert)] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        engine.forget(&alert.fingerprint);
+        let at = T0 + 6000;
+        let again = engine.observe(&event("agt_1", "files:write", "deny", at), at, &NoBaselines);
+        assert!(
+            matches!(again.as_slice(), [Transition::Fired(_)]),
+            "fires again"
+        );
+        let resolved = engine.tick(T0 + 400_000, None);
+        let [Transition::Resolved(alert)] = resolved.as_slice() else {
+            panic!("{resolved:?}");
+        };
+        engine.reinstate(alert.clone());
+        assert!(matches!(
+            engine.tick(T0 + 401_000, None).as_slice(),
+            [Transition::Resolved(_)]
+        ));
     }
 
     #[test]

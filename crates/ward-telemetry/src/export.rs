@@ -29,6 +29,17 @@ pub fn alert_name(rule: &str) -> String {
     name
 }
 
+/// The labels a rule's subject is grouped by. Agent ids are unique across
+/// tenants, so `agent_id` alone (the checklist's own expression) keeps
+/// tenants apart; a user or a tenant name is not, so those carry `tenant`.
+fn grouping(by: By) -> &'static str {
+    match by {
+        By::Agent => "agent_id",
+        By::User => "tenant, user_id",
+        By::Tenant => "tenant",
+    }
+}
+
 /// The PromQL expression of a rule.
 pub fn expression(rule: &Rule) -> String {
     match &rule.condition {
@@ -39,7 +50,7 @@ pub fn expression(rule: &Rule) -> String {
             above,
         } => format!(
             "sum by({}) (increase({}[{}])) > {above}",
-            by.label(),
+            grouping(*by),
             signal.metric(),
             format_duration(*window_secs)
         ),
@@ -50,7 +61,7 @@ pub fn expression(rule: &Rule) -> String {
             factor,
             floor,
         } => {
-            let label = by.label();
+            let label = grouping(*by);
             let count = format!(
                 "sum by({label}) (increase({}[{}]))",
                 signal.metric(),

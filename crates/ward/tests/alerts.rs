@@ -898,3 +898,38 @@ async fn an_access_to_a_sensitive_path_alerts_once_and_names_the_path() {
         firing[0]["explanation"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_dated_in_the_future_count_when_received_also_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &rules,
+        "version: 1\nrules:\n  - name: privileged-failures\n    severity: high\n    signal: privileged_failure\n    by: agent\n    window: 3s\n    above: 5\n",
+    )
+    .unwrap();
+    let mut server = Server::start_with(&["--alerts", rules.to_str().unwrap()]);
+    let (_, admin) = server.tenant("acme").await;
+    let agent = server.agent(&admin, "reader").await;
+    let dated = |seq: u64| {
+        let mut event = failure(&agent, seq);
+        event["ts"] = json!("2100-01-01T00:00:00.000Z");
+        event
+    };
+    // Three now and three four seconds later: never six in three seconds.
+    ship(&server, &agent, (1..=3).map(dated).collect()).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ship(&server, &agent, (4..=6).map(dated).collect()).await;
+    assert_eq!(
+        alerts(&server, &admin, "state=all").await,
+        Vec::<Value>::new()
+    );
+    // A restart replays them by when they arrived, not by their date, so
+    // they are not all counted at once.
+    server.kill_and_restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        alerts(&server, &admin, "state=all").await,
+        Vec::<Value>::new()
+    );
+}

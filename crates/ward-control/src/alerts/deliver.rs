@@ -123,6 +123,7 @@ pub async fn run(state: AppState) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(3))
         .redirect(reqwest::redirect::Policy::none())
         .build()
     {
@@ -146,7 +147,8 @@ pub async fn run(state: AppState) {
     }
 }
 
-type Group = (String, String, String, String);
+/// (tenant, rule, transition): notifications one request carries.
+type Group = (String, String, String);
 
 async fn deliver_due(state: &AppState, client: &reqwest::Client) {
     let now = now_ms();
@@ -161,77 +163,101 @@ async fn deliver_due(state: &AppState, client: &reqwest::Client) {
             return;
         }
     };
-    let mut groups: BTreeMap<Group, Vec<(NotificationRow, AlertRow)>> = BTreeMap::new();
+    // Per receiver, its groups in turn; receivers side by side, so one
+    // that hangs (up to the request timeout per group) delays only itself.
+    let mut receivers: BTreeMap<String, BTreeMap<Group, Batch>> = BTreeMap::new();
     for (notification, alert) in due {
         let key = (
-            notification.receiver.clone(),
             notification.tenant_id.clone(),
             alert.rule.clone(),
             notification.transition.clone(),
         );
-        groups.entry(key).or_default().push((notification, alert));
+        receivers
+            .entry(notification.receiver.clone())
+            .or_default()
+            .entry(key)
+            .or_default()
+            .push((notification, alert));
     }
-    for ((receiver, tenant, rule, transition), items) in groups {
-        let target = state
-            .alerting
-            .targets
-            .iter()
-            .find(|target| target.name == receiver);
-        let result = match target {
-            Some(target) => {
-                let alerts: Vec<&AlertRow> = items.iter().map(|(_, alert)| alert).collect();
-                let first = items.first().map_or(0, |(n, _)| n.id);
-                send(
-                    client,
-                    target,
-                    &state.config.public_url,
-                    &format!("{tenant}/{rule}"),
-                    &transition,
-                    &alerts,
-                    first,
-                )
-                .await
-            }
-            None => Err(format!(
-                "receiver `{receiver}` is no longer configured; retry after adding it back"
-            )),
-        };
-        let now = now_ms();
-        let attempts: Vec<(i64, Attempt)> = items
-            .iter()
-            .map(|(notification, _)| {
-                let attempt = match (&result, target) {
-                    (Ok(()), _) => Attempt::Delivered,
-                    (Err(error), Some(target))
-                        if notification.attempts + 1 < i64::from(target.attempts) =>
-                    {
-                        Attempt::Retry {
-                            error: error.clone(),
-                            next_ms: now + backoff_ms(target.backoff_secs, notification.attempts),
-                        }
-                    }
-                    (Err(error), _) => Attempt::GiveUp {
-                        error: error.clone(),
-                    },
-                };
-                (notification.id, attempt)
-            })
-            .collect();
-        if let Err(error) = &result {
-            tracing::warn!(receiver = %receiver, %tenant, rule = %rule, %error, "alert notification failed");
+    let work = receivers.into_iter().map(|(receiver, groups)| async move {
+        for (key, items) in groups {
+            deliver_group(state, client, &receiver, key, items).await;
         }
-        if let Err(error) = state
-            .store
-            .write(move |ctx| {
-                for (id, attempt) in &attempts {
-                    ward_store::record_attempt(ctx.conn(), *id, attempt, now)?;
-                }
-                Ok(())
-            })
+    });
+    futures_util::future::join_all(work).await;
+}
+
+/// Notifications of one group due together.
+type Batch = Vec<(NotificationRow, AlertRow)>;
+
+/// Sends one group to `receiver` and records the attempt of each of its
+/// notifications.
+async fn deliver_group(
+    state: &AppState,
+    client: &reqwest::Client,
+    receiver: &str,
+    (tenant, rule, transition): Group,
+    items: Batch,
+) {
+    let target = state
+        .alerting
+        .targets
+        .iter()
+        .find(|target| target.name == receiver);
+    let result = match target {
+        Some(target) => {
+            let alerts: Vec<&AlertRow> = items.iter().map(|(_, alert)| alert).collect();
+            let first = items.first().map_or(0, |(n, _)| n.id);
+            send(
+                client,
+                target,
+                &state.config.public_url,
+                &format!("{tenant}/{rule}"),
+                &transition,
+                &alerts,
+                first,
+            )
             .await
-        {
-            tracing::error!(%error, "cannot record alert delivery attempts");
         }
+        None => Err(format!(
+            "receiver `{receiver}` is no longer configured; retry after adding it back"
+        )),
+    };
+    let now = now_ms();
+    let attempts: Vec<(i64, Attempt)> = items
+        .iter()
+        .map(|(notification, _)| {
+            let attempt = match (&result, target) {
+                (Ok(()), _) => Attempt::Delivered,
+                (Err(error), Some(target))
+                    if notification.attempts + 1 < i64::from(target.attempts) =>
+                {
+                    Attempt::Retry {
+                        error: error.clone(),
+                        next_ms: now + backoff_ms(target.backoff_secs, notification.attempts),
+                    }
+                }
+                (Err(error), _) => Attempt::GiveUp {
+                    error: error.clone(),
+                },
+            };
+            (notification.id, attempt)
+        })
+        .collect();
+    if let Err(error) = &result {
+        tracing::warn!(receiver = %receiver, %tenant, rule = %rule, %error, "alert notification failed");
+    }
+    if let Err(error) = state
+        .store
+        .write(move |ctx| {
+            for (id, attempt) in &attempts {
+                ward_store::record_attempt(ctx.conn(), *id, attempt, now)?;
+            }
+            Ok(())
+        })
+        .await
+    {
+        tracing::error!(%error, "cannot record alert delivery attempts");
     }
 }
 
@@ -466,14 +492,23 @@ fn slack(transition: &str, alerts: &[&AlertRow], public_url: &str) -> Value {
             format!(
                 "[{}] {status} {} ({}): {} <{}|details>",
                 alert.severity.to_uppercase(),
-                alert.rule,
-                alert.tenant_id,
-                alert.explanation,
+                slack_escape(&alert.rule),
+                slack_escape(&alert.tenant_id),
+                slack_escape(&alert.explanation),
                 link(public_url, alert)
             )
         })
         .collect();
     json!({ "text": lines.join("\n") })
+}
+
+/// Text Slack shows as written: its control sequences (`<!channel>`,
+/// `<url|label>`) start with `<`, and `&` escapes; a path or name an agent
+/// chose must not become a mention or a disguised link.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn pagerduty(routing_key: &str, transition: &str, alert: &AlertRow, public_url: &str) -> Value {
@@ -526,6 +561,14 @@ mod tests {
         );
         assert_eq!(sign("Jefe", 1, "x"), sign("Jefe", 1, "x"), "deterministic");
         assert_ne!(sign("Jefe", 1, "x"), sign("Jefe", 2, "x"));
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        assert_eq!(
+            slack_escape("/home/a/.ssh/<!channel> & <https://x|y>"),
+            "/home/a/.ssh/&lt;!channel&gt; &amp; &lt;https://x|y&gt;"
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ use ward_telemetry::signal::{Signal, Signals};
 use crate::AppState;
 use crate::util::now_ms;
 
+/// How late an event may arrive and still count in the history.
+const MAX_HISTORY_LAG_MS: i64 = 24 * 3600 * 1000;
+
 /// How often the baselines are recomputed.
 const REFRESH: Duration = Duration::from_secs(60);
 
@@ -46,7 +49,15 @@ pub fn slot_counts(
         let (Some(row), Some(signals)) = (rows.get(index), signals.get(index)) else {
             continue;
         };
-        let slot = slot_of(row.ts_ms);
+        // History is what happened, dated no later than it arrived; an
+        // event older than a day when it arrived shapes no baseline (a
+        // device cannot backdate events to raise its own usual rate).
+        let at = super::effective_ms(row);
+        let received = ward_model::timestamp::parse_rfc3339(&row.received_at).unwrap_or(at);
+        if at < received - MAX_HISTORY_LAG_MS {
+            continue;
+        }
+        let slot = slot_of(at);
         for signal in signals.iter() {
             for (kind, subject) in [
                 ("agent", row.agent_id.as_str()),
@@ -357,6 +368,33 @@ mod tests {
             counts
                 .iter()
                 .all(|(k, _)| k.subject != "mallory@example.com")
+        );
+    }
+
+    #[test]
+    fn late_and_future_dated_events_do_not_shape_the_history() {
+        let received = "2026-12-08T12:00:00.000Z";
+        let received_ms = ward_model::timestamp::parse_rfc3339(received).unwrap_or_default();
+        let mut rows = vec![
+            row("agt_1", "http:get", received_ms - 25 * 3600 * 1000),
+            row("agt_1", "http:get", received_ms + 3600 * 1000),
+        ];
+        for row in &mut rows {
+            row.received_at = received.into();
+        }
+        let sigs: Vec<Signals> = rows
+            .iter()
+            .map(|r| signals(&r.action, &r.result, false))
+            .collect();
+        let counts = slot_counts(&rows, &sigs, &[0, 1], "alice@example.com");
+        let slots: Vec<i64> = counts.iter().map(|(k, _)| k.slot).collect();
+        assert!(
+            slots.iter().all(|s| *s == slot_of(received_ms)),
+            "{slots:?}"
+        );
+        assert!(
+            !counts.is_empty(),
+            "the future-dated one counts when received"
         );
     }
 

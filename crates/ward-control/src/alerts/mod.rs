@@ -36,6 +36,9 @@ use crate::util::now_ms;
 pub struct Alerting {
     rules: RuleSet,
     history: history::History,
+    /// Held from changing the engine until its transitions are stored, so
+    /// transitions reach the store in the order the engine made them.
+    order: tokio::sync::Mutex<()>,
     targets: Vec<deliver::Target>,
     engine: Mutex<Engine>,
     wake: tokio::sync::Notify,
@@ -48,6 +51,7 @@ impl Alerting {
         Alerting {
             engine: Mutex::new(Engine::new(rules.rules.clone())),
             history: history::History::default(),
+            order: tokio::sync::Mutex::new(()),
             rules,
             targets,
             wake: tokio::sync::Notify::new(),
@@ -76,8 +80,10 @@ impl Alerting {
 pub async fn start(state: &AppState) -> Result<(), crate::ApiError> {
     let firing = state.store.read(ward_store::firing_alerts).await?;
     let restored: Vec<Alert> = firing.iter().map(alert_of_row).collect();
+    let _order = state.alerting.order.lock().await;
     let gone = lock(&state.alerting.engine).restore(restored, now_ms());
     record(state, gone).await;
+    drop(_order);
     history::refresh(state).await?;
     replay(state).await?;
     tokio::spawn(tick_loop(state.clone()));
@@ -105,6 +111,7 @@ pub async fn observe(
     fresh: &[usize],
 ) {
     let now = now_ms();
+    let _order = state.alerting.order.lock().await;
     let mut changes = Vec::new();
     {
         let mut engine = lock(&state.alerting.engine);
@@ -144,9 +151,17 @@ fn event<'a>(row: &'a AgentEventRow, owner: &'a str, signals: Signals) -> Event<
         signals,
         action: &row.action,
         target: &row.target,
-        ts_ms: row.ts_ms,
+        ts_ms: effective_ms(row),
         correlation_id: &row.correlation_id,
     }
+}
+
+/// When an event counts: its own time, but never after the server received
+/// it (a device clock running ahead, or a forged date, cannot move events
+/// into the future, where a restart would replay them all at once).
+pub fn effective_ms(row: &AgentEventRow) -> i64 {
+    let received = ward_model::timestamp::parse_rfc3339(&row.received_at).unwrap_or(row.ts_ms);
+    row.ts_ms.min(received)
 }
 
 /// Events read per page when replaying.
@@ -162,17 +177,24 @@ async fn replay(state: &AppState) -> Result<(), crate::ApiError> {
     if longest == 0 {
         return Ok(());
     }
-    let since = now - i64::from(longest) * 1000;
+    // By the time received: an event counts no later than it arrived.
+    let since = ward_model::timestamp::rfc3339(now - i64::from(longest) * 1000);
     let mut after = 0;
     loop {
         let page = state
             .store
-            .read(move |conn| ward_store::agent_events_since(conn, since, after, REPLAY_PAGE))
+            .read({
+                let since = since.clone();
+                move |conn| {
+                    ward_store::agent_events_received_since(conn, &since, after, REPLAY_PAGE)
+                }
+            })
             .await?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
         after = last.id;
+        let _order = state.alerting.order.lock().await;
         let mut changes = Vec::new();
         {
             let mut engine = lock(&state.alerting.engine);
@@ -213,6 +235,7 @@ async fn tick_loop(state: AppState) {
             None
         };
         count = count.wrapping_add(1);
+        let _order = state.alerting.order.lock().await;
         let changes = lock(&state.alerting.engine).tick(now_ms(), contacts.as_deref());
         record(&state, changes).await;
     }
@@ -254,9 +277,9 @@ async fn contacts(state: &AppState) -> Result<Vec<Contact>, crate::ApiError> {
 
 /// Stores each transition with its notifications (none for a silenced
 /// alert) and an audit entry, then wakes the delivery; an update only
-/// stores the alert's new figures. A store failure is
-/// logged: the engine already moved on, and a firing alert it lost is
-/// raised again by the next event that meets its condition.
+/// stores the alert's new figures. Callers hold [`Alerting::order`]. If
+/// the store fails, the engine is put back (a fire forgotten, a resolution
+/// undone), so the next event or tick judges the condition again.
 async fn record(state: &AppState, changes: Vec<Transition>) {
     if changes.is_empty() {
         return;
@@ -273,6 +296,7 @@ async fn record(state: &AppState, changes: Vec<Transition>) {
             Vec::new()
         }
     };
+    let undo = changes.clone();
     let mut work = Vec::with_capacity(changes.len());
     for change in changes {
         let (alert, kind) = match change {
@@ -305,7 +329,14 @@ async fn record(state: &AppState, changes: Vec<Transition>) {
                     )?;
                     continue;
                 } else if kind == Kind::Fired {
-                    let id = ward_store::fire_alert(ctx.conn(), &row, &receivers, now)?;
+                    let mut id = ward_store::fire_alert(ctx.conn(), &row, &receivers, now)?;
+                    if id.is_none() {
+                        // The store still holds an episode the engine no
+                        // longer does (its resolution was lost): close it,
+                        // notifying, then record this one.
+                        ward_store::resolve_alert(ctx.conn(), &row.fingerprint, now, &receivers)?;
+                        id = ward_store::fire_alert(ctx.conn(), &row, &receivers, now)?;
+                    }
                     ("alert.fire", id.map(|id| (id, row.clone())))
                 } else {
                     let resolved = ward_store::resolve_alert(
@@ -339,7 +370,17 @@ async fn record(state: &AppState, changes: Vec<Transition>) {
         .await;
     match written {
         Ok(()) => state.alerting.wake.notify_one(),
-        Err(error) => tracing::error!(%error, "cannot store alert transitions"),
+        Err(error) => {
+            tracing::error!(%error, "cannot store alert transitions; undoing them so they are judged again");
+            let mut engine = lock(&state.alerting.engine);
+            for change in undo {
+                match change {
+                    Transition::Fired(alert) => engine.forget(&alert.fingerprint),
+                    Transition::Resolved(alert) => engine.reinstate(alert),
+                    Transition::Updated(_) => {}
+                }
+            }
+        }
     }
 }
 

@@ -65,7 +65,16 @@ pub async fn accept(
             .agent_events
             .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
-    alerts::observe(state, &agent.owner, &rows, &signals, &stored.fresh).await;
+    // Counted in a task of its own: once the batch is durable, a client
+    // that hangs up cannot keep its events from the engine (a resend would
+    // be a duplicate and never counted).
+    let (counting, owner, fresh) = (state.clone(), agent.owner.clone(), stored.fresh.clone());
+    let observed = tokio::spawn(async move {
+        alerts::observe(&counting, &owner, &rows, &signals, &fresh).await;
+    });
+    // The answer waits for it, so a caller that reads alerts after shipping
+    // sees what its events fired; dropping this wait does not cancel it.
+    let _ = observed.await;
     Ok(EventsAccepted {
         stored: stored.stored,
         duplicates: stored.duplicates,

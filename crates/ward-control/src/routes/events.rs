@@ -346,11 +346,20 @@ impl Tail {
             match self
                 .state
                 .store
-                .read(move |conn| ward_store::query_agent_events(conn, &filter))
+                .read(move |conn| {
+                    // The newest position first: every event up to it was
+                    // committed before the query runs, so if none matches,
+                    // the tail moves past them all and never scans them
+                    // again (a rare filter stays cheap however long it runs).
+                    let newest = ward_store::last_agent_event(conn, &filter.tenant)?;
+                    Ok((newest, ward_store::query_agent_events(conn, &filter)?))
+                })
                 .await
             {
-                Ok(rows) if !rows.is_empty() => self.buffer.extend(rows),
-                Ok(_) => {
+                Ok((_, rows)) if !rows.is_empty() => self.buffer.extend(rows),
+                Ok((newest, _)) => {
+                    let after = self.filter.after_id.unwrap_or(0);
+                    self.filter.after_id = Some(after.max(newest));
                     if self.signal.changed().await.is_err() {
                         return None;
                     }
