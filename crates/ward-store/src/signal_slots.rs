@@ -22,6 +22,14 @@ CREATE TABLE signal_slots (
     PRIMARY KEY (kind, signal, tenant_id, subject, slot)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX signal_slots_by_slot ON signal_slots(slot);
+CREATE TABLE signal_subjects (
+    kind TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    first_slot INTEGER NOT NULL,
+    PRIMARY KEY (kind, signal, tenant_id, subject)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// Events of one signal of one subject in one slot.
@@ -46,6 +54,11 @@ pub fn add_signal_slots(conn: &Connection, counts: &[(SlotKey, i64)]) -> Result<
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (kind, signal, tenant_id, subject, slot) DO UPDATE SET count = count + excluded.count",
     )?;
+    let mut first = conn.prepare_cached(
+        "INSERT INTO signal_subjects (kind, signal, tenant_id, subject, first_slot) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, signal, tenant_id, subject) \
+         DO UPDATE SET first_slot = min(first_slot, excluded.first_slot)",
+    )?;
     for (key, count) in counts {
         statement.execute(params![
             key.tenant_id,
@@ -55,24 +68,56 @@ pub fn add_signal_slots(conn: &Connection, counts: &[(SlotKey, i64)]) -> Result<
             key.slot,
             count
         ])?;
+        first.execute(params![
+            key.kind,
+            key.signal,
+            key.tenant_id,
+            key.subject,
+            key.slot
+        ])?;
     }
     Ok(())
 }
 
-/// Every subject's non-zero slots of `kind` and `signal` from `since_slot`
-/// on: (tenant, subject, slot, count), grouped by subject.
-pub fn signal_slots_since(
+/// The non-zero slots of `kind` and `signal` within the `[start, end)`
+/// `ranges` (a baseline's few slots, read through the slot index):
+/// (tenant, subject, slot, count), grouped by subject, slots ascending.
+pub fn signal_slots_in(
     conn: &Connection,
     kind: &str,
     signal: &str,
-    since_slot: i64,
+    ranges: &[(i64, i64)],
 ) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT tenant_id, subject, slot, count FROM signal_slots \
-         WHERE kind = ?1 AND signal = ?2 AND slot >= ?3 ORDER BY tenant_id, subject, slot",
+        "SELECT tenant_id, subject, slot, count FROM signal_slots INDEXED BY signal_slots_by_slot \
+         WHERE slot >= ?3 AND slot < ?4 AND kind = ?1 AND signal = ?2",
     )?;
-    let rows = statement.query_map(params![kind, signal, since_slot], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    let mut rows = Vec::new();
+    for (start, end) in ranges {
+        let found = statement.query_map(params![kind, signal, start, end], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        for row in found {
+            rows.push(row?);
+        }
+    }
+    rows.sort();
+    rows.dedup();
+    Ok(rows)
+}
+
+/// When each subject of `kind` and `signal` was first counted: (tenant,
+/// subject) to its first slot.
+pub fn first_slots(
+    conn: &Connection,
+    kind: &str,
+    signal: &str,
+) -> Result<std::collections::HashMap<(String, String), i64>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT tenant_id, subject, first_slot FROM signal_subjects WHERE kind = ?1 AND signal = ?2",
+    )?;
+    let rows = statement.query_map(params![kind, signal], |row| {
+        Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -132,17 +177,22 @@ mod tests {
             .await
             .unwrap();
         let rows = store
-            .read(|conn| signal_slots_since(conn, "user", "external_call", 0))
+            .read(|conn| signal_slots_in(conn, "user", "external_call", &[(0, 11), (12, 13)]))
             .await
             .unwrap();
         assert_eq!(
             rows,
             [
                 ("ten_a".into(), "alice".into(), 10, 5),
-                ("ten_a".into(), "alice".into(), 12, 1),
-                ("ten_a".into(), "bob".into(), 11, 1)
+                ("ten_a".into(), "alice".into(), 12, 1)
             ]
         );
+        let first = store
+            .read(|conn| first_slots(conn, "user", "external_call"))
+            .await
+            .unwrap();
+        assert_eq!(first[&("ten_a".to_owned(), "alice".to_owned())], 10);
+        assert_eq!(first[&("ten_a".to_owned(), "bob".to_owned())], 11);
         let pruned = store
             .write(|ctx| prune_signal_slots(ctx.conn(), 11))
             .await

@@ -92,6 +92,31 @@ pub fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+/// The slots of this hour of the week in each of the previous [`WEEKS`]
+/// weeks, as `[start, end)` ranges.
+pub fn seasonal_ranges(now_slot: i64) -> Vec<(i64, i64)> {
+    let hour_start = now_slot - now_slot.rem_euclid(4);
+    (1..=WEEKS)
+        .map(|week| {
+            let start = hour_start - week * WEEK_SLOTS;
+            (start, start + 4)
+        })
+        .collect()
+}
+
+/// The last day's slots before `now_slot`, `[start, end)`.
+pub fn recent_range(now_slot: i64) -> (i64, i64) {
+    (now_slot - RECENT_SLOTS, now_slot)
+}
+
+/// Every slot a baseline at `now_slot` may read: the only history a
+/// caller needs to load.
+pub fn slots_used(now_slot: i64) -> Vec<(i64, i64)> {
+    let mut ranges = seasonal_ranges(now_slot);
+    ranges.push(recent_range(now_slot));
+    ranges
+}
+
 /// The baseline at slot `now_slot` from `counts` (events per slot; slots
 /// missing are zero) for a subject first seen in slot `first_seen`,
 /// scaled to `window_secs`; `None` with too little history.
@@ -102,12 +127,10 @@ pub fn baseline(
     window_secs: u32,
 ) -> Option<Baseline> {
     let count = |slot: i64| counts.get(&slot).copied().unwrap_or(0) as f64;
-    let hour_start = now_slot - now_slot.rem_euclid(4);
     let mut seasonal = Vec::new();
     let mut weeks = 0;
-    for week in 1..=WEEKS {
-        let start = hour_start - week * WEEK_SLOTS;
-        let slots: Vec<i64> = (start..start + 4).filter(|s| *s >= first_seen).collect();
+    for (start, end) in seasonal_ranges(now_slot) {
+        let slots: Vec<i64> = (start..end).filter(|s| *s >= first_seen).collect();
         if !slots.is_empty() {
             weeks += 1;
         }
@@ -116,7 +139,8 @@ pub fn baseline(
     let (samples, basis) = if seasonal.len() >= MIN_SEASONAL_SAMPLES {
         (seasonal, Basis::HourOfWeek { weeks })
     } else {
-        let recent: Vec<f64> = (now_slot - RECENT_SLOTS..now_slot)
+        let (start, end) = recent_range(now_slot);
+        let recent: Vec<f64> = (start..end)
             .filter(|s| *s >= first_seen)
             .map(count)
             .collect();

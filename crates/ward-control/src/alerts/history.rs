@@ -2,7 +2,9 @@
 //! subjects' 15-minute slot counts (`signal_slots`, in the events'
 //! transaction); a task recomputes the baselines the rules need from that
 //! history at start and every minute, holds them in memory for the engine
-//! (which must not wait on the database), publishes them as
+//! (which must not wait on the database; only the slots a baseline reads,
+//! about 112 per subject, are loaded, with each subject's first slot from
+//! `signal_subjects`), publishes them as
 //! `ward_alert_baseline` for the Prometheus rules `ward alerts export`
 //! writes, and prunes slots older than the history used (four weeks and an
 //! hour). `ward baselines show` reads one agent's history on demand.
@@ -114,7 +116,12 @@ impl Baselines for History {
 /// The baselines of every subject with history for a rule shape, at slot
 /// `now_slot`, from its rows (tenant, subject, slot, count; grouped by
 /// subject, slots ascending). A subject is first seen at its first slot.
-pub fn compute(rows: &[(String, String, i64, i64)], now_slot: i64, window_secs: u32) -> BySubject {
+pub fn compute(
+    rows: &[(String, String, i64, i64)],
+    first_seen: &HashMap<(String, String), i64>,
+    now_slot: i64,
+    window_secs: u32,
+) -> BySubject {
     let mut out: BySubject = HashMap::new();
     let mut start = 0;
     while start < rows.len() {
@@ -127,7 +134,11 @@ pub fn compute(rows: &[(String, String, i64, i64)], now_slot: i64, window_secs: 
             .iter()
             .map(|(_, _, slot, count)| (*slot, u64::try_from(*count).unwrap_or(0)))
             .collect();
-        let first_seen = counts.keys().next().copied().unwrap_or(now_slot);
+        let first_seen = first_seen
+            .get(&(tenant.clone(), subject.clone()))
+            .copied()
+            .or_else(|| counts.keys().next().copied())
+            .unwrap_or(now_slot);
         if let Some(found) = baseline::baseline(&counts, first_seen, now_slot, window_secs) {
             out.entry(tenant.clone())
                 .or_default()
@@ -159,13 +170,20 @@ pub async fn refresh(state: &AppState) -> Result<(), crate::ApiError> {
         .collect();
     let mut fresh = HashMap::new();
     for (signal, by, window_secs) in shapes {
-        let rows = state
+        // Only the slots a baseline reads: a few per subject, not weeks.
+        let ranges = baseline::slots_used(now_slot);
+        let (rows, first) = state
             .store
-            .read(move |conn| ward_store::signal_slots_since(conn, kind(by), signal.name(), since))
+            .read(move |conn| {
+                Ok((
+                    ward_store::signal_slots_in(conn, kind(by), signal.name(), &ranges)?,
+                    ward_store::first_slots(conn, kind(by), signal.name())?,
+                ))
+            })
             .await?;
         fresh.insert(
             (signal, by, window_secs),
-            compute(&rows, now_slot, window_secs),
+            compute(&rows, &first, now_slot, window_secs),
         );
     }
     *state
@@ -405,7 +423,7 @@ mod tests {
             rows.push(("ten_a".to_owned(), "alice".to_owned(), slot, 4));
         }
         rows.push(("ten_a".to_owned(), "bob".to_owned(), 99, 50));
-        let found = compute(&rows, 100, 900);
+        let found = compute(&rows, &HashMap::new(), 100, 900);
         assert_eq!(found["ten_a"].len(), 1, "bob has too little history");
         assert_eq!(found["ten_a"]["alice"].per_window, 4.0);
     }
