@@ -22,6 +22,7 @@ mod routes;
 mod switches;
 mod util;
 
+pub use broker::events::store_batch;
 pub use error::ApiError;
 pub use openapi::openapi_json;
 

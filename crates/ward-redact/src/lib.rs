@@ -238,6 +238,8 @@ pub const MIN_SECRET_VALUE_LEN: usize = 8;
 pub struct Redactor {
     rules: rules::Compiled,
     values: SecretValues,
+    /// `false` only for [`Redactor::disabled`].
+    enabled: bool,
 }
 
 /// The exact values to redact, matched leftmost-longest.
@@ -262,6 +264,7 @@ impl Default for Redactor {
         Redactor {
             rules: rules::Compiled::get(),
             values: SecretValues::default(),
+            enabled: true,
         }
     }
 }
@@ -270,6 +273,15 @@ impl Redactor {
     /// The default rule set (same as [`Redactor::default`]).
     pub fn new() -> Redactor {
         Redactor::default()
+    }
+
+    /// A redactor that finds nothing: the baseline a benchmark measures
+    /// redaction's cost against. Never give it data to protect.
+    pub fn disabled() -> Redactor {
+        Redactor {
+            enabled: false,
+            ..Redactor::default()
+        }
     }
 
     /// Also redacts these exact values wherever they appear (as
@@ -358,6 +370,9 @@ impl Redactor {
     /// sorted, not overlapping (overlapping detections are merged).
     pub fn findings(&self, text: &str) -> Vec<Finding> {
         let mut found = Vec::new();
+        if !self.enabled {
+            return found;
+        }
         self.rules.scan(text, &mut found);
         pii::emails(text, &mut found);
         pii::numbers(text, &mut found);

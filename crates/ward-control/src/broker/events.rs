@@ -42,8 +42,25 @@ pub async fn accept(
     let cached =
         device::authenticate(state, proof, &batch.agent_id, EVENTS_PATH, now / 1000).await?;
     let agent = &cached.row;
-    let fail = |error: ApiError| (error, Some(agent.tenant_id.clone()));
-    let rows = read_batch(agent, batch.events, &rfc3339(now), &state.redactor).map_err(fail)?;
+    store_batch(state, agent, batch.events, &state.redactor)
+        .await
+        .map_err(|error| (error, Some(agent.tenant_id.clone())))
+}
+
+/// Stores an authenticated `agent`'s batch (checked, redacted with
+/// `redactor`, classified, with its history counts, in one transaction),
+/// then counts it in the metrics and the engine: everything
+/// `POST /v1/events` does after the proof. Public so the ingest benchmark
+/// measures this very path (with `ward_redact::Redactor::disabled()` as
+/// its baseline); the server always passes its own redactor.
+pub async fn store_batch(
+    state: &AppState,
+    agent: &AgentRow,
+    events: Vec<AgentEvent>,
+    redactor: &Redactor,
+) -> Result<EventsAccepted, ApiError> {
+    let now = now_ms();
+    let rows = read_batch(agent, events, &rfc3339(now), redactor)?;
     let signals: Vec<Signals> = rows
         .iter()
         .map(|row| alerts::classify(state, row))
@@ -58,8 +75,7 @@ pub async fn accept(
             ward_store::add_signal_slots(ctx.conn(), &slots)?;
             Ok(stored)
         })
-        .await
-        .map_err(|e| fail(e.into()))?;
+        .await?;
     if stored.stored > 0 {
         state
             .agent_events
