@@ -280,18 +280,8 @@ pub async fn stream(
             q: query.q,
         },
     )?;
-    let after = match headers.get("last-event-id") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "Last-Event-ID",
-                    "`Last-Event-ID` must be an event id from this stream",
-                )
-            })?,
+    let after = match super::watch::last_event_id(&headers)? {
+        Some(after) => after,
         None => {
             state
                 .store

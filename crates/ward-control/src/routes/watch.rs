@@ -107,6 +107,27 @@ pub async fn watch(
     follow(state, tenant, &headers).await
 }
 
+/// The position a stream resumes after: the request's `Last-Event-ID`
+/// (an id this stream sent), or `None` to start from now.
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Last-Event-ID",
+                        "`Last-Event-ID` must be an event id from this stream",
+                    )
+                })
+        })
+        .transpose()
+}
+
 /// The change feed of `tenant` (and instance-wide changes; every tenant's
 /// when `None`) as server-sent events, from the request's `Last-Event-ID`
 /// or else from now: the stream of `GET /v1/watch` and of an agent's
@@ -116,18 +137,8 @@ pub(crate) async fn follow(
     tenant: Option<String>,
     headers: &HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
-    let after = match headers.get("last-event-id") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "Last-Event-ID",
-                    "`Last-Event-ID` must be an event id from this stream",
-                )
-            })?,
+    let after = match last_event_id(headers)? {
+        Some(after) => after,
         None => state.store.read(ward_store::last_event).await?,
     };
     let signal = state.events.subscribe();
